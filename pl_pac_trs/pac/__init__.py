@@ -1,0 +1,1 @@
+"""pac subpackage."""

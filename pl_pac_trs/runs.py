@@ -1,0 +1,111 @@
+"""Run directories and Weights & Biases set-up shared by the CLI, the callbacks and the modules.
+
+Every run has one *run directory* where its artefacts go (resolved config, plots, metric tables):
+the W&B run's ``files`` directory when a :class:`~lightning.pytorch.loggers.WandbLogger` is
+attached (so that ``wandb sync`` uploads them), else the trainer's ``log_dir``.
+"""
+
+from __future__ import annotations
+
+import netrc
+import os
+from pathlib import Path
+from urllib.parse import urlparse
+
+from lightning.pytorch import Trainer
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities import rank_zero_info
+
+__all__ = ["ensure_wandb_mode", "find_wandb_logger", "run_dir", "wandb_run_summary"]
+
+
+def _wandb_host() -> str:
+    base = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
+    return urlparse(base).hostname or "api.wandb.ai"
+
+
+def wandb_has_credentials() -> bool:
+    """Whether W&B could log in without asking: an API key in the environment or in ``~/.netrc``."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    netrc_path = os.environ.get("NETRC", os.path.join(os.path.expanduser("~"), ".netrc"))
+    try:
+        return netrc.netrc(netrc_path).authenticators(_wandb_host()) is not None
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+
+
+def ensure_wandb_mode() -> str:
+    """Pick the W&B mode for this process before any run starts.
+
+    An explicit ``WANDB_MODE`` is respected. Without it and without credentials, W&B would prompt
+    for a login (and hang with no terminal) or fail, so the run goes offline instead; the
+    process environment is updated so that DDP workers launched later inherit the choice.
+
+    Returns:
+        The mode in force: ``"online"``, ``"offline"``, ``"disabled"`` or whatever was set.
+    """
+    mode = os.environ.get("WANDB_MODE")
+    if mode:
+        return mode
+    if wandb_has_credentials():
+        return "online"
+    os.environ["WANDB_MODE"] = "offline"
+    return "offline"
+
+
+def find_wandb_logger(trainer: Trainer) -> WandbLogger | None:
+    """The first :class:`WandbLogger` among the trainer's loggers, if any."""
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger):
+            return logger
+    return None
+
+
+def run_dir(trainer: Trainer) -> Path:
+    """This run's artefact directory (created if missing). Meaningful on global rank zero.
+
+    Args:
+        trainer: The trainer of the run.
+
+    Returns:
+        The W&B run's ``files`` directory when a ``WandbLogger`` is attached, else
+        ``trainer.log_dir`` (or ``trainer.default_root_dir`` without a logger).
+    """
+    logger = find_wandb_logger(trainer)
+    path: str | None = None
+    if logger is not None and trainer.is_global_zero:
+        path = getattr(logger.experiment, "dir", None)
+    if path is None:
+        path = trainer.log_dir or trainer.default_root_dir
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def wandb_run_summary(trainer: Trainer) -> str | None:
+    """A one-paragraph note on where the W&B run was written and, offline, how to sync it."""
+    logger = find_wandb_logger(trainer)
+    if logger is None or not trainer.is_global_zero:
+        return None
+    experiment = logger.experiment
+    files_dir = getattr(experiment, "dir", None)
+    if files_dir is None:
+        return None
+    run_path = Path(files_dir).parent
+    if getattr(getattr(experiment, "settings", None), "mode", None) == "offline" or (
+        os.environ.get("WANDB_MODE") == "offline"
+    ):
+        return (
+            f"W&B run written offline to {run_path}\n"
+            f"  upload it later with: wandb sync {run_path}"
+        )
+    url = getattr(experiment, "url", None)
+    return f"W&B run directory: {run_path}" + (f"\n  view it at: {url}" if url else "")
+
+
+def announce_run(trainer: Trainer) -> None:
+    """Print :func:`wandb_run_summary` once, on rank zero."""
+    summary = wandb_run_summary(trainer)
+    if summary:
+        rank_zero_info(summary)
