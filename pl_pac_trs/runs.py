@@ -14,7 +14,6 @@ from urllib.parse import urlparse
 
 from lightning.pytorch import Trainer
 from lightning.pytorch.loggers import WandbLogger
-from lightning.pytorch.utilities import rank_zero_info
 
 __all__ = ["ensure_wandb_mode", "find_wandb_logger", "run_dir", "wandb_run_summary"]
 
@@ -51,6 +50,8 @@ def ensure_wandb_mode() -> str:
     if wandb_has_credentials():
         return "online"
     os.environ["WANDB_MODE"] = "offline"
+    # We print where the offline run went and how to sync it ourselves, once, on rank zero.
+    os.environ.setdefault("WANDB_SILENT", "true")
     return "offline"
 
 
@@ -97,15 +98,7 @@ def wandb_run_summary(trainer: Trainer) -> str | None:
         os.environ.get("WANDB_MODE") == "offline"
     ):
         return (
-            f"W&B run written offline to {run_path}\n"
-            f"  upload it later with: wandb sync {run_path}"
+            f"W&B run written offline to {run_path}\n  upload it later with: wandb sync {run_path}"
         )
     url = getattr(experiment, "url", None)
     return f"W&B run directory: {run_path}" + (f"\n  view it at: {url}" if url else "")
-
-
-def announce_run(trainer: Trainer) -> None:
-    """Print :func:`wandb_run_summary` once, on rank zero."""
-    summary = wandb_run_summary(trainer)
-    if summary:
-        rank_zero_info(summary)

@@ -1,0 +1,137 @@
+"""The ``pl-pac-trs`` command line: help, every shipped config, offline W&B, DDP, bad input."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from wandb_records import read_run
+
+from pl_pac_trs.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+ASSETS = Path(__file__).parent / "cli_assets"
+TINY = ASSETS / "tiny.yaml"
+SHIPPED_CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
+
+
+def clean_env(home: Path) -> dict[str, str]:
+    """The environment of a user with no W&B credentials and no WANDB_* settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_") and k != "NETRC"}
+    env.update(HOME=str(home), PYTHONPATH=str(ASSETS), PYTHONUNBUFFERED="1")
+    return env
+
+
+def run_cli(args: list[str], cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pl_pac_trs", *args],
+        cwd=cwd,
+        env=clean_env(cwd),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_help_from_console_script_and_module(tmp_path):
+    script = Path(sys.executable).with_name("pl-pac-trs")
+    for cmd in ([str(script), "--help"], [sys.executable, "-m", "pl_pac_trs", "--help"]):
+        out = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=120, env=clean_env(tmp_path)
+        )
+        assert out.returncode == 0, out.stderr
+        for word in ("fit", "validate", "test", "predict", "pl-pac-trs pac --help"):
+            assert word in out.stdout
+
+
+def test_configs_are_shipped():
+    assert SHIPPED_CONFIGS, "configs/ holds no YAML"
+
+
+@pytest.mark.parametrize("config", SHIPPED_CONFIGS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_print_config_parses_every_shipped_config(config, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(config), "--print_config"])
+    assert exit_info.value.code in (0, None)
+    resolved = yaml.safe_load(capsys.readouterr().out)
+    assert resolved["model"]["class_path"]
+    assert resolved["data"]["class_path"]
+
+
+def test_print_config_accepts_repeated_configs(tmp_path, capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(ASSETS))
+    override = tmp_path / "override.yaml"
+    override.write_text("trainer:\n  max_epochs: 7\nmodel:\n  init_args:\n    lr: 0.5\n")
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", str(TINY), "--config", str(override), "--print_config"])
+    resolved = yaml.safe_load(capsys.readouterr().out)
+    assert resolved["trainer"]["max_epochs"] == 7
+    assert resolved["model"]["init_args"]["lr"] == 0.5
+    assert resolved["model"]["class_path"] == "tiny_user_module.TinyRegressor"
+
+
+@pytest.mark.slow
+def test_offline_wandb_run_writes_run_dir_config_and_metrics(tmp_path):
+    out = run_cli(["fit", "--config", str(TINY)], cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    (run_path,) = (tmp_path / "runs" / "wandb").glob("offline-run-*")
+    # said once where the run went and how to sync it
+    assert out.stdout.count("wandb sync") == 1
+    assert f"wandb sync runs/wandb/{run_path.name}" in out.stdout
+    # resolved config saved in the run directory and as the W&B run config
+    saved = yaml.safe_load((run_path / "files" / "config.yaml").read_text())
+    assert saved["model"]["class_path"] == "tiny_user_module.TinyRegressor"
+    assert saved["trainer"]["max_epochs"] == 2
+    run = read_run(run_path)
+    assert run["config"]["model"]["class_path"] == "tiny_user_module.TinyRegressor"
+    val_losses = [row["val/loss"] for row in run["history"] if "val/loss" in row]
+    assert len(val_losses) == 2  # one per epoch
+    assert val_losses[1] < val_losses[0]
+
+
+@pytest.mark.slow
+@pytest.mark.ddp
+def test_two_process_ddp_on_cpu_logs_once(tmp_path):
+    args = ["fit", "--config", str(TINY), "--trainer.accelerator=cpu", "--trainer.devices=2"]
+    out = run_cli([*args, "--trainer.strategy=ddp"], cwd=tmp_path, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    runs = list((tmp_path / "runs" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1, runs
+    assert out.stdout.count("wandb sync") == 1
+    history = read_run(runs[0])["history"]
+    # 64 samples, batch 16, 2 ranks: 2 steps per epoch per rank, logged once per epoch by rank 0
+    assert [row["trainer/global_step"] for row in history if "val/loss" in row] == [1, 3]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--trainer.max_epohcs=3"], "--trainer.max_epohcs"),
+        (["--trainer.max_epochs=abc"], "trainer.max_epochs"),
+        (["--model.init_args.learning_rate=1"], "learning_rate"),
+        (["--config", "no/such/file.yaml"], "no/such/file.yaml"),
+    ],
+    ids=["unknown-key", "wrong-type", "unknown-init-arg", "missing-config-file"],
+)
+def test_bad_input_exits_nonzero_naming_the_culprit(args, expected, capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(ASSETS))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(TINY), *args, "--trainer.logger=false"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert expected in err
+    assert "Traceback" not in err
+    assert len(err.splitlines()) < 15  # a message, not a usage wall
+
+
+def test_validation_error_at_instantiation_is_one_clear_line(capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(ASSETS))
+    code = main(["fit", "--config", str(TINY), "--model.init_args.lr=-1", "--trainer.logger=false"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "lr must be > 0, got -1.0" in err
+    assert "Traceback" not in err
