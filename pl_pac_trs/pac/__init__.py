@@ -1,1 +1,47 @@
-"""pac subpackage."""
+"""PAC-Net (prune, allocate, calibrate) transfer learning as Lightning callbacks.
+
+Typical use (see ``docs/pac.md``)::
+
+    # source fit: dense training, pruning at epoch 20, then allocate in the same fit
+    Trainer(callbacks=[MagnitudePruning(amount=0.8, epoch=20), GradientMask("allocate")])
+    # target fit: start from the allocated source weights, train the redundant weights only
+    Trainer(callbacks=[LoadSourceWeights(src_ckpt, skip=["head"]),
+                       GradientMask("calibrate", lam=0.01, new_modules=["head"])])
+"""
+
+from pl_pac_trs.pac.baselines import L2SP, LinearProbe
+from pl_pac_trs.pac.masking import GradientMask
+from pl_pac_trs.pac.masks import (
+    CHECKPOINT_KEY,
+    load_masks,
+    mask_sparsity,
+    save_masks,
+    validate_masks,
+)
+from pl_pac_trs.pac.pruning import MagnitudePruning, apply_masks, compute_masks
+from pl_pac_trs.pac.targets import select_parameters
+from pl_pac_trs.pac.transfer import (
+    LoadSourceWeights,
+    load_source_weights,
+    source_state_dict,
+    source_view,
+)
+
+__all__ = [
+    "CHECKPOINT_KEY",
+    "L2SP",
+    "GradientMask",
+    "LinearProbe",
+    "LoadSourceWeights",
+    "MagnitudePruning",
+    "apply_masks",
+    "compute_masks",
+    "load_masks",
+    "load_source_weights",
+    "mask_sparsity",
+    "save_masks",
+    "select_parameters",
+    "source_state_dict",
+    "source_view",
+    "validate_masks",
+]

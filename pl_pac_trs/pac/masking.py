@@ -1,0 +1,316 @@
+"""Steps 2 and 3 of PAC-Net: train only one side of the masks, exactly.
+
+``GradientMask(phase="allocate")`` re-trains the source task on the essential weights only;
+``GradientMask(phase="calibrate")`` trains the target task on the redundant weights only, with
+the penalty ``lam * sum(w_r ** 2)``.
+
+Masking gradients alone is not exact: momentum and weight decay move weights whose gradient is
+zero. So the callback does two things:
+
+1. In ``on_before_optimizer_step`` (Lightning calls it after backward and gradient unscaling and
+   *before* gradient clipping) it zeroes the gradients of the frozen entries, so clipping norms
+   and optimizer statistics see only the trainable ones, and (calibrate) adds the penalty
+   gradient ``2 * lam * w`` to the redundant entries.
+2. A ``torch.optim.Optimizer.register_step_post_hook`` restores the frozen entries after every
+   real optimizer step (so it also covers gradient accumulation, AMP steps skipped by the grad
+   scaler and manual optimisation): allocate sets pruned entries back to exactly ``0.0``;
+   calibrate writes back the essential values stored compactly (``w[mask]`` only) at the start.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from pl_pac_trs.pac.masks import CHECKPOINT_KEY, Masks, load_masks, validate_masks
+from pl_pac_trs.pac.pruning import log_sparsity
+from pl_pac_trs.pac.targets import matches_any
+
+__all__ = ["GradientMask", "Phase"]
+
+Phase = Literal["allocate", "calibrate"]
+_PHASES = ("allocate", "calibrate")
+
+
+class GradientMask(Callback):
+    """Trains only the essential (allocate) or only the redundant (calibrate) weights, exactly.
+
+    Invariants (bit-exact, checked with ``torch.equal`` in the tests) for every masked parameter,
+    under any ``torch.optim`` optimizer (momentum, Adam moments, decoupled weight decay), 32-bit
+    or mixed precision, gradient clipping, gradient accumulation, resume and DDP:
+
+    * ``allocate``: pruned entries stay exactly ``0.0``.
+    * ``calibrate``: essential entries stay bit-identical to their values at the start of the
+      phase (the source checkpoint); redundant entries start at exactly ``0.0``.
+
+    What the masks do not cover (decided here; the paper is silent):
+
+    * allocate: biases, normalisation parameters and running statistics and every unmasked
+      parameter train normally on the source task.
+    * calibrate: with ``train_shared=False`` (default) every unmasked parameter outside
+      ``new_modules`` (biases, normalisation affine parameters, ...) is frozen
+      (``requires_grad=False`` from ``setup`` until ``teardown``) and batch-norm layers outside
+      ``new_modules`` run in eval mode, so their running statistics stay the source ones. This is
+      what makes the source model recoverable exactly (:func:`~pl_pac_trs.pac.source_view`).
+      Parameters of ``new_modules`` (e.g. a new target head) train normally, unregularised.
+
+    Args:
+        phase: ``"allocate"`` or ``"calibrate"``.
+        lam: Calibrate penalty strength ``lam * sum(w_r ** 2)`` over the redundant weights
+            (paper: 0.01). Added to the gradient (``2 * lam * w_r``), which equals adding it to the
+            loss of every (micro-)batch; it is not part of the logged training loss and is logged
+            as ``pac/penalty`` once per epoch. Ignored in allocate.
+        masks: A checkpoint written while masks existed, an exported masks file, or a mapping of
+            bool masks. ``None``: allocate takes the masks of a ``MagnitudePruning`` callback of
+            the same trainer; calibrate takes those of the checkpoint of a ``LoadSourceWeights``
+            callback. Masks are also restored from this callback's state on resume.
+        new_modules: Name patterns of modules that are new for this phase (typically a new target
+            head): their masks are dropped and they train normally.
+        train_shared: Calibrate only: train the unmasked shared parameters instead of freezing
+            them (the source model is then only recoverable with ``source_state``).
+        anchor_lam: Allocate only, default 0 (off): starting-point penalty
+            ``anchor_lam * ||w_e - w_e(start)||^2`` on the essential weights.
+        verbose: Print a summary when the masks are attached (rank zero).
+    """
+
+    def __init__(
+        self,
+        phase: Phase = "allocate",
+        lam: float = 0.01,
+        masks: str | os.PathLike | Mapping[str, Tensor] | None = None,
+        new_modules: Sequence[str] = (),
+        train_shared: bool = False,
+        anchor_lam: float = 0.0,
+        verbose: bool = True,
+    ) -> None:
+        if phase not in _PHASES:
+            raise ValueError(f"phase must be one of {_PHASES}, got {phase!r}")
+        if not isinstance(lam, (int, float)) or lam < 0:
+            raise ValueError(f"lam must be a number >= 0, got {lam!r}")
+        if not isinstance(anchor_lam, (int, float)) or anchor_lam < 0:
+            raise ValueError(f"anchor_lam must be a number >= 0, got {anchor_lam!r}")
+        if anchor_lam and phase != "allocate":
+            raise ValueError("anchor_lam is an option of phase='allocate' only")
+        if isinstance(new_modules, str):
+            new_modules = (new_modules,)
+        self.phase = phase
+        self.lam = float(lam)
+        self.masks_arg = masks
+        self.new_modules = tuple(new_modules)
+        self.train_shared = bool(train_shared)
+        self.anchor_lam = float(anchor_lam)
+        self.verbose = verbose
+        self.masks: Masks | None = None
+        self._restored: dict[str, Any] | None = None
+        self._essential: dict[str, Tensor] = {}
+        self._anchor: dict[str, Tensor] = {}
+        self._by_optimizer: dict[int, list[tuple[Tensor, Tensor, str]]] = {}
+        self._handles: list[Any] = []
+        self._frozen: list[nn.Parameter] = []
+        self._norm_modules: list[nn.Module] = []
+
+    # ------------------------------------------------------------------ set-up
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(phase=self.phase)
+
+    @property
+    def accepts_pruning_masks(self) -> bool:
+        """Whether masks made by ``MagnitudePruning`` in the same fit are taken."""
+        return self.phase == "allocate" and self.masks_arg is None
+
+    def _initial_masks(self, trainer: Trainer) -> Masks | None:
+        if isinstance(self.masks_arg, Mapping):
+            return dict(self.masks_arg)
+        if self.masks_arg is not None:
+            return load_masks(self.masks_arg)
+        from pl_pac_trs.pac.pruning import MagnitudePruning
+        from pl_pac_trs.pac.transfer import LoadSourceWeights
+
+        if self.phase == "allocate":
+            if any(isinstance(cb, MagnitudePruning) for cb in trainer.callbacks):
+                return None  # they arrive when pruning runs (or on resume)
+            raise ValueError(
+                "GradientMask(phase='allocate') found no masks: pass masks=<checkpoint or masks "
+                "file> or add a MagnitudePruning callback to the same Trainer"
+            )
+        for cb in trainer.callbacks:
+            if isinstance(cb, LoadSourceWeights):
+                return load_masks(cb.checkpoint)
+        raise ValueError(
+            "GradientMask(phase='calibrate') found no masks: pass masks=<allocated source "
+            "checkpoint or masks file>, or add a LoadSourceWeights callback whose checkpoint "
+            "carries masks"
+        )
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        names = [n for n, _ in pl_module.named_parameters()]
+        for pattern in self.new_modules:
+            if not any(matches_any(n, (pattern,)) for n in names):
+                raise ValueError(
+                    f"GradientMask: new_modules pattern {pattern!r} matches no parameter of "
+                    f"{type(pl_module).__name__}"
+                )
+        masks = self._initial_masks(trainer)
+        if masks is not None:
+            self.masks = validate_masks(masks, pl_module, ignore=self.new_modules)
+        if self.phase == "calibrate" and not self.train_shared:
+            assert self.masks is not None
+            for name, p in pl_module.named_parameters():
+                if name in self.masks or matches_any(name, self.new_modules):
+                    continue
+                if p.requires_grad:
+                    p.requires_grad_(False)
+                    self._frozen.append(p)
+            self._norm_modules = [
+                m
+                for name, m in pl_module.named_modules()
+                if isinstance(m, _BatchNorm) and not matches_any(name, self.new_modules)
+            ]
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        restored = self._restored
+        if restored is not None and restored.get("masks") is not None:
+            state_masks = validate_masks(restored["masks"], pl_module, ignore=self.new_modules)
+            if self.masks is not None and any(
+                not torch.equal(self.masks[k].cpu(), state_masks[k].cpu()) for k in self.masks
+            ):
+                raise ValueError(
+                    "GradientMask: the masks given differ from those in the checkpoint being "
+                    "resumed"
+                )
+            self.masks = state_masks
+        if self.masks is not None:
+            self.attach(trainer, pl_module, self.masks)
+
+    def attach(self, trainer: Trainer, pl_module: LightningModule, masks: Masks) -> None:
+        """Starts enforcing ``masks`` (called at fit start, or by ``MagnitudePruning``)."""
+        resumed = self._restored is not None and self._restored.get("masks") is not None
+        params = dict(pl_module.named_parameters())
+        self.masks = {k: m.to(params[k].device) for k, m in masks.items()}
+        self._remove_hooks()
+        with torch.no_grad():
+            for name, mask in self.masks.items():
+                p = params[name]
+                if not resumed:
+                    p.masked_fill_(~mask, 0.0)  # pruned (allocate) / start of calibration
+                if self.phase == "calibrate":
+                    self._essential[name] = p.detach()[mask].clone()
+                elif self.anchor_lam:
+                    anchor = (self._restored or {}).get("anchor") if resumed else None
+                    if anchor is not None and name in anchor:
+                        self._anchor[name] = anchor[name].to(p.device)
+                    else:
+                        self._anchor[name] = p.detach()[mask].clone()
+        owned = {id(params[k]): k for k in self.masks}
+        self._by_optimizer = {}
+        for opt in trainer.optimizers:
+            entries = []
+            for group in opt.param_groups:
+                for p in group["params"]:
+                    name = owned.get(id(p))
+                    if name is not None:
+                        entries.append((p, self.masks[name], name))
+            if entries:
+                self._by_optimizer[id(opt)] = entries
+                self._handles.append(opt.register_step_post_hook(self._after_step))
+        missing = set(self.masks) - {e[2] for v in self._by_optimizer.values() for e in v}
+        if missing:
+            rank_zero_warn(f"GradientMask: masked parameters in no optimizer: {sorted(missing)}")
+        log_sparsity(trainer, self.masks)
+        if self.verbose:
+            n = sum(m.numel() for m in self.masks.values())
+            kept = sum(int(m.sum()) for m in self.masks.values())
+            rank_zero_info(
+                f"GradientMask({self.phase}): {len(self.masks)} masked tensors, {kept}/{n} "
+                f"essential; frozen unmasked parameters: {len(self._frozen)}"
+            )
+
+    # ---------------------------------------------------------------- training
+    def on_train_batch_start(
+        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        for m in self._norm_modules:
+            if m.training:
+                m.eval()
+
+    def on_before_optimizer_step(
+        self, trainer: Trainer, pl_module: LightningModule, optimizer: torch.optim.Optimizer
+    ) -> None:
+        entries = self._by_optimizer.get(id(optimizer))
+        if not entries:
+            return
+        with torch.no_grad():
+            for p, mask, name in entries:
+                g = p.grad
+                if g is None:
+                    continue
+                if self.phase == "allocate":
+                    if self.anchor_lam:
+                        g[mask] += (2 * self.anchor_lam) * (p[mask] - self._anchor[name])
+                    g.masked_fill_(~mask, 0.0)
+                else:
+                    if self.lam:
+                        g.add_(p, alpha=2 * self.lam)
+                    g.masked_fill_(mask, 0.0)
+
+    def _after_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        entries = self._by_optimizer.get(id(optimizer), ())
+        with torch.no_grad():
+            for p, mask, name in entries:
+                if self.phase == "allocate":
+                    p.masked_fill_(~mask, 0.0)
+                else:
+                    p.masked_scatter_(mask, self._essential[name])
+
+    def penalty(self, pl_module: nn.Module) -> Tensor:
+        """The calibrate penalty ``lam * sum(w_r ** 2)`` at the current weights."""
+        params = dict(pl_module.named_parameters())
+        total = torch.zeros((), dtype=torch.float64)
+        for name, mask in (self.masks or {}).items():
+            w = params[name].detach()
+            total += (w.double() ** 2).masked_fill(mask, 0).sum().cpu()
+        return self.lam * total
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.phase == "calibrate" and self.masks:
+            pl_module.log("pac/penalty", self.penalty(pl_module).float(), sync_dist=False)
+
+    # ------------------------------------------------------------- tear-down
+    def _remove_hooks(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        self._remove_hooks()
+        for p in self._frozen:
+            p.requires_grad_(True)
+        self._frozen = []
+        self._restored = None
+
+    def on_save_checkpoint(
+        self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        if self.masks is not None:
+            checkpoint[CHECKPOINT_KEY] = self.masks
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"phase": self.phase, "masks": self.masks}
+        if self._anchor:
+            state["anchor"] = self._anchor
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._restored = dict(state_dict)

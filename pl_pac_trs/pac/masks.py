@@ -1,0 +1,170 @@
+"""PAC-Net masks: bool tensors by parameter name; reading, writing and checking them.
+
+A mask is ``True`` where the weight is *essential* (kept by pruning, owned by the source task) and
+``False`` where it is *redundant* (pruned, zero after pruning, the target task's capacity). Masks
+are ``torch.bool`` tensors, one byte per prunable parameter, never float copies.
+
+Every Lightning checkpoint written while masks exist carries them under the top-level key
+:data:`CHECKPOINT_KEY`; :func:`save_masks` writes the same key to a small file of its own, so
+:func:`load_masks` reads either.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from pl_pac_trs.pac.targets import matches_any
+
+__all__ = [
+    "CHECKPOINT_KEY",
+    "Masks",
+    "load_checkpoint",
+    "load_masks",
+    "mask_sparsity",
+    "save_masks",
+    "validate_masks",
+]
+
+#: Top-level key of the masks in checkpoints and in exported mask files.
+CHECKPOINT_KEY = "pac_masks"
+
+Masks = dict[str, Tensor]
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Loads a checkpoint or masks file on the CPU.
+
+    Tries ``weights_only=True`` first; Lightning checkpoints whose hyper-parameters hold arbitrary
+    objects need a full unpickle, which is then used (load only files you trust).
+
+    Raises:
+        FileNotFoundError: If ``path`` does not exist.
+        ValueError: If the file is not a torch-saved dictionary.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"masks/checkpoint file {str(path)!r} does not exist")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:
+        raise ValueError(f"{str(path)!r} is not a readable torch checkpoint: {err}") from err
+    if not isinstance(obj, dict):
+        raise ValueError(f"{str(path)!r} holds a {type(obj).__name__}, expected a dictionary")
+    return obj
+
+
+def _check_masks(masks: Any, source: str) -> Masks:
+    if not isinstance(masks, Mapping) or not masks:
+        raise ValueError(f"{source}: masks must be a non-empty mapping of name -> bool tensor")
+    out: Masks = {}
+    for name, mask in masks.items():
+        if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
+            what = mask.dtype if isinstance(mask, Tensor) else type(mask).__name__
+            raise ValueError(f"{source}: mask {name!r} must be a torch.bool tensor, got {what}")
+        out[str(name)] = mask
+    return out
+
+
+def save_masks(masks: Mapping[str, Tensor], path: str | os.PathLike, **metadata: Any) -> Path:
+    """Writes masks to ``path`` (a small ``torch.save`` file readable by :func:`load_masks`).
+
+    Args:
+        masks: Bool masks by parameter name (``True`` = essential/kept).
+        path: Destination file; parent directories are created.
+        **metadata: Extra plain values stored alongside (e.g. ``amount=0.8``).
+
+    Returns:
+        The path written.
+    """
+    checked = _check_masks(masks, "save_masks")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {CHECKPOINT_KEY: {k: v.detach().cpu() for k, v in checked.items()}}
+    payload["pac_metadata"] = dict(metadata)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)  # never leave a half-written file at ``path``
+    return path
+
+
+def load_masks(path: str | os.PathLike) -> Masks:
+    """Reads masks from an exported masks file or from any checkpoint written while masks existed.
+
+    Looks for the top-level :data:`CHECKPOINT_KEY`, then for a ``masks`` entry in the checkpoint's
+    callback states (``MagnitudePruning`` / ``GradientMask``).
+
+    Raises:
+        FileNotFoundError: If the file does not exist.
+        ValueError: If the file carries no masks or they are not bool tensors.
+    """
+    obj = load_checkpoint(path)
+    masks = obj.get(CHECKPOINT_KEY)
+    if masks is None:
+        for state in (obj.get("callbacks") or {}).values():
+            if isinstance(state, Mapping) and state.get("masks"):
+                masks = state["masks"]
+                break
+    if masks is None:
+        raise ValueError(
+            f"{str(path)!r} carries no PAC-Net masks (no {CHECKPOINT_KEY!r} key and no callback "
+            "state with masks); pass a checkpoint written after MagnitudePruning ran, or a file "
+            "written by pl_pac_trs.pac.save_masks"
+        )
+    return _check_masks(masks, str(path))
+
+
+def validate_masks(
+    masks: Mapping[str, Tensor], model: nn.Module, ignore: Sequence[str] = ()
+) -> Masks:
+    """Checks masks against a model's parameters; returns the masks that apply.
+
+    Args:
+        masks: Bool masks by parameter name.
+        model: The model whose ``named_parameters`` the names refer to.
+        ignore: Patterns (see :func:`~pl_pac_trs.pac.targets.matches_any`) of parameters whose
+            masks are dropped, e.g. a source head replaced by a new target head.
+
+    Returns:
+        The masks minus the ignored ones.
+
+    Raises:
+        ValueError: Naming the first mask whose parameter is missing or whose shape differs, or
+            if no mask is left.
+    """
+    params = dict(model.named_parameters())
+    kept: Masks = {}
+    for name, mask in _check_masks(masks, "masks").items():
+        if matches_any(name, ignore):
+            continue
+        if name not in params:
+            raise ValueError(
+                f"masks do not match the model: mask {name!r} names no parameter of "
+                f"{type(model).__name__} (first parameters: {list(params)[:5]})"
+            )
+        if tuple(mask.shape) != tuple(params[name].shape):
+            raise ValueError(
+                f"masks do not match the model: mask {name!r} has shape {tuple(mask.shape)} but "
+                f"the parameter has shape {tuple(params[name].shape)}"
+            )
+        kept[name] = mask
+    if not kept:
+        raise ValueError("masks do not match the model: no mask left after `ignore`")
+    return kept
+
+
+def mask_sparsity(masks: Mapping[str, Tensor]) -> dict[str, float]:
+    """Fraction of pruned (``False``) entries: ``"global"`` and one entry per mask name."""
+    total = sum(m.numel() for m in masks.values())
+    pruned = {k: int((~m).sum()) for k, m in masks.items()}
+    out = {"global": sum(pruned.values()) / max(total, 1)}
+    out.update({k: pruned[k] / max(masks[k].numel(), 1) for k in masks})
+    return out

@@ -1,0 +1,170 @@
+"""Moving between the source and the target task: start calibration from the source checkpoint,
+and recover the source model exactly after calibration (no forgetting)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.utilities import rank_zero_info
+from torch import Tensor, nn
+
+from pl_pac_trs.pac.masks import load_checkpoint
+from pl_pac_trs.pac.targets import matches_any
+
+__all__ = ["LoadSourceWeights", "load_source_weights", "source_state_dict", "source_view"]
+
+
+def source_state_dict(checkpoint: str | os.PathLike) -> dict[str, Tensor]:
+    """The model ``state_dict`` stored in a Lightning checkpoint (or a plain state-dict file)."""
+    obj = load_checkpoint(checkpoint)
+    state = obj.get("state_dict", obj)
+    tensors = {k: v for k, v in state.items() if isinstance(v, Tensor)}
+    if not tensors:
+        raise ValueError(f"{str(checkpoint)!r} holds no model state_dict")
+    return tensors
+
+
+def load_source_weights(
+    model: nn.Module,
+    checkpoint: str | os.PathLike | Mapping[str, Tensor],
+    skip: Sequence[str] = (),
+    strict: bool = True,
+) -> list[str]:
+    """Copies the source weights into ``model``, except the entries matching ``skip``.
+
+    Args:
+        model: The target model (e.g. the same architecture with a new head).
+        checkpoint: A Lightning checkpoint path or a state dict.
+        skip: Name patterns left as they are in ``model`` (e.g. ``["head"]`` for a new head).
+        strict: Raise when a non-skipped entry of the model is missing from the checkpoint or
+            the checkpoint has non-skipped entries the model lacks.
+
+    Returns:
+        The names copied.
+
+    Raises:
+        ValueError: Naming the first entry whose shape differs or which is missing.
+    """
+    state = dict(checkpoint) if isinstance(checkpoint, Mapping) else source_state_dict(checkpoint)
+    own = model.state_dict()
+    copied: list[str] = []
+    for name, target in own.items():
+        if matches_any(name, skip):
+            continue
+        if name not in state:
+            if strict:
+                raise ValueError(
+                    f"source checkpoint has no entry {name!r}; add it to `skip` if it is new"
+                )
+            continue
+        if tuple(state[name].shape) != tuple(target.shape):
+            raise ValueError(
+                f"source entry {name!r} has shape {tuple(state[name].shape)} but the model's has "
+                f"{tuple(target.shape)}; add it to `skip` if the module is new for the target"
+            )
+        copied.append(name)
+    extra = [k for k in state if k not in own and not matches_any(k, skip)]
+    if strict and extra:
+        raise ValueError(f"source checkpoint entry {extra[0]!r} is not in the model")
+    model.load_state_dict({k: state[k] for k in copied}, strict=False)
+    return copied
+
+
+class LoadSourceWeights(Callback):
+    """Starts a fit from the source checkpoint's weights, skipping new modules (a new head).
+
+    Loads in ``setup`` (before optimizers are built and before a resumed checkpoint is restored,
+    which then takes precedence). A ``GradientMask(phase="calibrate", masks=None)`` in the same
+    trainer takes its masks from this checkpoint.
+
+    Args:
+        checkpoint: The (allocated) source checkpoint.
+        skip: Name patterns of modules that are new for the target (kept as initialised).
+        strict: See :func:`load_source_weights`.
+    """
+
+    def __init__(
+        self, checkpoint: str | os.PathLike, skip: Sequence[str] = (), strict: bool = True
+    ) -> None:
+        if not os.path.isfile(checkpoint):
+            raise FileNotFoundError(f"LoadSourceWeights: checkpoint {str(checkpoint)!r} not found")
+        self.checkpoint = checkpoint
+        self.skip = (skip,) if isinstance(skip, str) else tuple(skip)
+        self.strict = strict
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        copied = load_source_weights(pl_module, self.checkpoint, self.skip, self.strict)
+        rank_zero_info(f"LoadSourceWeights: {len(copied)} entries from {self.checkpoint}")
+
+
+@contextmanager
+def source_view(
+    model: nn.Module,
+    masks: Mapping[str, Tensor],
+    source_state: Mapping[str, Tensor] | None = None,
+    strict: bool = True,
+) -> Iterator[nn.Module]:
+    """Temporarily turns a calibrated model back into the allocated source model (no forgetting).
+
+    Inside the context the redundant (calibrated) entries of every masked parameter are ``0.0``
+    and every other parameter or buffer named in ``source_state`` (the source head when the target
+    head differs, shared parameters when calibrate trained them) holds the source tensor, shape
+    included. Outside, the model is exactly as before. With the default ``GradientMask`` settings
+    (shared parameters and batch-norm statistics frozen in calibrate), the model in eval mode then
+    gives bit-identical outputs to the allocated source model; pass
+    ``source_state=source_state_dict(source_ckpt)`` when the head differs.
+
+    Args:
+        model: The calibrated model.
+        masks: The PAC-Net masks (``True`` = essential).
+        source_state: Optional source ``state_dict`` (entries under masked names are not used).
+        strict: Raise when ``source_state`` has an entry the model lacks.
+
+    Yields:
+        ``model`` itself.
+    """
+    params = dict(model.named_parameters())
+    modules = dict(model.named_modules())
+    buffers = dict(model.named_buffers())
+    saved_masked: list[tuple[Tensor, Tensor, Tensor]] = []
+    swapped: list[tuple[Any, str, Tensor]] = []
+    with torch.no_grad():
+        try:
+            for name, mask in masks.items():
+                p = params[name]
+                mask = mask.to(p.device)
+                saved_masked.append((p, mask, p[~mask].clone()))
+                p.masked_fill_(~mask, 0.0)
+            for name, value in (source_state or {}).items():
+                if name in masks:
+                    continue
+                if name not in params and name not in buffers:
+                    if strict:
+                        raise ValueError(f"source_state entry {name!r} is not in the model")
+                    continue
+                owner_name, _, local = name.rpartition(".")
+                owner = modules[owner_name]
+                if name in params:
+                    p = params[name]
+                    swapped.append((p, "data", p.data))
+                    p.data = value.to(device=p.device, dtype=p.dtype)
+                else:
+                    old = owner._buffers[local]
+                    swapped.append((owner, local, old))
+                    owner._buffers[local] = value.to(old.device) if old is not None else value
+            yield model
+        finally:
+            for obj, attr, old in reversed(swapped):
+                if attr == "data":
+                    obj.data = old
+                else:
+                    obj._buffers[attr] = old
+            for p, mask, values in saved_masked:
+                p.masked_scatter_(~mask, values)

@@ -1,0 +1,270 @@
+"""GradientMask: the allocate/calibrate invariants hold bit-exactly (torch.equal)."""
+
+import copy
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from lightning.pytorch.callbacks import ModelCheckpoint
+from pac_tiny import TinyData, TinyNet, trainer
+
+from pl_pac_trs.pac import GradientMask, MagnitudePruning, compute_masks, save_masks
+from pl_pac_trs.pac.masking import GradientMask as _GM
+
+
+def _masks_for(model, amount=0.7, scope="global"):
+    targets = MagnitudePruning().targets(model)
+    return compute_masks(targets, amount, scope)
+
+
+def _snapshot(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _check_allocate(model, masks, before):
+    params = dict(model.named_parameters())
+    moved = False
+    for name, mask in masks.items():
+        p = params[name].detach()
+        assert torch.equal(p[~mask], torch.zeros_like(p[~mask])), name
+        moved |= not torch.equal(p[mask], before[name][mask])
+    assert moved, "allocate did not train the essential weights"
+
+
+def _check_calibrate(model, masks, before, new_modules=()):
+    params = dict(model.named_parameters())
+    state = model.state_dict()
+    moved = False
+    for name, value in before.items():
+        if name in masks:
+            p = params[name].detach()
+            assert torch.equal(p[masks[name]], value[masks[name]]), name
+            moved |= bool((p[~masks[name]] != 0).any())
+        elif not any(name.startswith(m + ".") for m in new_modules):
+            # shared parameters and batch-norm running statistics stay the source ones
+            assert torch.equal(state[name], value), name
+    assert moved, "calibrate did not train the redundant weights"
+
+
+@settings(max_examples=14, deadline=None)
+@given(
+    phase=st.sampled_from(["allocate", "calibrate"]),
+    optimizer=st.sampled_from(["sgd", "adam", "adamw", "rmsprop"]),
+    precision=st.sampled_from(["32-true", "bf16-mixed"]),
+    clip=st.sampled_from([None, 0.05]),
+    accumulate=st.sampled_from([1, 2]),
+    batch_norm=st.booleans(),
+    hidden=st.lists(st.integers(3, 9), min_size=1, max_size=2).map(tuple),
+    amount=st.floats(0.3, 0.9),
+    scope=st.sampled_from(["global", "layer"]),
+    new_head=st.booleans(),
+)
+def test_invariants_property(
+    phase, optimizer, precision, clip, accumulate, batch_norm, hidden, amount, scope, new_head
+):
+    torch.manual_seed(0)
+    model = TinyNet(hidden=hidden, batch_norm=batch_norm, optimizer=optimizer)
+    masks = _masks_for(model, amount, scope)
+    new_modules = ("head",) if (new_head and phase == "calibrate") else ()
+    if phase == "allocate":
+        with torch.no_grad():  # a pruned source model
+            for name, p in model.named_parameters():
+                if name in masks:
+                    p.masked_fill_(~masks[name], 0)
+    before = _snapshot(model)
+    cb = GradientMask(phase=phase, masks=masks, lam=0.01, new_modules=new_modules, verbose=False)
+    t = trainer(
+        callbacks=[cb],
+        precision=precision,
+        gradient_clip_val=clip,
+        accumulate_grad_batches=accumulate,
+        max_epochs=2,
+    )
+    t.fit(model, TinyData())
+    kept = {k: v for k, v in masks.items() if not any(k.startswith(m + ".") for m in new_modules)}
+    if phase == "allocate":
+        _check_allocate(model, kept, before)
+    else:
+        _check_calibrate(model, kept, before, new_modules)
+    assert all(p.requires_grad for p in model.parameters())  # frozen ones released at teardown
+
+
+@pytest.mark.parametrize("phase", ["allocate", "calibrate"])
+def test_manual_optimization(phase):
+    torch.manual_seed(1)
+    model = TinyNet(hidden=(6,), optimizer="adamw", manual=True)
+    masks = _masks_for(model)
+    if phase == "allocate":
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if name in masks:
+                    p.masked_fill_(~masks[name], 0)
+    before = _snapshot(model)
+    trainer(callbacks=[GradientMask(phase, masks=masks, verbose=False)]).fit(model, TinyData())
+    check = _check_allocate if phase == "allocate" else _check_calibrate
+    check(model, masks, before)
+
+
+def test_gradient_masking_alone_is_not_exact(monkeypatch):
+    """Without the post-step restore, AdamW's decoupled decay moves frozen essential weights."""
+    monkeypatch.setattr(_GM, "_after_step", lambda self, opt, args, kwargs: None)
+    torch.manual_seed(0)
+    model = TinyNet(hidden=(6,), optimizer="adamw")
+    masks = _masks_for(model)
+    before = _snapshot(model)
+    trainer(callbacks=[GradientMask("calibrate", masks=masks, verbose=False)]).fit(
+        model, TinyData()
+    )
+    w = model.body[0].weight.detach()
+    m = masks["body.0.weight"]
+    assert not torch.equal(w[m], before["body.0.weight"][m])
+
+
+def test_calibrate_penalty_pulls_redundant_to_zero():
+    torch.manual_seed(0)
+    norms = []
+    for lam in (0.0, 5.0):
+        torch.manual_seed(0)
+        model = TinyNet(hidden=(8,), optimizer="adam")
+        masks = _masks_for(model)
+        cb = GradientMask("calibrate", masks=masks, lam=lam, verbose=False)
+        trainer(callbacks=[cb], max_epochs=3).fit(model, TinyData())
+        w = torch.cat([p.detach()[~masks[n]] for n, p in model.named_parameters() if n in masks])
+        norms.append(float((w**2).sum()))
+        if lam:
+            assert float(cb.penalty(model)) == pytest.approx(lam * norms[-1], rel=1e-5)
+    assert norms[1] < 0.5 * norms[0]
+
+
+def test_allocate_with_pruning_in_same_fit(tmp_path):
+    """Dense epoch 0, pruned at the start of epoch 1, then allocate: one fit."""
+    torch.manual_seed(0)
+    model = TinyNet(hidden=(8,), optimizer="adamw")
+    prune = MagnitudePruning(amount=0.8, epoch=1)
+    gm = GradientMask("allocate", verbose=False)
+    t = trainer(tmp_path, callbacks=[prune, gm], max_epochs=3)
+    t.fit(model, TinyData())
+    assert gm.masks is not None
+    for name, p in model.named_parameters():
+        if name in prune.masks:
+            assert torch.equal(p[~prune.masks[name]], torch.zeros_like(p[~prune.masks[name]]))
+            assert (p[prune.masks[name]] != 0).all()
+
+
+# ------------------------------------------------------------------ resume
+def _fit_with_resume(tmp_path, callbacks_factory, model_factory, total_epochs, stop_epochs):
+    """Runs ``total_epochs`` straight and ``stop_epochs`` + resume; returns both models."""
+    straight = model_factory()
+    trainer(tmp_path / "a", callbacks=callbacks_factory(), max_epochs=total_epochs).fit(
+        straight, TinyData()
+    )
+    first = model_factory()
+    ckpt_cb = ModelCheckpoint(dirpath=tmp_path / "ck", save_last=True, every_n_epochs=1)
+    trainer(
+        tmp_path / "b",
+        callbacks=[*callbacks_factory(), ckpt_cb],
+        enable_checkpointing=True,
+        max_epochs=stop_epochs,
+    ).fit(first, TinyData())
+    resumed = model_factory()
+    trainer(tmp_path / "c", callbacks=callbacks_factory(), max_epochs=total_epochs).fit(
+        resumed, TinyData(), ckpt_path=str(tmp_path / "ck" / "last.ckpt")
+    )
+    return straight, resumed, tmp_path / "ck" / "last.ckpt"
+
+
+def test_resume_mid_allocate_equals_uninterrupted(tmp_path):
+    def model_factory():
+        torch.manual_seed(0)
+        return TinyNet(hidden=(8,), optimizer="adamw")
+
+    def callbacks():
+        return [MagnitudePruning(amount=0.7, epoch=1), GradientMask("allocate", verbose=False)]
+
+    straight, resumed, _ = _fit_with_resume(tmp_path, callbacks, model_factory, 4, 2)
+    for (n, a), b in zip(straight.state_dict().items(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b), n
+
+
+def test_resume_mid_calibrate_equals_uninterrupted(tmp_path):
+    torch.manual_seed(3)
+    source = TinyNet(hidden=(8,), batch_norm=True, optimizer="adamw")
+    masks = _masks_for(source)
+    save_masks(masks, tmp_path / "masks.pt")
+    source_state = _snapshot(source)
+
+    def model_factory():
+        m = TinyNet(hidden=(8,), batch_norm=True, optimizer="adamw")
+        m.load_state_dict(source_state)
+        return m
+
+    def callbacks():
+        return [GradientMask("calibrate", masks=str(tmp_path / "masks.pt"), verbose=False)]
+
+    straight, resumed, _ = _fit_with_resume(tmp_path, callbacks, model_factory, 4, 2)
+    for (n, a), b in zip(straight.state_dict().items(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b), n
+    _check_calibrate(resumed, masks, source_state)
+
+
+# ------------------------------------------------------------------ errors
+def test_bad_phase_and_lam():
+    with pytest.raises(ValueError, match="phase"):
+        GradientMask("prune")
+    with pytest.raises(ValueError, match="lam"):
+        GradientMask("calibrate", lam=-1)
+    with pytest.raises(ValueError, match="anchor_lam"):
+        GradientMask("calibrate", anchor_lam=0.1)
+
+
+@pytest.mark.parametrize("phase", ["allocate", "calibrate"])
+def test_no_masks_found_fails_before_training(phase):
+    model = TinyNet()
+    with pytest.raises(ValueError, match="found no masks"):
+        trainer(callbacks=[GradientMask(phase)]).fit(model, TinyData())
+    assert model.global_step == 0
+
+
+def test_mismatched_masks_name_first_mismatch(tmp_path):
+    model = TinyNet(hidden=(8,))
+    masks = _masks_for(TinyNet(hidden=(9,)))
+    save_masks(masks, tmp_path / "m.pt")
+    before = _snapshot(model)
+    with pytest.raises(ValueError, match=r"'body.0.weight' has shape \(9, 5\)"):
+        trainer(callbacks=[GradientMask("calibrate", masks=str(tmp_path / "m.pt"))]).fit(
+            model, TinyData()
+        )
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    renamed = {"net." + k: v for k, v in _masks_for(model).items()}
+    with pytest.raises(ValueError, match=r"'net\.body\.0\.weight' names no parameter"):
+        trainer(callbacks=[GradientMask("allocate", masks=renamed)]).fit(model, TinyData())
+
+
+def test_missing_masks_file_and_bad_new_modules(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"nope\.ckpt"):
+        trainer(callbacks=[GradientMask("calibrate", masks=str(tmp_path / "nope.ckpt"))]).fit(
+            TinyNet(), TinyData()
+        )
+    model = TinyNet()
+    with pytest.raises(ValueError, match="'classifier' matches no parameter"):
+        cb = GradientMask("calibrate", masks=_masks_for(model), new_modules=["classifier"])
+        trainer(callbacks=[cb]).fit(model, TinyData())
+
+
+def test_allocate_anchor_penalty_keeps_weights_closer():
+    dists = []
+    for anchor in (0.0, 50.0):
+        torch.manual_seed(0)
+        model = TinyNet(hidden=(8,), optimizer="adam")
+        masks = _masks_for(model)
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if name in masks:
+                    p.masked_fill_(~masks[name], 0)
+        start = copy.deepcopy(model.body[0].weight.detach())
+        cb = GradientMask("allocate", masks=masks, anchor_lam=anchor, verbose=False)
+        trainer(callbacks=[cb], max_epochs=3).fit(model, TinyData())
+        dists.append(float((model.body[0].weight.detach() - start).norm()))
+        _check_allocate(model, {"body.0.weight": masks["body.0.weight"]}, {"body.0.weight": start})
+    assert dists[1] < 0.5 * dists[0]
