@@ -52,9 +52,10 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"masks/checkpoint file {str(path)!r} does not exist")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        obj = torch.load(path, map_location="cpu", weights_only=False)
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
+            obj = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:
         raise ValueError(f"{str(path)!r} is not a readable torch checkpoint: {err}") from err
     if not isinstance(obj, dict):

@@ -133,17 +133,32 @@ def source_view(
     params = dict(model.named_parameters())
     modules = dict(model.named_modules())
     buffers = dict(model.named_buffers())
+    source_state = dict(source_state or {})
+
+    def replaced(name: str) -> bool:  # a source entry that differs in shape (a different head)
+        return name in source_state and tuple(source_state[name].shape) != tuple(params[name].shape)
+
+    for name, mask in masks.items():
+        if name not in params:
+            raise ValueError(f"source_view: mask {name!r} names no parameter of the model")
+        if tuple(mask.shape) != tuple(params[name].shape) and not replaced(name):
+            raise ValueError(
+                f"source_view: mask {name!r} has shape {tuple(mask.shape)} but the parameter has "
+                f"{tuple(params[name].shape)}; pass the source head in `source_state`"
+            )
     saved_masked: list[tuple[Tensor, Tensor, Tensor]] = []
     swapped: list[tuple[Any, str, Tensor]] = []
     with torch.no_grad():
         try:
             for name, mask in masks.items():
+                if replaced(name):
+                    continue
                 p = params[name]
                 mask = mask.to(p.device)
                 saved_masked.append((p, mask, p[~mask].clone()))
                 p.masked_fill_(~mask, 0.0)
-            for name, value in (source_state or {}).items():
-                if name in masks:
+            for name, value in source_state.items():
+                if name in masks and not replaced(name):
                     continue
                 if name not in params and name not in buffers:
                     if strict:
