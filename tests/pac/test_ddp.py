@@ -1,0 +1,46 @@
+"""PAC-Net under 2-process DDP on CPU (gloo), launched as a subprocess."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+SCRIPT = Path(__file__).with_name("ddp_pac.py")
+
+
+@pytest.mark.ddp
+@pytest.mark.slow
+def test_ddp_allocate_and_calibrate_exact(tmp_path):
+    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    src = [torch.load(tmp_path / f"source_{r}.pt") for r in (0, 1)]
+    tgt = [torch.load(tmp_path / f"target_{r}.pt") for r in (0, 1)]
+    masks = src[0]["masks"]
+    # both ranks hold the same masks and parameters (BN running statistics are per rank in DDP)
+    assert all(torch.equal(masks[k], src[1]["masks"][k]) for k in masks)
+    for key in src[0]["state"]:
+        if "running_" in key or "num_batches" in key:
+            continue
+        assert torch.equal(src[0]["state"][key], src[1]["state"][key]), key
+        assert torch.equal(tgt[0]["state"][key], tgt[1]["state"][key]), key
+    for name, mask in masks.items():
+        w = src[0]["state"][name]
+        assert torch.equal(w[~mask], torch.zeros_like(w[~mask])), name  # allocate: pruned stay 0
+        if name.startswith("head."):
+            continue
+        v = tgt[0]["state"][name]
+        assert torch.equal(v[mask], w[mask]), name  # calibrate: essential bit-identical
+        assert (v[~mask] != 0).any(), name  # and the redundant ones were trained
+    for key, value in src[0]["state"].items():  # frozen shared params and BN statistics
+        if key not in masks and not key.startswith("head."):
+            assert torch.equal(tgt[0]["state"][key], value), key
