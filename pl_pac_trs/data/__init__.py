@@ -1,1 +1,20 @@
 """data subpackage."""
+
+# Trajectory datamodules (TRS-ODEN).
+from pl_pac_trs.data.duffing import DuffingDataModule
+from pl_pac_trs.data.trajectories import (
+    GeneratedTrajectoryDataModule,
+    TrajectoryDataModule,
+)
+
+__all__ = [
+    "DuffingDataModule",
+    "GeneratedTrajectoryDataModule",
+    "TrajectoryDataModule",
+]
+
+# Transfer-task datamodules (PAC-Net).
+from pl_pac_trs.data.digits import DigitsTransferDataModule
+from pl_pac_trs.data.friedman import FriedmanTransferDataModule
+
+__all__ += ["DigitsTransferDataModule", "FriedmanTransferDataModule"]

@@ -1,0 +1,288 @@
+"""Shared base of the trajectory DataModules: splits -> windows / rollouts -> batch dictionaries.
+
+Subclasses provide the data as *splits*: ``{"train": [(t, x), ...], "val": [...], "test": [...]}``
+with per-trajectory time grids ``t`` ``(N,)`` and states ``x`` ``(N, D)`` (float64 numpy). The
+base class cuts train and val trajectories into windows of ``time_horizon`` steps and packs every
+test trajectory as one whole-horizon item (see :mod:`pl_pac_trs.data.windows` for the batch
+format). Generated datasets derive from :class:`GeneratedTrajectoryDataModule`, which adds the
+``.npz`` cache keyed by the generation arguments.
+
+DDP: ``prepare_data`` (local rank 0) writes the cache when a ``cache_dir`` is given; ``setup`` on
+every rank loads that cache or generates the identical data (generation is deterministic by seed).
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from pl_pac_trs.data.cache import cache_path, load_cached_arrays, save_arrays_atomic
+from pl_pac_trs.data.windows import (
+    WINDOW_MODES,
+    BatchDictDataset,
+    collate_batch,
+    make_rollouts,
+    make_windows,
+)
+
+__all__ = [
+    "GeneratedTrajectoryDataModule",
+    "Splits",
+    "TrajectoryDataModule",
+    "check_count",
+    "check_disjoint_seeds",
+    "check_fraction",
+]
+
+Splits = dict[str, list[tuple[np.ndarray, np.ndarray]]]
+
+_SPLITS = ("train", "val", "test")
+
+
+def check_count(name: str, value: Any, minimum: int = 1) -> int:
+    """Return ``value`` as int, or raise ``ValueError`` naming ``name`` if not an int >= minimum."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_fraction(name: str, value: Any, allow_zero: bool = False) -> float:
+    """Return ``value`` as float, or raise ``ValueError`` unless it lies in (0, 1) ([0, 1))."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    low_ok = ok and (value >= 0 if allow_zero else value > 0)
+    if not (ok and low_ok and value < 1):
+        interval = "[0, 1)" if allow_zero else "(0, 1)"
+        raise ValueError(f"{name} must lie in {interval}, got {value!r}")
+    return float(value)
+
+
+def check_nonnegative(name: str, value: Any) -> float:
+    """Return ``value`` as float; raise ``ValueError`` naming ``name`` if negative or not finite."""
+    if not isinstance(value, numbers.Real) or not np.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def check_positive(name: str, value: Any) -> float:
+    """Return ``value`` as float, or raise ``ValueError`` naming ``name`` unless finite and > 0."""
+    if not isinstance(value, numbers.Real) or not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def check_disjoint_seeds(*ranges: tuple[str, int, int]) -> None:
+    """Raise ``ValueError`` if two seed ranges ``[seed, seed + count)`` overlap (data leakage)."""
+    for i, (name_a, a, na) in enumerate(ranges):
+        for name_b, b, nb in ranges[i + 1 :]:
+            if na and nb and a < b + nb and b < a + na:
+                raise ValueError(
+                    f"seed ranges overlap: {name_a}={a} with {na} trajectories and {name_b}={b} "
+                    f"with {nb} trajectories would share trajectories; choose disjoint seeds"
+                )
+
+
+class TrajectoryDataModule(pl.LightningDataModule):
+    """Base DataModule yielding TRS batch dictionaries ``{"x0", "t", "y"}`` from trajectory splits.
+
+    Args:
+        time_horizon: steps per training/validation window (reference: 10).
+        windows: ``"consecutive"`` (non-overlapping windows starting at ``j * time_horizon``, the
+            reference) or ``"sliding"`` (a window at every point).
+        batch_size: training (and validation) batch size; ``None`` means the full set in one batch.
+        test_batch_size: test/predict batch size (one item per trajectory); ``None``: all in one.
+        num_workers: DataLoader worker processes.
+
+    Attributes:
+        state_dim: dimension ``D`` of the state.
+        position_dim: number of position coordinates in ``[q, p]`` states, or ``None``.
+        energy: ``energy(x)`` mapping ``(..., D)`` to ``(...)``, or ``None``.
+        bodies: coordinate groups reported separately, or ``None``.
+        name: short system name.
+    """
+
+    name: str = "trajectories"
+    state_dim: int = 0
+    position_dim: int | None = None
+    bodies: dict[str, list[int]] | None = None
+    energy: Callable[[Tensor], Tensor] | None = None
+
+    def __init__(
+        self,
+        time_horizon: int = 10,
+        windows: str = "consecutive",
+        batch_size: int | None = None,
+        test_batch_size: int | None = None,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        self.time_horizon = check_count("time_horizon", time_horizon)
+        if windows not in WINDOW_MODES:
+            raise ValueError(f"windows must be one of {WINDOW_MODES}, got {windows!r}")
+        self.windows = windows
+        self.batch_size = None if batch_size is None else check_count("batch_size", batch_size)
+        self.test_batch_size = (
+            None if test_batch_size is None else check_count("test_batch_size", test_batch_size)
+        )
+        self.num_workers = check_count("num_workers", num_workers, minimum=0)
+        self._splits: Splits | None = None
+        self.train_dataset: BatchDictDataset | None = None
+        self.val_dataset: BatchDictDataset | None = None
+        self.test_dataset: BatchDictDataset | None = None
+
+    # ----------------------------------------------------------------- subclass interface
+    def load_splits(self, write_cache: bool = False) -> Splits:
+        """Return the train/val/test trajectories (subclasses implement this)."""
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------- Lightning hooks
+    def prepare_data(self) -> None:
+        """Runs on local rank 0 only: write caches/downloads (see subclasses)."""
+
+    def setup(self, stage: str | None = None) -> None:
+        """Build the window datasets (train, val) and the rollout dataset (test, predict)."""
+        if self._splits is None:
+            self._splits = self.load_splits(write_cache=False)
+        splits = self._splits
+        if self.train_dataset is None:
+            self.train_dataset = self._windows_dataset(splits["train"], "train")
+            if len(self.train_dataset) == 0:
+                raise ValueError(
+                    f"{type(self).__name__}: no training window of time_horizon="
+                    f"{self.time_horizon} steps fits in the training trajectories"
+                )
+            self.val_dataset = self._windows_dataset(splits.get("val", []), "val")
+            self.test_dataset = BatchDictDataset(
+                make_rollouts(*_unzip(splits["test"])) if splits["test"] else []
+            )
+
+    def _windows_dataset(self, trajectories: list, split: str) -> BatchDictDataset:
+        if not trajectories:
+            return BatchDictDataset([])
+        return BatchDictDataset(
+            make_windows(*_unzip(trajectories), self.time_horizon, windows=self.windows)
+        )
+
+    def _loader(self, dataset: BatchDictDataset, batch_size: int | None, shuffle: bool):
+        return DataLoader(
+            dataset,
+            batch_size=batch_size or max(len(dataset), 1),
+            shuffle=shuffle,
+            collate_fn=collate_batch,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled windows; full batch when ``batch_size`` is None."""
+        self._require_setup()
+        return self._loader(self.train_dataset, self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        """Noisy validation windows (an empty list, i.e. no validation, when there are none)."""
+        self._require_setup()
+        if len(self.val_dataset) == 0:
+            return []
+        return self._loader(self.val_dataset, self.batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        """Whole-horizon test trajectories from their clean initial state, one item each."""
+        self._require_setup()
+        return self._loader(self.test_dataset, self.test_batch_size, shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        """Same items as :meth:`test_dataloader`."""
+        return self.test_dataloader()
+
+    def _require_setup(self) -> None:
+        if self.train_dataset is None:
+            self.setup()
+
+    # ----------------------------------------------------------------- helpers for users/tests
+    def trajectories(self, split: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Time grids and states (float64) of one split, as lists over trajectories."""
+        if split not in _SPLITS:
+            raise ValueError(f"split must be one of {_SPLITS}, got {split!r}")
+        if self._splits is None:
+            self._splits = self.load_splits(write_cache=False)
+        return _unzip(self._splits.get(split, []))
+
+
+def _unzip(trajectories: list[tuple[np.ndarray, np.ndarray]]) -> tuple[list, list]:
+    return [t for t, _ in trajectories], [x for _, x in trajectories]
+
+
+class GeneratedTrajectoryDataModule(TrajectoryDataModule):
+    """Base of simulated datasets: deterministic generation plus an optional ``.npz`` cache.
+
+    Subclasses implement :meth:`generation_args` (a JSON-serialisable dict of everything the data
+    depend on) and :meth:`generate` (returning ``{split}_t`` ``(N,)`` and ``{split}_x``
+    ``(M, N, D)`` arrays for ``split`` in train/val/test, plus optional extra arrays).
+
+    Args:
+        cache_dir: directory of the ``.npz`` cache; ``None`` disables caching.
+        **kwargs: see :class:`TrajectoryDataModule`.
+    """
+
+    cache_version = 1
+
+    def __init__(self, cache_dir: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.cache_dir = cache_dir
+        self._arrays: dict[str, np.ndarray] | None = None
+
+    def generation_args(self) -> dict[str, Any]:
+        """Everything the generated arrays depend on (the cache key)."""
+        raise NotImplementedError
+
+    def generate(self) -> dict[str, np.ndarray]:
+        """Generate the arrays (deterministic given :meth:`generation_args`)."""
+        raise NotImplementedError
+
+    @property
+    def cache_file(self):
+        """Path of this dataset's cache file, or ``None`` without ``cache_dir``."""
+        if self.cache_dir is None:
+            return None
+        args = {"class": type(self).__name__, "version": self.cache_version}
+        args.update(self.generation_args())
+        return cache_path(self.cache_dir, self.name, args)
+
+    def arrays(self, write_cache: bool = False) -> dict[str, np.ndarray]:
+        """The generated arrays: from memory, a valid cache file, or freshly generated."""
+        if self._arrays is not None:
+            if (
+                write_cache
+                and self.cache_file is not None
+                and load_cached_arrays(self.cache_file) is None
+            ):
+                save_arrays_atomic(self.cache_file, self._arrays)
+            return self._arrays
+        required = tuple(f"{s}_{k}" for s in _SPLITS for k in ("t", "x"))
+        arrays = None
+        if self.cache_file is not None:
+            arrays = load_cached_arrays(self.cache_file, required=required)
+        if arrays is None:
+            arrays = self.generate()
+            if write_cache and self.cache_file is not None:
+                save_arrays_atomic(self.cache_file, arrays)
+        self._arrays = arrays
+        return arrays
+
+    def prepare_data(self) -> None:
+        """Generate and write the cache (local rank 0) when a ``cache_dir`` is given."""
+        if self.cache_dir is not None:
+            self.arrays(write_cache=True)
+
+    def load_splits(self, write_cache: bool = False) -> Splits:
+        arrays = self.arrays(write_cache=write_cache)
+        splits: Splits = {}
+        for split in _SPLITS:
+            t, x = arrays[f"{split}_t"], arrays[f"{split}_x"]
+            splits[split] = [(t, xi) for xi in x]
+        return splits
