@@ -7,13 +7,13 @@ import importlib
 from collections.abc import Iterable, Sequence
 
 from torch import nn
-from torch.nn.modules.conv import _ConvNd
 
 __all__ = ["DEFAULT_MODULE_TYPES", "matches_any", "resolve_module_types", "select_parameters"]
 
 #: Default prunable module types: every ``nn.Linear`` and every convolution (``nn.ConvNd`` and
-#: ``nn.ConvTransposeNd``, which all derive from ``_ConvNd``).
-DEFAULT_MODULE_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, _ConvNd)
+#: ``nn.ConvTransposeNd``, which all derive from ``_ConvNd``). Dotted names, so that LightningCLI
+#: can print and parse the default.
+DEFAULT_MODULE_TYPES: tuple[str, ...] = ("torch.nn.Linear", "torch.nn.modules.conv._ConvNd")
 
 
 def resolve_module_types(types: Iterable[type[nn.Module] | str]) -> tuple[type[nn.Module], ...]:
