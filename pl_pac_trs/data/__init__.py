@@ -1,6 +1,7 @@
 """data subpackage."""
 
 # Trajectory datamodules (TRS-ODEN).
+from pl_pac_trs.data.attractor import StrangeAttractorDataModule
 from pl_pac_trs.data.duffing import DuffingDataModule
 from pl_pac_trs.data.trajectories import (
     GeneratedTrajectoryDataModule,
@@ -10,6 +11,7 @@ from pl_pac_trs.data.trajectories import (
 __all__ = [
     "DuffingDataModule",
     "GeneratedTrajectoryDataModule",
+    "StrangeAttractorDataModule",
     "TrajectoryDataModule",
 ]
 

@@ -58,6 +58,9 @@ def save_arrays_atomic(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]
     path = Path(path).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {k: np.asarray(v) for k, v in arrays.items()}
+    for name, a in payload.items():
+        if a.dtype == object:
+            raise TypeError(f"cannot cache {name!r}: object arrays are not supported")
     payload[_DIGEST_KEY] = np.asarray(arrays_digest(payload))
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

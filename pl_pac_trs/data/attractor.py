@@ -1,0 +1,174 @@
+"""Strange attractor of the TRS-ODEN reference experiment VI.
+
+``x' = 1 + y z``, ``y' = -x z``, ``z' = y^2 + 2 y z``; state ``(x, y, z)``, reversing operator
+``R = -I`` (no position/momentum split, no energy).
+
+Generation follows the reference code: trajectory ``i`` of a split with seed ``s`` draws, from
+``numpy.random.RandomState(s + i)``, ``z0 ~ U(1, 3)`` (start ``(0, 0, z0)``), then standard normal
+noise for x, y and z at every observed point (times ``noise_std``; the test split is clean).
+Trajectories are solved in fixed blocks, so trajectory ``i`` does not depend on the count.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from pl_pac_trs.data.integrate import padded_count, solve_in_blocks
+from pl_pac_trs.data.trajectories import (
+    GeneratedTrajectoryDataModule,
+    check_count,
+    check_disjoint_seeds,
+    check_nonnegative,
+    check_positive,
+)
+
+__all__ = ["StrangeAttractorDataModule", "attractor_field", "generate_attractor"]
+
+
+def attractor_field(t: float, x: np.ndarray) -> np.ndarray:
+    """Vector field of the attractor for a batch of states ``(M, 3)``."""
+    a, b, c = x[:, 0], x[:, 1], x[:, 2]
+    return np.stack([1.0 + b * c, -a * c, b**2 + 2.0 * b * c], axis=1)
+
+
+def generate_attractor(
+    num: int, steps: int, span: float, noise_std: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Simulate ``num`` attractor trajectories on ``linspace(0, span, steps + 1)``.
+
+    Returns:
+        ``(t, clean, observed)`` with states of shape ``(num, steps + 1, 3)`` (float64).
+    """
+    n = steps + 1
+    t = np.linspace(0.0, span, n)
+    padded = padded_count(num)
+    x0 = np.zeros((padded, 3))
+    noise = np.empty((num, n, 3))
+    for i in range(padded):
+        rng = np.random.RandomState(seed + i)
+        x0[i, 2] = rng.uniform(1.0, 3.0, size=1)[0]
+        if i < num:
+            for k in range(3):
+                noise[i, :, k] = rng.randn(n)
+    clean = solve_in_blocks(attractor_field, x0, t)[:num]
+    observed = clean + noise_std * noise if noise_std > 0 else clean.copy()
+    return t, clean, observed
+
+
+class StrangeAttractorDataModule(GeneratedTrajectoryDataModule):
+    """Noisy attractor trajectories cut into windows; clean test trajectories (experiment VI).
+
+    Args:
+        num_train: training trajectories (seeds ``train_seed + i``).
+        train_steps: steps per training trajectory.
+        train_span: training trajectories cover ``[0, train_span]``.
+        noise_std: std of the Gaussian noise added to every coordinate of train and val data.
+        num_val: validation trajectories (noisy; seeds ``val_seed + i``); 0: none.
+        num_test: clean test trajectories (seeds ``test_seed + i``).
+        test_steps: steps per test trajectory.
+        test_span: test trajectories cover ``[0, test_span]``.
+        time_horizon: steps per window.
+        windows: ``"consecutive"`` (reference) or ``"sliding"``.
+        train_seed: seed of training trajectory 0.
+        val_seed: seed of validation trajectory 0.
+        test_seed: seed of test trajectory 0 (reference: 2000).
+        batch_size: windows per training batch (reference: 1024); ``None`` = full batch.
+        test_batch_size: test trajectories per batch; ``None`` = all.
+        cache_dir: directory for the ``.npz`` cache; ``None``: no cache.
+        num_workers: DataLoader workers.
+    """
+
+    name = "attractor"
+    state_dim = 3
+    position_dim = None
+    bodies = None
+    energy = None
+
+    def __init__(
+        self,
+        num_train: int = 1000,
+        train_steps: int = 400,
+        train_span: float = 20.0,
+        noise_std: float = 0.05,
+        num_val: int = 100,
+        num_test: int = 50,
+        test_steps: int = 400,
+        test_span: float = 20.0,
+        time_horizon: int = 10,
+        windows: str = "consecutive",
+        train_seed: int = 0,
+        val_seed: int = 1500,
+        test_seed: int = 2000,
+        batch_size: int | None = 1024,
+        test_batch_size: int | None = None,
+        cache_dir: str | None = None,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__(
+            cache_dir=cache_dir,
+            time_horizon=time_horizon,
+            windows=windows,
+            batch_size=batch_size,
+            test_batch_size=test_batch_size,
+            num_workers=num_workers,
+        )
+        self.save_hyperparameters()
+        self.num_train = check_count("num_train", num_train)
+        self.num_val = check_count("num_val", num_val, minimum=0)
+        self.num_test = check_count("num_test", num_test)
+        self.train_steps = check_count("train_steps", train_steps)
+        self.test_steps = check_count("test_steps", test_steps)
+        self.train_span = check_positive("train_span", train_span)
+        self.test_span = check_positive("test_span", test_span)
+        self.noise_std = check_nonnegative("noise_std", noise_std)
+        self.train_seed = check_count("train_seed", train_seed, minimum=0)
+        self.val_seed = check_count("val_seed", val_seed, minimum=0)
+        self.test_seed = check_count("test_seed", test_seed, minimum=0)
+        if self.time_horizon > self.train_steps:
+            raise ValueError(
+                f"time_horizon={self.time_horizon} exceeds train_steps={self.train_steps}: no "
+                "training window fits in a trajectory"
+            )
+        check_disjoint_seeds(
+            ("train_seed", self.train_seed, self.num_train),
+            ("val_seed", self.val_seed, self.num_val),
+            ("test_seed", self.test_seed, self.num_test),
+        )
+
+    def generation_args(self) -> dict[str, Any]:
+        keys = [
+            "num_train",
+            "train_steps",
+            "train_span",
+            "noise_std",
+            "num_val",
+            "num_test",
+            "test_steps",
+            "test_span",
+            "train_seed",
+            "val_seed",
+            "test_seed",
+        ]
+        return {k: getattr(self, k) for k in keys}
+
+    def generate(self) -> dict[str, np.ndarray]:
+        t, clean, noisy = generate_attractor(
+            self.num_train, self.train_steps, self.train_span, self.noise_std, self.train_seed
+        )
+        vt, _, vnoisy = generate_attractor(
+            self.num_val, self.train_steps, self.train_span, self.noise_std, self.val_seed
+        )
+        tt, tclean, _ = generate_attractor(
+            self.num_test, self.test_steps, self.test_span, 0.0, self.test_seed
+        )
+        return {
+            "train_t": t,
+            "train_x": noisy,
+            "train_clean": clean,
+            "val_t": vt,
+            "val_x": vnoisy,
+            "test_t": tt,
+            "test_x": tclean,
+        }
