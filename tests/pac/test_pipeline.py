@@ -1,0 +1,93 @@
+"""The PAC-Net pipeline end to end through the ``pl-pac-trs pac`` entry, on tiny budgets."""
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from pl_pac_trs.cli import main as cli_main
+from pl_pac_trs.pac import load_masks
+from pl_pac_trs.pac.pipeline import _config_dir, _fit, _resolve_config
+
+TINY = {
+    "friedman": ["--set", "data.init_args.n_source=300", "--set", "data.init_args.n_val=100"],
+    "digits": ["--set", "data.init_args.target_per_class=3"],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["friedman", "digits"])
+def test_pipeline_all_stages(tmp_path, task, capsys):
+    out = tmp_path / task
+    argv = [
+        "pac",
+        task,
+        "--out",
+        str(out),
+        "--no-wandb",
+        "--epochs-scale",
+        "0.1",
+        "--baselines",
+        "all",
+        *TINY[task],
+    ]
+    assert cli_main(argv) == 0
+    for name in (
+        "source_dense",
+        "source",
+        "calibrate",
+        "finetune",
+        "l2sp",
+        "scratch",
+        "linear_probe",
+    ):
+        assert (out / f"{name}.ckpt").is_file(), name
+    summary = json.loads((out / "summary.json").read_text())
+    stages = summary["stages"]
+    pac = stages["PAC-Net (calibrate)"]
+    assert pac["source_outputs_identical"] is True
+    metric = "test/mse" if task == "friedman" else "test/acc"
+    assert pac["source"][metric] == stages["source (pruned + allocated)"]["source"][metric]
+    assert metric in pac["target"] and metric in stages["finetune"]["target"]
+    assert "source" not in stages["scratch"] or task == "friedman"
+    masks = load_masks(out / "source.ckpt")
+    assert sum(int((~m).sum()) for m in masks.values()) == round(
+        0.8 * sum(m.numel() for m in masks.values())
+    )
+    state = torch.load(out / "calibrate.ckpt", weights_only=False)["state_dict"]
+    source = torch.load(out / "source.ckpt", weights_only=False)["state_dict"]
+    for name, mask in masks.items():
+        if state[name].shape == mask.shape:
+            assert torch.equal(state[name][mask], source[name][mask]), name
+    assert "PAC-Net (calibrate)" in (out / "summary.md").read_text()
+    assert "bit-identical" in capsys.readouterr().out
+
+
+def test_standalone_allocate_config(tmp_path):
+    """configs/pac/friedman/allocate.yaml from a model pruned in a separate fit."""
+    cdir = _config_dir("friedman", None)
+    out = tmp_path
+    cfg = _resolve_config(cdir / "source.yaml", out, "source", 0.05, wandb=False)
+    cfg["trainer"]["callbacks"] = [
+        {"class_path": "pl_pac_trs.pac.MagnitudePruning", "init_args": {"amount": 0.5}}
+    ]
+    run = _fit(cfg, out, "prune", ["--data.init_args.n_source=200"])
+    run.trainer.save_checkpoint(out / "source_pruned.ckpt")
+    cfg = _resolve_config(cdir / "allocate.yaml", out, "allocate", 0.1, wandb=False)
+    run = _fit(cfg, out, "allocate", ["--data.init_args.n_source=200"])
+    masks = load_masks(out / "source_pruned.ckpt")
+    pruned = torch.load(out / "source_pruned.ckpt", weights_only=False)["state_dict"]
+    params = dict(run.model.named_parameters())
+    for name, mask in masks.items():
+        w = params[name].detach()
+        assert torch.equal(w[~mask], torch.zeros_like(w[~mask]))
+        assert not torch.equal(w[mask], pruned[name][mask])
+
+
+def test_pipeline_errors(tmp_path, capsys):
+    assert cli_main(["pac", "nope", "--out", str(tmp_path), "--no-wandb"]) == 2
+    assert "no stage configs for task 'nope'" in capsys.readouterr().err
+    assert cli_main(["pac", "friedman", "--baselines", "bogus", "--no-wandb"]) == 2
+    assert "unknown baseline 'bogus'" in capsys.readouterr().err
+    shutil.rmtree(tmp_path, ignore_errors=True)
