@@ -1,1 +1,32 @@
-"""trs subpackage."""
+"""TRS-ODEN: time-reversal symmetric neural ODEs (fields, integrators, reversal, loss, module)."""
+
+from pl_pac_trs.trs.fields import HODENField, ODENField, mlp
+from pl_pac_trs.trs.integrators import (
+    RK4,
+    Euler,
+    Integrator,
+    Leapfrog,
+    TorchDiffEq,
+    make_integrator,
+)
+from pl_pac_trs.trs.loss import TRSLoss, paired_rollout, trs_loss, trs_terms
+from pl_pac_trs.trs.module import TRSODEN
+from pl_pac_trs.trs.reversal import Reversal
+
+__all__ = [
+    "RK4",
+    "TRSODEN",
+    "Euler",
+    "HODENField",
+    "Integrator",
+    "Leapfrog",
+    "ODENField",
+    "Reversal",
+    "TRSLoss",
+    "TorchDiffEq",
+    "make_integrator",
+    "mlp",
+    "paired_rollout",
+    "trs_loss",
+    "trs_terms",
+]

@@ -1,0 +1,130 @@
+"""Vector fields ``f(t, x)`` for neural ODEs: the ODEN MLP and the separable HODEN Hamiltonian.
+
+Both are plain :class:`torch.nn.Module`\\ s with torchdiffeq's call signature ``field(t, x)``:
+``x`` of shape ``(B, D)``, ``t`` a scalar or a ``(B,)`` tensor; they return ``dx/dt`` of shape
+``(B, D)``. Any user module with the same signature can be used in their place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["HODENField", "ODENField", "mlp"]
+
+
+def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, last_bias: bool = False) -> nn.Sequential:
+    """A tanh MLP ``in_dim -> hidden... -> out_dim``; the last layer has no bias by default.
+
+    Args:
+        in_dim: input features.
+        hidden: widths of the hidden layers (may be empty: a linear map).
+        out_dim: output features.
+        last_bias: whether the output layer has a bias (the reference code has none).
+    """
+    hidden = [int(h) for h in hidden]
+    if in_dim < 1 or out_dim < 1 or any(h < 1 for h in hidden):
+        raise ValueError(
+            f"mlp: dimensions must be positive, got in_dim={in_dim}, hidden={hidden}, "
+            f"out_dim={out_dim}"
+        )
+    layers: list[nn.Module] = []
+    width = in_dim
+    for h in hidden:
+        layers += [nn.Linear(width, h), nn.Tanh()]
+        width = h
+    layers.append(nn.Linear(width, out_dim, bias=last_bias))
+    return nn.Sequential(*layers)
+
+
+def _time_column(t: Tensor | float, x: Tensor) -> Tensor:
+    t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
+    return t.reshape(-1, 1).expand(x.shape[0], 1)
+
+
+class ODENField(nn.Module):
+    """ODEN vector field: a tanh MLP ``x -> dx/dt`` (or ``[x, t] -> dx/dt`` time-augmented).
+
+    Args:
+        state_dim: dimension ``D`` of the state.
+        hidden: hidden layer widths (reference: ``(1000,)`` or ``(100, 100)``).
+        time_augmented: feed the time as an extra input (non-autonomous systems, exp III).
+    """
+
+    def __init__(
+        self, state_dim: int, hidden: Sequence[int] = (1000,), time_augmented: bool = False
+    ) -> None:
+        super().__init__()
+        if int(state_dim) < 1:
+            raise ValueError(f"ODENField: state_dim must be >= 1, got {state_dim!r}")
+        self.state_dim = int(state_dim)
+        self.time_augmented = bool(time_augmented)
+        self.net = mlp(self.state_dim + int(self.time_augmented), hidden, self.state_dim)
+
+    @property
+    def autonomous(self) -> bool:
+        """Whether the field ignores ``t``."""
+        return not self.time_augmented
+
+    def forward(self, t: Tensor | float, x: Tensor) -> Tensor:
+        if self.time_augmented:
+            x = torch.cat([x, _time_column(t, x)], dim=-1)
+        return self.net(x)
+
+
+class HODENField(nn.Module):
+    """HODEN: Hamiltonian field of a separable ``H(q, p) = K(p) + V(q)`` learned by two MLPs.
+
+    ``dq/dt = dK/dp`` and ``dp/dt = -dV/dq`` by autograd. The derivatives are taken under a local
+    :func:`torch.enable_grad`, so the field also works in ``torch.no_grad()`` / eval rollouts; the
+    graph of the derivatives is only kept (``create_graph``) when the caller has gradients
+    enabled, i.e. when training.
+
+    Args:
+        state_dim: dimension ``D`` of the state ``[q, p]``.
+        hidden: hidden widths of each of the two scalar MLPs.
+        position_dim: number of position coordinates ``q`` (default ``state_dim // 2``).
+    """
+
+    autonomous = True
+
+    def __init__(
+        self, state_dim: int, hidden: Sequence[int] = (1000,), position_dim: int | None = None
+    ) -> None:
+        super().__init__()
+        state_dim = int(state_dim)
+        if position_dim is None:
+            if state_dim % 2:
+                raise ValueError(
+                    f"HODENField: state_dim={state_dim} is odd; give position_dim explicitly"
+                )
+            position_dim = state_dim // 2
+        if not 0 < int(position_dim) < state_dim:
+            raise ValueError(
+                f"HODENField: position_dim must be in [1, state_dim - 1] = [1, {state_dim - 1}], "
+                f"got {position_dim!r}"
+            )
+        self.state_dim = state_dim
+        self.position_dim = int(position_dim)
+        self.kinetic = mlp(state_dim - self.position_dim, hidden, 1)
+        self.potential = mlp(self.position_dim, hidden, 1)
+
+    def hamiltonian(self, x: Tensor) -> Tensor:
+        """``H(x) = K(p) + V(q)`` of states ``(..., D)``, shape ``(...)``."""
+        q, p = x[..., : self.position_dim], x[..., self.position_dim :]
+        return (self.kinetic(p) + self.potential(q)).squeeze(-1)
+
+    def forward(self, t: Tensor | float, x: Tensor) -> Tensor:
+        create_graph = torch.is_grad_enabled()
+        n = self.position_dim
+        with torch.enable_grad():
+            q, p = x[..., :n], x[..., n:]
+            if not q.requires_grad:
+                q = q.detach().requires_grad_(True)
+            if not p.requires_grad:
+                p = p.detach().requires_grad_(True)
+            energy = self.kinetic(p).sum() + self.potential(q).sum()
+            dh_dq, dh_dp = torch.autograd.grad(energy, (q, p), create_graph=create_graph)
+        return torch.cat([dh_dp, -dh_dq], dim=-1)
