@@ -2,17 +2,21 @@
 
 # Trajectory datamodules (TRS-ODEN).
 from pl_pac_trs.data.attractor import StrangeAttractorDataModule
+from pl_pac_trs.data.double_oscillator import DoubleOscillatorDataModule
 from pl_pac_trs.data.duffing import DuffingDataModule
 from pl_pac_trs.data.trajectories import (
     GeneratedTrajectoryDataModule,
     TrajectoryDataModule,
 )
+from pl_pac_trs.data.trajectory_file import TrajectoryFileDataModule
 
 __all__ = [
+    "DoubleOscillatorDataModule",
     "DuffingDataModule",
     "GeneratedTrajectoryDataModule",
     "StrangeAttractorDataModule",
     "TrajectoryDataModule",
+    "TrajectoryFileDataModule",
 ]
 
 # Transfer-task datamodules (PAC-Net).

@@ -32,12 +32,14 @@ from pl_pac_trs.data.windows import (
 )
 
 __all__ = [
+    "SPLIT_MODES",
     "GeneratedTrajectoryDataModule",
     "Splits",
     "TrajectoryDataModule",
     "check_count",
     "check_disjoint_seeds",
     "check_fraction",
+    "split_trajectories",
 ]
 
 Splits = dict[str, list[tuple[np.ndarray, np.ndarray]]]
@@ -85,6 +87,69 @@ def check_disjoint_seeds(*ranges: tuple[str, int, int]) -> None:
                     f"seed ranges overlap: {name_a}={a} with {na} trajectories and {name_b}={b} "
                     f"with {nb} trajectories would share trajectories; choose disjoint seeds"
                 )
+
+
+SPLIT_MODES = ("trajectory", "time")
+
+
+def split_trajectories(
+    ts: list[np.ndarray],
+    xs: list[np.ndarray],
+    split: str,
+    train_fraction: float,
+    val_fraction: float,
+    where: str,
+) -> Splits:
+    """Split trajectories into train/val/test.
+
+    Args:
+        ts: per-trajectory time grids ``(N_i,)``.
+        xs: per-trajectory states ``(N_i, D)``.
+        split: ``"trajectory"``: the first ``int(M * train_fraction)`` trajectories train, the
+            next ``int(M * val_fraction)`` validate, the rest are test rollouts (file order).
+            ``"time"``: every trajectory's first ``int(N * train_fraction)`` points train, the next
+            ``int(N * val_fraction)`` points validate, and the remaining points form one test
+            rollout starting at its first point (the reference's split of the real oscillator).
+        train_fraction: fraction for training, in (0, 1).
+        val_fraction: fraction for validation, in [0, 1).
+        where: name of the data source, used in error messages.
+    """
+    if split not in SPLIT_MODES:
+        raise ValueError(f"split must be one of {SPLIT_MODES}, got {split!r}")
+    if train_fraction + val_fraction >= 1:
+        raise ValueError(
+            f"train_fraction + val_fraction must be < 1 to leave test data, got "
+            f"{train_fraction} + {val_fraction}"
+        )
+    pairs = list(zip(ts, xs, strict=True))
+    if split == "trajectory":
+        m = len(pairs)
+        n_train, n_val = int(m * train_fraction), int(m * val_fraction)
+        if n_train < 1 or m - n_train - n_val < 1:
+            raise ValueError(
+                f"{where}: {m} trajectories give {n_train} training and {m - n_train - n_val} "
+                f"test trajectories with train_fraction={train_fraction}, "
+                f"val_fraction={val_fraction}; need at least one of each (or use split='time')"
+            )
+        return {
+            "train": pairs[:n_train],
+            "val": pairs[n_train : n_train + n_val],
+            "test": pairs[n_train + n_val :],
+        }
+    splits: Splits = {"train": [], "val": [], "test": []}
+    for i, (t, x) in enumerate(pairs):
+        n = len(t)
+        n_train, n_val = int(n * train_fraction), int(n * val_fraction)
+        if n_train < 2 or n - n_train - n_val < 2:
+            raise ValueError(
+                f"{where}: trajectory {i} has {n} points, too few to split by time with "
+                f"train_fraction={train_fraction}, val_fraction={val_fraction}"
+            )
+        splits["train"].append((t[:n_train], x[:n_train]))
+        if n_val >= 2:
+            splits["val"].append((t[n_train : n_train + n_val], x[n_train : n_train + n_val]))
+        splits["test"].append((t[n_train + n_val :], x[n_train + n_val :]))
+    return splits
 
 
 class TrajectoryDataModule(pl.LightningDataModule):
@@ -152,9 +217,10 @@ class TrajectoryDataModule(pl.LightningDataModule):
         if self.train_dataset is None:
             self.train_dataset = self._windows_dataset(splits["train"], "train")
             if len(self.train_dataset) == 0:
+                source = getattr(self, "path", None) or type(self).__name__
                 raise ValueError(
-                    f"{type(self).__name__}: no training window of time_horizon="
-                    f"{self.time_horizon} steps fits in the training trajectories"
+                    f"{source}: no training window of time_horizon={self.time_horizon} steps "
+                    "fits in the training trajectories"
                 )
             self.val_dataset = self._windows_dataset(splits.get("val", []), "val")
             self.test_dataset = BatchDictDataset(

@@ -1,0 +1,202 @@
+"""A user's own trajectories from an ``.npz`` or ``.csv`` file, with the TRS windowing.
+
+Formats
+-------
+``.npz``: an array ``x`` of shape ``(M, N, D)`` (``M`` trajectories of ``N`` points; ``(N, D)`` is
+one trajectory) and an array ``t`` of shape ``(N,)`` (a grid shared by all trajectories) or
+``(M, N)`` (one grid per trajectory). Grids must be strictly increasing; they may be non-uniform.
+
+``.csv``: a header line naming the columns, then one row per observed point. A column named
+``time_column`` (default ``"t"``) holds the time; an optional column ``id_column`` (default
+``"trajectory"``) identifies the trajectory of each row (rows of one trajectory contiguous or not,
+in increasing time; trajectories ordered by first appearance; without the column the file is one
+trajectory); the state is ``state_columns`` (default: all other columns, in file order). For
+mechanical systems put positions first (``[q..., p...]``) and set ``position_dim``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from pl_pac_trs.data.tables import read_numeric_table
+from pl_pac_trs.data.trajectories import (
+    SPLIT_MODES,
+    Splits,
+    TrajectoryDataModule,
+    check_count,
+    check_fraction,
+    split_trajectories,
+)
+from pl_pac_trs.data.windows import check_time_grid
+
+__all__ = ["TrajectoryFileDataModule", "read_trajectory_file"]
+
+
+def read_trajectory_file(
+    path: str | os.PathLike,
+    time_column: str = "t",
+    id_column: str = "trajectory",
+    state_columns: list[str] | None = None,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Read trajectories from ``.npz`` or ``.csv`` (see the module docstring for the formats).
+
+    Returns:
+        Per-trajectory time grids ``(N_i,)`` and states ``(N_i, D)`` (float64).
+
+    Raises:
+        FileNotFoundError: if the file does not exist.
+        ValueError: naming the file (and line/trajectory) for an unknown suffix, missing arrays or
+            columns, inconsistent shapes, NaN/inf values or a time grid that is not increasing.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"trajectory file {path} does not exist")
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        ts, xs = _read_npz(path)
+    elif suffix == ".csv":
+        ts, xs = _read_csv(path, time_column, id_column, state_columns)
+    else:
+        raise ValueError(f"{path}: unsupported file type {suffix!r}; expected .npz or .csv")
+    for i, t in enumerate(ts):
+        check_time_grid(t, f"{path} (trajectory {i})")
+    return ts, xs
+
+
+def _read_npz(path: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    with np.load(path, allow_pickle=False) as data:
+        missing = [k for k in ("t", "x") if k not in data.files]
+        if missing:
+            raise ValueError(f"{path}: missing array(s) {missing}; found {sorted(data.files)}")
+        t, x = np.asarray(data["t"], np.float64), np.asarray(data["x"], np.float64)
+    if x.ndim == 2:
+        x = x[None]
+    if x.ndim != 3:
+        raise ValueError(f"{path}: x must have shape (M, N, D) or (N, D), got {x.shape}")
+    m, n, _ = x.shape
+    if t.ndim == 1:
+        t = np.broadcast_to(t, (m, len(t)))
+    if t.shape != (m, n):
+        raise ValueError(
+            f"{path}: t has shape {t.shape}, expected ({n},) or ({m}, {n}) to match x {x.shape}"
+        )
+    for name, a in (("t", t), ("x", x)):
+        bad = np.argwhere(~np.isfinite(a))
+        if bad.size:
+            raise ValueError(f"{path}: array {name} has NaN or inf at index {tuple(bad[0])}")
+    return [t[i].copy() for i in range(m)], [x[i].copy() for i in range(m)]
+
+
+def _read_csv(
+    path: Path, time_column: str, id_column: str, state_columns: list[str] | None
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    names, table = read_numeric_table(path, delimiter=",", header=True)
+    if time_column not in names:
+        raise ValueError(f"{path}: no time column {time_column!r} in header {names}")
+    if state_columns is None:
+        state_columns = [c for c in names if c not in (time_column, id_column)]
+    missing = [c for c in state_columns if c not in names]
+    if missing or not state_columns:
+        raise ValueError(f"{path}: state columns {missing or state_columns} not in header {names}")
+    t_all = table[:, names.index(time_column)]
+    x_all = table[:, [names.index(c) for c in state_columns]]
+    if id_column in names:
+        ids = table[:, names.index(id_column)]
+        order = list(dict.fromkeys(ids.tolist()))
+        groups = [np.flatnonzero(ids == i) for i in order]
+    else:
+        groups = [np.arange(len(table))]
+    return [t_all[g] for g in groups], [x_all[g] for g in groups]
+
+
+class TrajectoryFileDataModule(TrajectoryDataModule):
+    """Trajectories from a user's ``.npz``/``.csv`` file, windowed like the reference data.
+
+    Args:
+        path: the ``.npz`` or ``.csv`` file.
+        split: ``"trajectory"`` (whole trajectories to train/val/test, in file order) or
+            ``"time"`` (each trajectory's leading points train, the rest a test rollout).
+        train_fraction: fraction of trajectories (or points) for training.
+        val_fraction: fraction of trajectories (or points) for validation; 0: none.
+        position_dim: number of position coordinates of ``[q, p]`` states; ``None`` when the
+            state has no such split (the TRS reversal must then be given explicitly).
+        bodies: optional coordinate groups reported separately.
+        name: system name (default: the file stem).
+        time_column: csv time column.
+        id_column: csv trajectory-id column.
+        state_columns: csv state columns (default: all others, in file order).
+        time_horizon: steps per window.
+        windows: ``"consecutive"`` or ``"sliding"``.
+        batch_size: windows per batch; ``None`` = full batch.
+        test_batch_size: test trajectories per batch; ``None`` = all (use 1 for trajectories of
+            different lengths).
+        num_workers: DataLoader workers.
+
+    The file is read in ``__init__`` (so ``state_dim`` is known before ``setup``) and errors are
+    raised there.
+    """
+
+    energy = None
+
+    def __init__(
+        self,
+        path: str,
+        split: str = "trajectory",
+        train_fraction: float = 0.7,
+        val_fraction: float = 0.1,
+        position_dim: int | None = None,
+        bodies: dict[str, list[int]] | None = None,
+        name: str | None = None,
+        time_column: str = "t",
+        id_column: str = "trajectory",
+        state_columns: list[str] | None = None,
+        time_horizon: int = 10,
+        windows: str = "consecutive",
+        batch_size: int | None = None,
+        test_batch_size: int | None = None,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__(
+            time_horizon=time_horizon,
+            windows=windows,
+            batch_size=batch_size,
+            test_batch_size=test_batch_size,
+            num_workers=num_workers,
+        )
+        self.save_hyperparameters()
+        if split not in SPLIT_MODES:
+            raise ValueError(f"split must be one of {SPLIT_MODES}, got {split!r}")
+        self.path = str(path)
+        self.split = split
+        self.train_fraction = check_fraction("train_fraction", train_fraction)
+        self.val_fraction = check_fraction("val_fraction", val_fraction, allow_zero=True)
+        self._ts, self._xs = read_trajectory_file(path, time_column, id_column, state_columns)
+        dims = {x.shape[1] for x in self._xs}
+        if len(dims) != 1:
+            raise ValueError(f"{path}: trajectories have different state dimensions {dims}")
+        self.state_dim = dims.pop()
+        if position_dim is not None:
+            check_count("position_dim", position_dim)
+            if 2 * position_dim != self.state_dim:
+                raise ValueError(
+                    f"position_dim={position_dim} needs a state of dimension {2 * position_dim} "
+                    f"([q, p]); {path} has {self.state_dim}"
+                )
+        self.position_dim = position_dim
+        if bodies is not None:
+            for body, idx in bodies.items():
+                if any(not 0 <= i < self.state_dim for i in idx):
+                    raise ValueError(
+                        f"bodies[{body!r}]={idx} has an index outside 0..{self.state_dim - 1}"
+                    )
+        self.bodies = bodies
+        self.name = name or Path(path).stem
+        self._split_cache: Splits = split_trajectories(
+            self._ts, self._xs, split, self.train_fraction, self.val_fraction, where=self.path
+        )
+
+    def load_splits(self, write_cache: bool = False) -> Splits:
+        return self._split_cache

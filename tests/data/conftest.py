@@ -1,0 +1,58 @@
+"""Fixtures of the data tests: the shared double-oscillator record and a localhost file server."""
+
+import functools
+import http.server
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+SHARED_RECORD = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+RECORD_NAME = "real_double_linear_h_1.txt"
+
+
+def _find_record() -> Path | None:
+    for base in (SHARED_RECORD, Path("/work/shared/data")):
+        if (base / RECORD_NAME).is_file():
+            return (base / RECORD_NAME).resolve()
+    return None
+
+
+@pytest.fixture
+def record_path() -> Path:
+    """The Schmidt-Lipson record from ../shared/data (skips when the checkout has none)."""
+    path = _find_record()
+    if path is None:
+        pytest.skip(f"{RECORD_NAME} not found beside the checkout (../shared/data)")
+    return path
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):
+        pass
+
+
+@pytest.fixture
+def file_server(tmp_path):
+    """Serve ``tmp_path / "served"`` on 127.0.0.1 (random port); yields (directory, base url)."""
+    served = tmp_path / "served"
+    served.mkdir()
+    handler = functools.partial(_QuietHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield served, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+def served_record(file_server, record_path):
+    """(url of a localhost copy of the record, directory it is served from)."""
+    served, base = file_server
+    shutil.copy(record_path, served / RECORD_NAME)
+    return f"{base}/{RECORD_NAME}", served
