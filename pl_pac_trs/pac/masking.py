@@ -254,21 +254,24 @@ class GradientMask(Callback):
                 g = p.grad
                 if g is None:
                     continue
+                # ``mul_`` by a bool mask is several times faster than ``masked_fill_`` on CPU
                 if self.phase == "allocate":
                     if self.anchor_lam:
                         g[mask] += (2 * self.anchor_lam) * (p[mask] - self._anchor[name])
-                    g.masked_fill_(~mask, 0.0)
+                    g.mul_(mask)
                 else:
                     if self.lam:
                         g.add_(p, alpha=2 * self.lam)
-                    g.masked_fill_(mask, 0.0)
+                    g.mul_(~mask)
 
     def _after_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         entries = self._by_optimizer.get(id(optimizer), ())
         with torch.no_grad():
             for p, mask, name in entries:
                 if self.phase == "allocate":
-                    p.masked_fill_(~mask, 0.0)
+                    # x * 0 is -0.0 for negative x; adding +0.0 makes every pruned entry +0.0
+                    # and leaves every other value unchanged
+                    p.mul_(mask).add_(0.0)
                 else:
                     p.masked_scatter_(mask, self._essential[name])
 

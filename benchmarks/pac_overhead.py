@@ -1,0 +1,185 @@
+"""Per-step overhead of PAC-Net's GradientMask vs plain training, and mask memory.
+
+A/B interleaved in one process: two identical models with the same optimizer (AdamW, weight
+decay > 0) take alternating steps on the same batches; B has a GradientMask attached (its
+``on_before_optimizer_step`` gradient masking + the optimizer post-step restore, exactly the work
+the callback adds inside a Lightning fit). Step = forward, backward, [mask], optimizer step,
+zero_grad. Medians over interleaved steps; target: overhead <= 5 % on CPU.
+
+    python benchmarks/pac_overhead.py            # CPU: digits CNN and an MLP (+ CUDA ResNet-18
+                                                 # sized CNN when torch.cuda.is_available())
+    python benchmarks/pac_overhead.py --steps 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from types import SimpleNamespace
+
+import torch
+from torch import nn
+
+from pl_pac_trs.models import MLPRegressor, SmallCNN
+from pl_pac_trs.pac import GradientMask, MagnitudePruning, compute_masks
+
+
+class _Block(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.skip = (
+            nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            if stride != 1 or cin != cout
+            else nn.Identity()
+        )
+
+    def forward(self, x):
+        y = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(y)) + self.skip(x))
+
+
+class ResNet18Like(nn.Module):
+    """ResNet-18 layout (BasicBlocks [2, 2, 2, 2], 64..512 channels, ~11 M parameters)."""
+
+    def __init__(self, num_classes: int = 40) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [
+            nn.Conv2d(3, 64, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(64),
+            nn.ReLU(),
+        ]
+        cin = 64
+        for cout, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+            layers += [_Block(cin, cout, stride), _Block(cout, cout, 1)]
+            cin = cout
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(512, num_classes)
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+
+def _attach(model: nn.Module, opt: torch.optim.Optimizer, phase: str) -> GradientMask:
+    masks = compute_masks(MagnitudePruning().targets(model), 0.8)
+    cb = GradientMask(phase, masks=masks, verbose=False)
+    fake_trainer = SimpleNamespace(optimizers=[opt], is_global_zero=True, loggers=[], global_step=0)
+    cb.attach(fake_trainer, model, cb.masks or masks)
+    return cb
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def bench(name, make_model, make_batch, loss_fn, device, phase, steps, warmup=10) -> dict:
+    torch.manual_seed(0)
+    a = make_model().to(device)
+    b = make_model().to(device)
+    b.load_state_dict(a.state_dict())
+    opt_a = torch.optim.AdamW(a.parameters(), lr=1e-3, weight_decay=0.01)
+    opt_b = torch.optim.AdamW(b.parameters(), lr=1e-3, weight_decay=0.01)
+    cb = _attach(b, opt_b, phase)
+    batches = [make_batch(device) for _ in range(8)]
+    times: dict[str, list[float]] = {"plain": [], "masked": []}
+
+    def step(model, opt, x, y, masked):
+        _sync(device)
+        t0 = time.perf_counter()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        if masked:
+            cb.on_before_optimizer_step(None, model, opt)
+        opt.step()  # the post-step hook restores frozen entries
+        opt.zero_grad(set_to_none=True)
+        _sync(device)
+        return time.perf_counter() - t0
+
+    for i in range(warmup + steps):
+        x, y = batches[i % len(batches)]
+        order = (("plain", a, opt_a), ("masked", b, opt_b))
+        if i % 2:
+            order = order[::-1]  # alternate which goes first
+        for key, model, opt in order:
+            dt = step(model, opt, x, y, key == "masked")
+            if i >= warmup:
+                times[key].append(dt)
+    plain, masked = statistics.median(times["plain"]), statistics.median(times["masked"])
+    n_prunable = sum(m.numel() for m in cb.masks.values())
+    mask_bytes = sum(m.numel() * m.element_size() for m in cb.masks.values())
+    stored = sum(v.numel() * v.element_size() for v in cb._essential.values())
+    return {
+        "model": name,
+        "device": str(device),
+        "phase": phase,
+        "plain_ms": plain * 1e3,
+        "masked_ms": masked * 1e3,
+        "overhead_pct": 100 * (masked / plain - 1),
+        "mask_bytes_per_param": mask_bytes / n_prunable,
+        "stored_bytes_per_param": stored / n_prunable,
+        "prunable_params": n_prunable,
+    }
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    cpu = torch.device("cpu")
+    mse = nn.functional.mse_loss
+    ce = nn.functional.cross_entropy
+    cases = [
+        (
+            "digits SmallCNN (batch 64, 8x8)",
+            lambda: SmallCNN(num_classes=6),
+            lambda d: (torch.randn(64, 1, 8, 8, device=d), torch.randint(0, 6, (64,), device=d)),
+            ce,
+            cpu,
+        ),
+        (
+            "MLP 10-256-256-1 (batch 64)",
+            lambda: MLPRegressor(hidden=(256, 256)),
+            lambda d: (torch.randn(64, 10, device=d), torch.randn(64, 1, device=d)),
+            mse,
+            cpu,
+        ),
+    ]
+    if torch.cuda.is_available():
+        gpu = torch.device("cuda")
+        cases.append(
+            (
+                "ResNet-18-sized CNN (batch 128, 32x32)",
+                ResNet18Like,
+                lambda d: (
+                    torch.randn(128, 3, 32, 32, device=d),
+                    torch.randint(0, 40, (128,), device=d),
+                ),
+                ce,
+                gpu,
+            )
+        )
+    print(
+        f"{'model':40s} {'device':6s} {'phase':9s} {'plain ms':>9s} {'masked ms':>9s} "
+        f"{'overhead':>8s} {'mask B/param':>12s} {'stored B/param':>14s}"
+    )
+    for name, make_model, make_batch, loss, device in cases:
+        for phase in ("allocate", "calibrate"):
+            r = bench(name, make_model, make_batch, loss, device, phase, args.steps)
+            print(
+                f"{r['model']:40s} {r['device']:6s} {r['phase']:9s} {r['plain_ms']:9.3f} "
+                f"{r['masked_ms']:9.3f} {r['overhead_pct']:7.2f}% "
+                f"{r['mask_bytes_per_param']:12.2f} {r['stored_bytes_per_param']:14.2f}",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
