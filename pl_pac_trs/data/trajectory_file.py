@@ -86,7 +86,8 @@ def _read_npz(path: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
     for name, a in (("t", t), ("x", x)):
         bad = np.argwhere(~np.isfinite(a))
         if bad.size:
-            raise ValueError(f"{path}: array {name} has NaN or inf at index {tuple(bad[0])}")
+            index = tuple(int(i) for i in bad[0])
+            raise ValueError(f"{path}: array {name} has NaN or inf at index {index}")
     return [t[i].copy() for i in range(m)], [x[i].copy() for i in range(m)]
 
 
