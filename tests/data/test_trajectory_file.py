@@ -105,7 +105,7 @@ def test_ragged_test_trajectories_need_batch_size_one(tmp_path):
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ("trajectory,t,s\n0,0.0,1\n0,0.1,nan\n", r"line 3, column 3: value 'nan' is NaN or infinite"),
+        ("trajectory,t,s\n0,0.0,1\n0,0.1,nan\n", r"line 3, column 3: value 'nan' is NaN"),
         ("trajectory,t,s\n0,0.0,1\n0,0.1\n", r"line 3: found 2 columns, expected 3"),
         ("trajectory,t,s\n0,0.0,1\n0,0.0,2\n", r"\(trajectory 0\): time grid is not strictly"),
         ("trajectory,time,s\n0,0.0,1\n", r"no time column 't'"),
