@@ -1,0 +1,83 @@
+import lightning.pytorch as pl
+import pytest
+import torch
+
+from pl_pac_trs.metrics import energy_mse, trajectory_mse
+from pl_pac_trs.trs import TRSODEN, HODENField, ODENField, Reversal
+from tests.trs.tiny_data import TinyHarmonicDataModule
+
+
+def _trainer(tmp_path, epochs=3, **kw):
+    return pl.Trainer(
+        max_epochs=epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        default_root_dir=tmp_path,
+        **kw,
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "lam"),
+    [
+        (ODENField(2, hidden=(16,)), 10.0),
+        (HODENField(2, hidden=(8,)), 1.0),
+        (ODENField(2, hidden=(16,)), 0.0),
+    ],
+)
+def test_fit_and_test_logs_losses_metrics_and_plots(tmp_path, field, lam):
+    torch.manual_seed(0)
+    dm = TinyHarmonicDataModule()
+    model = TRSODEN(field, integrator="leapfrog", lam=lam, lr=1e-2)
+    before = [p.detach().clone() for p in model.parameters()]
+    trainer = _trainer(tmp_path)
+    trainer.fit(model, datamodule=dm)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    logged = trainer.callback_metrics
+    assert {"train/loss", "train/ode", "val/loss", "val/ode", "val/trs"} <= set(logged)
+    assert ("train/trs" in logged) == (lam > 0)
+    assert torch.equal(model.reversal.signs, torch.tensor([1.0, -1.0]))
+
+    results = trainer.test(model, datamodule=dm, verbose=False)[0]
+    batch = next(iter(dm.test_dataloader()))
+    with torch.no_grad():
+        pred = model.rollout(batch["x0"], batch["t"])
+    mean, std = trajectory_mse(pred, batch["y"])
+    emean, estd = energy_mse(pred, batch["y"], dm.energy)
+    assert results["test/traj_mse"] == pytest.approx(float(mean), rel=1e-5)
+    assert results["test/traj_mse_std"] == pytest.approx(float(std), rel=1e-4)
+    assert results["test/energy_mse"] == pytest.approx(float(emean), rel=1e-5)
+    assert results["test/energy_mse_std"] == pytest.approx(float(estd), rel=1e-4)
+    for name in ("phase_portraits.png", "energy.png"):
+        path = tmp_path / name
+        assert path.stat().st_size > 1000
+    preds = trainer.predict(model, datamodule=dm)
+    torch.testing.assert_close(preds[0], pred)
+
+
+def test_validation_errors_before_training(tmp_path):
+    dm = TinyHarmonicDataModule()
+    with pytest.raises(ValueError, match="vector_field has state_dim=3 but the data has state"):
+        _trainer(tmp_path).fit(TRSODEN(ODENField(3, hidden=(4,)), integrator="rk4"), dm)
+    with pytest.raises(ValueError, match="reversal has 3 signs"):
+        model = TRSODEN(ODENField(2, hidden=(4,)), lam=1.0, reversal=Reversal([1, -1, 1]))
+        _trainer(tmp_path).fit(model, dm)
+    model = TRSODEN(ODENField(2, hidden=(4,)), lam=1.0)
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(ValueError, match="time grid t is not strictly increasing"):
+        _trainer(tmp_path, num_sanity_val_steps=0).fit(model, TinyHarmonicDataModule(bad_time=True))
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    with pytest.raises(ValueError, match="unknown integrator 'verlet'"):
+        TRSODEN(ODENField(2), integrator="verlet")
+    with pytest.raises(ValueError, match="lam must be a finite number >= 0"):
+        TRSODEN(ODENField(2), lam=-1.0)
+
+
+def test_lam_positive_without_reversal_or_position_dim_is_an_error(tmp_path):
+    dm = TinyHarmonicDataModule()
+    dm.position_dim = None
+    with pytest.raises(ValueError, match="lam > 0 needs a reversing operator"):
+        _trainer(tmp_path).fit(TRSODEN(ODENField(2, hidden=(4,)), integrator="rk4", lam=1.0), dm)
