@@ -28,6 +28,7 @@ def _check_allocate(model, masks, before):
     for name, mask in masks.items():
         p = params[name].detach()
         assert torch.equal(p[~mask], torch.zeros_like(p[~mask])), name
+        assert not torch.signbit(p[~mask]).any(), name  # +0.0, not -0.0
         moved |= not torch.equal(p[mask], before[name][mask])
     assert moved, "allocate did not train the essential weights"
 
