@@ -130,9 +130,10 @@ def source_view(
     Yields:
         ``model`` itself.
     """
-    params = dict(model.named_parameters())
-    modules = dict(model.named_modules())
-    buffers = dict(model.named_buffers())
+    # aliases (one module registered under two names) appear once per name in a state dict
+    params = dict(model.named_parameters(remove_duplicate=False))
+    modules = dict(model.named_modules(remove_duplicate=False))
+    buffers = dict(model.named_buffers(remove_duplicate=False))
     source_state = dict(source_state or {})
 
     def replaced(name: str) -> bool:  # a source entry that differs in shape (a different head)
@@ -157,13 +158,16 @@ def source_view(
                 mask = mask.to(p.device)
                 saved_masked.append((p, mask, p[~mask].clone()))
                 p.masked_fill_(~mask, 0.0)
+            done = {id(params[n]) for n in masks if not replaced(n)}
             for name, value in source_state.items():
-                if name in masks and not replaced(name):
-                    continue
                 if name not in params and name not in buffers:
                     if strict:
                         raise ValueError(f"source_state entry {name!r} is not in the model")
                     continue
+                tensor = params[name] if name in params else buffers[name]
+                if id(tensor) in done:  # masked (possibly under an alias) or already swapped
+                    continue
+                done.add(id(tensor))
                 owner_name, _, local = name.rpartition(".")
                 owner = modules[owner_name]
                 if name in params:

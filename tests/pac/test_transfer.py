@@ -91,3 +91,23 @@ def test_load_source_weights_errors_name_entry(tmp_path):
     assert "head.weight" not in copied and "body.0.weight" in copied
     with pytest.raises(FileNotFoundError):
         LoadSourceWeights(str(tmp_path / "missing.ckpt"))
+
+
+def test_source_view_with_aliased_modules(tmp_path):
+    """A module registered under two names (state dict has both) is handled once."""
+    _, ckpt = _source(tmp_path, batch_norm=False)
+    target = TinyNet(hidden=(8, 6), out_features=3)
+    load_source_weights(target, ckpt)
+    target.alias = target.body  # same module, second name
+    state = {**source_state_dict(ckpt)}
+    state.update({"alias." + k[5:]: v for k, v in state.items() if k.startswith("body.")})
+    with torch.no_grad():
+        target.body[0].weight.add_(1.0)  # "calibrated" all entries
+        out = target(torch.ones(2, 5))
+        masks = load_masks(ckpt)
+        with source_view(target, masks, state):
+            w = target.body[0].weight
+            assert torch.equal(
+                w[~masks["body.0.weight"]], torch.zeros(int((~masks["body.0.weight"]).sum()))
+            )
+        assert torch.equal(target(torch.ones(2, 5)), out)
