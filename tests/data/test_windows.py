@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pl_pac_trs.data.windows import (
     BatchDictDataset,
@@ -64,3 +66,25 @@ def test_check_time_grid_messages():
         check_time_grid(np.array([0.0, 0.2, 0.2]), "data.csv")
     with pytest.raises(ValueError, match="NaN or inf"):
         check_time_grid(np.array([0.0, np.nan]), "f")
+
+
+@settings(max_examples=40)
+@given(
+    lengths=st.lists(st.integers(1, 40), min_size=1, max_size=4),
+    horizon=st.integers(1, 12),
+    mode=st.sampled_from(["consecutive", "sliding"]),
+)
+def test_windows_property(lengths, horizon, mode):
+    ts = [np.cumsum(np.full(n, 0.5)) + 10 * i for i, n in enumerate(lengths)]
+    xs = [np.stack([t, -t], axis=1) for t in ts]  # the state encodes its own time
+    w = make_windows(ts, xs, time_horizon=horizon, windows=mode)
+    per = [(n - 1) // horizon if mode == "consecutive" else max(n - horizon, 0) for n in lengths]
+    assert len(w["x0"]) == sum(per)
+    assert w["t"].shape[1:] == (horizon + 1,) and w["y"].shape[1:] == (horizon, 2)
+    assert torch.equal(w["x0"][:, 0], w["t"][:, 0]) and torch.equal(w["y"][:, :, 0], w["t"][:, 1:])
+    if len(w["t"]):
+        assert bool((w["t"].diff(dim=1) > 0).all())
+    if mode == "consecutive" and len(w["t"]) > 1:
+        first = w["t"][: per[0], 0] - ts[0][0]
+        expected = torch.arange(per[0], dtype=torch.float32) * horizon * 0.5
+        assert torch.equal(first, expected)
