@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
@@ -202,7 +203,11 @@ class TrajectoryDataModule(pl.LightningDataModule):
 
     # ----------------------------------------------------------------- subclass interface
     def load_splits(self, write_cache: bool = False) -> Splits:
-        """Return the train/val/test trajectories (subclasses implement this)."""
+        """Return the train/val/test trajectories (abstract: every subclass implements it).
+
+        Args:
+            write_cache: whether this call may write caches (True only from ``prepare_data``).
+        """
         raise NotImplementedError
 
     # ----------------------------------------------------------------- Lightning hooks
@@ -215,26 +220,28 @@ class TrajectoryDataModule(pl.LightningDataModule):
             self._splits = self.load_splits(write_cache=False)
         splits = self._splits
         if self.train_dataset is None:
-            self.train_dataset = self._windows_dataset(splits["train"], "train")
+            self.train_dataset = self._windows_dataset(splits["train"])
             if len(self.train_dataset) == 0:
                 source = getattr(self, "path", None) or type(self).__name__
                 raise ValueError(
                     f"{source}: no training window of time_horizon={self.time_horizon} steps "
                     "fits in the training trajectories"
                 )
-            self.val_dataset = self._windows_dataset(splits.get("val", []), "val")
+            self.val_dataset = self._windows_dataset(splits.get("val", []))
             self.test_dataset = BatchDictDataset(
                 make_rollouts(*_unzip(splits["test"])) if splits["test"] else []
             )
 
-    def _windows_dataset(self, trajectories: list, split: str) -> BatchDictDataset:
+    def _windows_dataset(self, trajectories: list) -> BatchDictDataset:
         if not trajectories:
             return BatchDictDataset([])
         return BatchDictDataset(
             make_windows(*_unzip(trajectories), self.time_horizon, windows=self.windows)
         )
 
-    def _loader(self, dataset: BatchDictDataset, batch_size: int | None, shuffle: bool):
+    def _loader(
+        self, dataset: BatchDictDataset, batch_size: int | None, shuffle: bool
+    ) -> DataLoader:
         return DataLoader(
             dataset,
             batch_size=batch_size or max(len(dataset), 1),
@@ -311,7 +318,7 @@ class GeneratedTrajectoryDataModule(TrajectoryDataModule):
         raise NotImplementedError
 
     @property
-    def cache_file(self):
+    def cache_file(self) -> Path | None:
         """Path of this dataset's cache file, or ``None`` without ``cache_dir``."""
         if self.cache_dir is None:
             return None
