@@ -200,14 +200,21 @@ def _head_shape_differs(model, source_model) -> bool:
 
 
 def _identical(source_model, model, datamodule) -> bool:
-    """Whether ``model`` (inside ``source_view``) gives bit-identical source-test outputs."""
+    """Whether ``model`` (inside ``source_view``) equals the allocated source model bit for bit:
+    every state entry, and the outputs on the source test set when batches are ``(x, y)``."""
+    own = model.state_dict()
+    for name, value in source_model.state_dict().items():
+        if name not in own or not torch.equal(own[name].cpu(), value.cpu()):
+            return False
     was = (source_model.training, model.training)
     source_model.eval()
     model.eval()
     same = True
     with torch.no_grad():
-        for x, _ in datamodule.test_dataloader():
-            x = x.to(model.device)
+        for batch in datamodule.test_dataloader():
+            if not (isinstance(batch, (list, tuple)) and isinstance(batch[0], torch.Tensor)):
+                break  # a structured batch: the state comparison above decides
+            x = batch[0].to(model.device)
             same &= torch.equal(source_model.to(model.device)(x), model(x))
     source_model.train(was[0])
     model.train(was[1])
