@@ -19,7 +19,9 @@ import time
 from types import SimpleNamespace
 
 import torch
+from lightning.pytorch import Callback, Trainer
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 from pl_pac_trs.models import MLPRegressor, SmallCNN
 from pl_pac_trs.pac import GradientMask, MagnitudePruning, compute_masks
@@ -127,6 +129,54 @@ def bench(name, make_model, make_batch, loss_fn, device, phase, steps, warmup=10
     }
 
 
+class _StepTimer(Callback):
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self._t0 = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.times.append(time.perf_counter() - self._t0)
+
+
+def bench_lightning(name, make_model, make_batch, phase, rounds=6, steps=60) -> dict:
+    """Same A/B inside Lightning fits (the step as Lightning runs it), alternating fits."""
+    x, y = make_batch(torch.device("cpu"))
+    data = DataLoader(
+        TensorDataset(x.repeat(8, *[1] * (x.dim() - 1)), y.repeat(8, *[1] * (y.dim() - 1))),
+        batch_size=len(x),
+    )
+    times: dict[str, list[float]] = {"plain": [], "masked": []}
+    for r in range(2 * rounds):
+        key = ("plain", "masked")[(r + r // 2) % 2]
+        torch.manual_seed(0)
+        model = make_model()
+        timer = _StepTimer()
+        callbacks = [timer]
+        if key == "masked":
+            masks = compute_masks(MagnitudePruning().targets(model), 0.8)
+            callbacks.append(GradientMask(phase, masks=masks, verbose=False))
+        Trainer(
+            max_steps=steps,
+            callbacks=callbacks,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            accelerator="cpu",
+        ).fit(model, data)
+        times[key] += timer.times[10:]
+    plain, masked = statistics.median(times["plain"]), statistics.median(times["masked"])
+    return {
+        "model": name,
+        "phase": phase,
+        "plain_ms": plain * 1e3,
+        "masked_ms": masked * 1e3,
+        "overhead_pct": 100 * (masked / plain - 1),
+    }
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200)
@@ -177,6 +227,17 @@ def main(argv=None) -> None:
                 f"{r['model']:40s} {r['device']:6s} {r['phase']:9s} {r['plain_ms']:9.3f} "
                 f"{r['masked_ms']:9.3f} {r['overhead_pct']:7.2f}% "
                 f"{r['mask_bytes_per_param']:12.2f} {r['stored_bytes_per_param']:14.2f}",
+                flush=True,
+            )
+    print("\ninside Lightning fits (CPU; step = on_train_batch_start..end, alternating fits)")
+    for name, make_model, make_batch, _, device in cases:
+        if device.type != "cpu":
+            continue
+        for phase in ("allocate", "calibrate"):
+            r = bench_lightning(name, make_model, make_batch, phase)
+            print(
+                f"{r['model']:40s} {'cpu':6s} {r['phase']:9s} {r['plain_ms']:9.3f} "
+                f"{r['masked_ms']:9.3f} {r['overhead_pct']:7.2f}%",
                 flush=True,
             )
 
