@@ -27,7 +27,13 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from pl_pac_trs import __version__
-from pl_pac_trs.runs import ensure_wandb_mode, find_wandb_logger, run_dir, wandb_run_summary
+from pl_pac_trs.runs import (
+    ensure_wandb_mode,
+    find_wandb_logger,
+    finish_wandb,
+    run_dir,
+    wandb_run_summary,
+)
 
 __all__ = ["PacTrsCLI", "RunConfigSaver", "main"]
 
@@ -108,12 +114,6 @@ def _load(target: str) -> Callable[[list[str]], int | None]:
     return getattr(importlib.import_module(module_name), func_name)
 
 
-def _finish_wandb() -> None:
-    wandb = sys.modules.get("wandb")
-    if wandb is not None and getattr(wandb, "run", None) is not None:
-        wandb.finish()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``pl-pac-trs`` and ``python -m pl_pac_trs``.
 
@@ -133,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             cli = PacTrsCLI(args=None if argv is None else args)
             summary = wandb_run_summary(cli.trainer)
-            _finish_wandb()
+            finish_wandb()
             if summary:
                 print(summary, flush=True)
             code = 0

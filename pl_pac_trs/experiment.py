@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pl_pac_trs.cli import PacTrsCLI
-from pl_pac_trs.runs import run_dir, wandb_run_summary
+from pl_pac_trs.runs import finish_wandb, run_dir, wandb_run_summary
 
 __all__ = ["ConfigRun", "run_config"]
 
@@ -68,4 +68,6 @@ def run_config(
             test_metrics.update(_floats(result))
     checkpoint = getattr(trainer.checkpoint_callback, "best_model_path", None) or None
     directory = run_dir(trainer) if trainer.is_global_zero else None
-    return ConfigRun(fit_metrics, test_metrics, directory, checkpoint, wandb_run_summary(trainer))
+    note = wandb_run_summary(trainer)
+    finish_wandb()  # the next config run in this process gets its own W&B run
+    return ConfigRun(fit_metrics, test_metrics, directory, checkpoint, note)

@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import netrc
 import os
+import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
 from lightning.pytorch import Trainer
 from lightning.pytorch.loggers import WandbLogger
 
-__all__ = ["ensure_wandb_mode", "find_wandb_logger", "run_dir", "wandb_run_summary"]
+__all__ = [
+    "ensure_wandb_mode",
+    "find_wandb_logger",
+    "finish_wandb",
+    "run_dir",
+    "wandb_run_summary",
+]
 
 
 def _wandb_host() -> str:
@@ -102,3 +109,10 @@ def wandb_run_summary(trainer: Trainer) -> str | None:
         )
     url = getattr(experiment, "url", None)
     return f"W&B run directory: {run_path}" + (f"\n  view it at: {url}" if url else "")
+
+
+def finish_wandb() -> None:
+    """Close the active W&B run, if any, so that the next logger in this process gets a new one."""
+    wandb = sys.modules.get("wandb")  # never import wandb just to find there is nothing to close
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish()

@@ -1,0 +1,59 @@
+"""Shared pieces of the benchmark / reproduction scripts: statistics, tables, output files."""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import torch
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    values = [float(v) for v in values]
+    if not values:
+        return float("nan"), float("nan")
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return statistics.fmean(values), std
+
+
+def fmt_mean_std(values: Sequence[float], digits: int = 3) -> str:
+    """``"m ± s"`` with ``digits`` significant digits, ``–`` when empty."""
+    if not values:
+        return "–"
+    m, s = mean_std(values)
+    return f"{m:.{digits}g} ± {s:.{digits - 1}g}"
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, object]:
+    """What the numbers were measured on."""
+    info: dict[str, object] = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_threads": torch.get_num_threads(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    if torch.cuda.is_available():
+        info["cuda_device"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def write_outputs(out_dir: Path, name: str, payload: dict, markdown: str) -> tuple[Path, Path]:
+    """Write ``<name>.json`` and ``<name>.md`` into ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out_dir / f"{name}.json", out_dir / f"{name}.md"
+    json_path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    md_path.write_text(markdown.rstrip() + "\n")
+    return json_path, md_path
