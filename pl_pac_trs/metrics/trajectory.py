@@ -53,18 +53,22 @@ class PerTrajectoryMetric(Metric):
         self.total_sq += values.pow(2).sum()
         self.count += values.numel()
 
-    def compute_mean_std(self) -> tuple[Tensor, Tensor]:
-        """``(mean, population std)`` over all trajectories seen (synced across processes)."""
-        mean = self.compute()
+    def _mean_std(self) -> tuple[Tensor, Tensor]:
         if self.count == 0:
-            return mean, mean
-        var = (self.total_sq / self.count - mean.double() ** 2).clamp_min(0.0)
-        return mean, var.sqrt().float()
+            nan = torch.tensor(float("nan"), device=self.total.device)
+            return nan, nan
+        mean = self.total / self.count
+        var = (self.total_sq / self.count - mean**2).clamp_min(0.0)
+        return mean.float(), var.sqrt().float()
+
+    def compute_mean_std(self) -> tuple[Tensor, Tensor]:
+        """``(mean, population std)`` over all trajectories seen by all processes."""
+        with self.sync_context():
+            return self._mean_std()
 
     def compute(self) -> Tensor:
-        if self.count == 0:
-            return torch.tensor(float("nan"))
-        return (self.total / self.count).float()
+        """Mean over all trajectories seen by all processes."""
+        return self._mean_std()[0]
 
 
 class TrajectoryMSE(PerTrajectoryMetric):

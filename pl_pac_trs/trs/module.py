@@ -286,16 +286,21 @@ class TRSODEN(pl.LightningModule):
             metric.reset()
         for key, value in results.items():
             self.log(key, value.to(self.device), sync_dist=True)
-        if self.trainer.is_global_zero and self._plot_batch is not None:
-            self._make_plots()
+        if self.num_plot > 0:
+            from pl_pac_trs.runs import run_dir
+
+            # on every rank: trainer.log_dir (used by run_dir) broadcasts, a collective call
+            out_dir = run_dir(self.trainer)
+            if self.trainer.is_global_zero and self._plot_batch is not None:
+                self._make_plots(out_dir)
         if self.trainer.is_global_zero:
             rank_zero_info(
                 "TRSODEN test (x1e2): "
                 + ", ".join(f"{k}={float(v):.4g}" for k, v in results.items())
             )
 
-    def _make_plots(self) -> None:
-        from pl_pac_trs.runs import find_wandb_logger, run_dir
+    def _make_plots(self, out_dir) -> None:
+        from pl_pac_trs.runs import find_wandb_logger
         from pl_pac_trs.trs import plots
 
         dm = self._datamodule()
@@ -305,7 +310,6 @@ class TRSODEN(pl.LightningModule):
         d = true.shape[-1]
         name = getattr(dm, "name", "system")
         tag = f"{name} lam={self.lam:g}"
-        out_dir = run_dir(self.trainer)
         paths = {
             "test/phase_portraits": plots.plot_phase_portraits(
                 true,

@@ -1,0 +1,177 @@
+"""Regenerate the TRS-ODEN LightningCLI configs of reference experiments I-VI.
+
+Run from the repository root: ``python configs/trs/make_configs.py``. Each experiment gets one
+file per condition (``oden``, ``hoden``, ``trs_oden``, and ``trs_hoden`` for exp II) with the
+reference defaults (SPEC section 2: Adam 2e-4, full batch, 5000 epochs), plus a ``quick/`` copy
+that finishes on a CPU in about a minute (less data, fewer epochs, lr 3e-3).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+
+DUFFING = "pl_pac_trs.data.DuffingDataModule"
+EXPERIMENTS = {
+    "exp1": {
+        "title": "simple harmonic oscillator",
+        "data": {"class_path": DUFFING, "init_args": {"alpha": 1.0, "beta": 0.0}},
+        "quick_data": {"num_train": 50},
+        "hidden": [1000],
+        "integrator": "leapfrog",
+        "conditions": {"oden": ("oden", 0.0), "hoden": ("hoden", 0.0), "trs_oden": ("oden", 10.0)},
+    },
+    "exp2": {
+        "title": "nonlinear Duffing",
+        "data": {"class_path": DUFFING, "init_args": {"alpha": -1.0, "beta": 1.0}},
+        "quick_data": {},
+        "hidden": [100, 100],
+        "integrator": "leapfrog",
+        "conditions": {
+            "oden": ("oden", 0.0),
+            "hoden": ("hoden", 0.0),
+            "trs_oden": ("oden", 10.0),
+            "trs_hoden": ("hoden", 10.0),
+        },
+    },
+    "exp3": {
+        "title": "forced Duffing",
+        "data": {
+            "class_path": DUFFING,
+            "init_args": {
+                "alpha": -0.2,
+                "beta": 0.2,
+                "delta": 0.15,
+                "num_train": 200,
+                "train_steps": 50,
+                "train_span": 5.0,
+                "noise_std": 0.05,
+                "test_steps": 100,
+                "test_span": 10.0,
+            },
+        },
+        "quick_data": {"num_train": 50},
+        "hidden": [100, 100],
+        "integrator": "rk4",
+        "time_augmented": True,
+        "conditions": {"oden": ("oden", 0.0), "hoden": ("hoden", 0.0), "trs_oden": ("oden", 0.5)},
+    },
+    "exp4": {
+        "title": "damped oscillator",
+        "data": {"class_path": DUFFING, "init_args": {"alpha": 1.0, "gamma": 0.1}},
+        "quick_data": {},
+        "hidden": [1000],
+        "integrator": "leapfrog",
+        "time_weighted": True,
+        "conditions": {"oden": ("oden", 0.0), "hoden": ("hoden", 0.0), "trs_oden": ("oden", 0.5)},
+    },
+    "exp5": {
+        "title": "real double oscillator",
+        "data": {"class_path": "pl_pac_trs.data.DoubleOscillatorDataModule", "init_args": {}},
+        "quick_data": {},
+        "hidden": [1000],
+        "integrator": "leapfrog",
+        "conditions": {"oden": ("oden", 0.0), "hoden": ("hoden", 0.0), "trs_oden": ("oden", 0.5)},
+    },
+    "exp6": {
+        "title": "strange attractor",
+        "data": {"class_path": "pl_pac_trs.data.StrangeAttractorDataModule", "init_args": {}},
+        "quick_data": {
+            "num_train": 40,
+            "train_steps": 100,
+            "train_span": 5.0,
+            "num_val": 5,
+            "num_test": 10,
+            "test_steps": 200,
+            "test_span": 10.0,
+        },
+        "hidden": [200, 200],
+        "integrator": "rk4",
+        "reversal": [-1.0, -1.0, -1.0],
+        "lyapunov": True,
+        "conditions": {"oden": ("oden", 0.0), "trs_oden": ("oden", 10.0)},
+    },
+}
+
+STATE_DIM = {"exp5": 4, "exp6": 3}
+
+
+def field_config(exp: str, spec: dict, kind: str) -> dict:
+    dim = STATE_DIM.get(exp, 2)
+    if kind == "hoden":
+        return {
+            "class_path": "pl_pac_trs.trs.HODENField",
+            "init_args": {"state_dim": dim, "hidden": spec["hidden"]},
+        }
+    args = {"state_dim": dim, "hidden": spec["hidden"]}
+    if spec.get("time_augmented"):
+        args["time_augmented"] = True
+    return {"class_path": "pl_pac_trs.trs.ODENField", "init_args": args}
+
+
+def config(exp: str, spec: dict, condition: str, quick: bool) -> dict:
+    kind, lam = spec["conditions"][condition]
+    model = {
+        "vector_field": field_config(exp, spec, kind),
+        "integrator": spec["integrator"],
+        "lam": lam,
+        "lr": 3e-3 if quick else 2e-4,
+    }
+    if spec.get("time_weighted") and lam > 0:
+        model["time_weighted"] = True
+    if spec.get("reversal"):
+        model["reversal"] = {
+            "class_path": "pl_pac_trs.trs.Reversal",
+            "init_args": {"signs": spec["reversal"]},
+        }
+    if spec.get("lyapunov"):
+        model["lyapunov"] = True
+    data = copy.deepcopy(spec["data"])
+    if quick:
+        data["init_args"].update(spec["quick_data"])
+    name = condition.replace("_", "-")
+    return {
+        "seed_everything": 0,
+        "model": {"class_path": "pl_pac_trs.trs.TRSODEN", "init_args": model},
+        "data": data,
+        "trainer": {
+            "max_epochs": (100 if exp != "exp6" else 10) if quick else 5000,
+            "check_val_every_n_epoch": (25 if exp != "exp6" else 5) if quick else 100,
+            "log_every_n_steps": 1,
+            "logger": {
+                "class_path": "lightning.pytorch.loggers.WandbLogger",
+                "init_args": {
+                    "project": "pl-pac-trs",
+                    "save_dir": "runs",
+                    "group": f"trs-{exp}" + ("-quick" if quick else ""),
+                    "name": name,
+                },
+            },
+        },
+    }
+
+
+def main() -> None:
+    for exp, spec in EXPERIMENTS.items():
+        for quick in (False, True):
+            out_dir = HERE / exp / "quick" if quick else HERE / exp
+            out_dir.mkdir(parents=True, exist_ok=True)
+            for condition in spec["conditions"]:
+                kind, lam = spec["conditions"][condition]
+                header = (
+                    f"# TRS-ODEN reference exp {exp[3:]} ({spec['title']}), condition {condition}"
+                    f" ({kind.upper()}, lam={lam:g})"
+                    + (": quick CPU variant (small budget, lr 3e-3)" if quick else "")
+                    + ".\n# Generated by configs/trs/make_configs.py; "
+                    "run: pl-pac-trs fit --config <this file>\n"
+                )
+                body = yaml.safe_dump(config(exp, spec, condition, quick), sort_keys=False)
+                (out_dir / f"{condition}.yaml").write_text(header + body)
+
+
+if __name__ == "__main__":
+    main()
