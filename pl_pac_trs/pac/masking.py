@@ -111,7 +111,7 @@ class GradientMask(Callback):
         self._restored: dict[str, Any] | None = None
         self._essential: dict[str, Tensor] = {}
         self._anchor: dict[str, Tensor] = {}
-        self._by_optimizer: dict[int, list[tuple[Tensor, Tensor, str]]] = {}
+        self._by_optimizer: dict[int, _MaskedGroup] = {}
         self._handles: list[Any] = []
         self._frozen: list[nn.Parameter] = []
         self._norm_modules: list[nn.Module] = []
@@ -214,16 +214,21 @@ class GradientMask(Callback):
         owned = {id(params[k]): k for k in self.masks}
         self._by_optimizer = {}
         for opt in trainer.optimizers:
-            entries = []
-            for group in opt.param_groups:
-                for p in group["params"]:
-                    name = owned.get(id(p))
-                    if name is not None:
-                        entries.append((p, self.masks[name], name))
-            if entries:
-                self._by_optimizer[id(opt)] = entries
+            names = [
+                owned[id(p)]
+                for group in opt.param_groups
+                for p in group["params"]
+                if id(p) in owned
+            ]
+            if names:
+                self._by_optimizer[id(opt)] = _MaskedGroup(
+                    names,
+                    params,
+                    self.masks,
+                    self._essential if self.phase == "calibrate" else None,
+                )
                 self._handles.append(opt.register_step_post_hook(self._after_step))
-        missing = set(self.masks) - {e[2] for v in self._by_optimizer.values() for e in v}
+        missing = set(self.masks) - {n for g in self._by_optimizer.values() for n in g.names}
         if missing:
             rank_zero_warn(f"GradientMask: masked parameters in no optimizer: {sorted(missing)}")
         log_sparsity(trainer, self.masks)
@@ -246,34 +251,29 @@ class GradientMask(Callback):
     def on_before_optimizer_step(
         self, trainer: Trainer, pl_module: LightningModule, optimizer: torch.optim.Optimizer
     ) -> None:
-        entries = self._by_optimizer.get(id(optimizer))
-        if not entries:
+        group = self._by_optimizer.get(id(optimizer))
+        if group is None:
             return
         with torch.no_grad():
-            for p, mask, name in entries:
-                g = p.grad
-                if g is None:
-                    continue
-                # ``mul_`` by a bool mask is several times faster than ``masked_fill_`` on CPU
-                if self.phase == "allocate":
-                    if self.anchor_lam:
-                        g[mask] += (2 * self.anchor_lam) * (p[mask] - self._anchor[name])
-                    g.mul_(mask)
-                else:
-                    if self.lam:
-                        g.add_(p, alpha=2 * self.lam)
-                    g.mul_(~mask)
+            if self.phase == "allocate":
+                if self.anchor_lam:
+                    for p, mask, name in zip(group.params, group.masks, group.names, strict=True):
+                        if p.grad is not None:
+                            g = p.grad
+                            g[mask] += (2 * self.anchor_lam) * (p[mask] - self._anchor[name])
+                group.keep_grads(on_mask=True)
+            else:
+                group.keep_grads(on_mask=False, penalty=2 * self.lam)
 
     def _after_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        entries = self._by_optimizer.get(id(optimizer), ())
+        group = self._by_optimizer.get(id(optimizer))
+        if group is None:
+            return
         with torch.no_grad():
-            for p, mask, name in entries:
-                if self.phase == "allocate":
-                    # x * 0 is -0.0 for negative x; adding +0.0 makes every pruned entry +0.0
-                    # and leaves every other value unchanged
-                    p.mul_(mask).add_(0.0)
-                else:
-                    p.masked_scatter_(mask, self._essential[name])
+            if self.phase == "allocate":
+                group.zero_pruned()
+            else:
+                group.restore_essential()
 
     def penalty(self, pl_module: nn.Module) -> Tensor:
         """The calibrate penalty ``lam * sum(w_r ** 2)`` at the current weights."""
@@ -317,3 +317,67 @@ class GradientMask(Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._restored = dict(state_dict)
+
+
+class _MaskedGroup:
+    """The masked parameters of one optimizer, laid out for few, cheap in-place kernels.
+
+    Masks stay ``bool`` (1 byte per entry); the kernels read them through a zero-copy ``uint8``
+    view, which CPU kernels multiply about 2.5x faster than ``bool``. Calibrate's essential values
+    are restored with ``index_put_`` at ``int32`` flat indices (2.5x faster than
+    ``masked_scatter_``; 4 bytes per *essential* entry, 0.8 bytes per parameter at amount 0.8).
+    """
+
+    def __init__(
+        self,
+        names: list[str],
+        params: Mapping[str, Tensor],
+        masks: Masks,
+        essential: Mapping[str, Tensor] | None,
+    ) -> None:
+        self.names = names
+        self.params = [params[n] for n in names]
+        self.masks = [masks[n] for n in names]
+        self.masks_u8 = [m.view(torch.uint8) for m in self.masks]
+        self.essential = [essential[n] for n in names] if essential is not None else []
+        self.flat_index = (
+            [
+                m.reshape(-1).nonzero().squeeze(1).to(torch.int32) if p.is_contiguous() else None
+                for p, m in zip(self.params, self.masks, strict=True)
+            ]
+            if essential is not None
+            else []
+        )
+
+    def keep_grads(self, on_mask: bool, penalty: float = 0.0) -> None:
+        """Zero the gradients off the mask (``on_mask``) or on it, after adding ``penalty * w``."""
+        pairs = [
+            (p.grad, m)
+            for p, m in zip(self.params, self.masks_u8, strict=True)
+            if p.grad is not None
+        ]
+        if not pairs:
+            return
+        grads, masks = [g for g, _ in pairs], [m for _, m in pairs]
+        if on_mask:
+            torch._foreach_mul_(grads, masks)
+            return
+        if penalty:
+            params = [p for p in self.params if p.grad is not None]
+            torch._foreach_add_(grads, params, alpha=penalty)
+        for g, m in zip(grads, masks, strict=True):
+            g.addcmul_(g, m, value=-1)  # g - g * m: exactly 0 on the mask, g elsewhere
+
+    def zero_pruned(self) -> None:
+        """Allocate: pruned entries back to exactly +0.0 (``x * 0`` is -0.0 for x < 0)."""
+        torch._foreach_mul_(self.params, self.masks_u8)
+        torch._foreach_add_(self.params, 0.0)
+
+    def restore_essential(self) -> None:
+        """Calibrate: essential entries back to their stored values, bit for bit."""
+        rows = zip(self.params, self.masks, self.flat_index, self.essential, strict=True)
+        for p, mask, index, values in rows:
+            if index is None:  # non-contiguous layout (e.g. channels_last): no flat view
+                p.masked_scatter_(mask, values)
+            else:
+                p.view(-1).index_put_((index,), values)

@@ -30,7 +30,9 @@ def _check_allocate(model, masks, before):
         assert torch.equal(p[~mask], torch.zeros_like(p[~mask])), name
         assert not torch.signbit(p[~mask]).any(), name  # +0.0, not -0.0
         moved |= not torch.equal(p[mask], before[name][mask])
-    assert moved, "allocate did not train the essential weights"
+    # a layer with no essential weight cuts the gradient path (e.g. the whole head pruned)
+    if all(mask.any() for mask in masks.values()):
+        assert moved, "allocate did not train the essential weights"
 
 
 def _check_calibrate(model, masks, before, new_modules=()):
