@@ -7,6 +7,7 @@ Setting: 150 windows x 10 steps, ODEN 1x1000 tanh MLP, leapfrog, Adam, full batc
 * a bare PyTorch loop vs the Lightning ``TRSODEN`` doing the same steps (overhead ratio);
 * our RK4 / leapfrog vs torchdiffeq's fixed-step ``rk4`` on the same rollout (forward+backward);
 * a vectorised test rollout of 50 trajectories x 200 steps (no grad), trajectories-steps/s;
+* TRS-HODEN step (exp II, 2x100) with the separable leapfrog path vs the generic one;
 * optionally (``--compile``) the TRS step with ``torch.compile``d field.
 
 Run: ``python benchmarks/trs_speed.py [--repeats 7] [--threads N] [--compile]``.
@@ -27,7 +28,7 @@ import torch
 import torchdiffeq
 from torch.utils.data import DataLoader, Dataset
 
-from pl_pac_trs.trs import RK4, TRSODEN, Leapfrog, ODENField, Reversal, trs_loss
+from pl_pac_trs.trs import RK4, TRSODEN, HODENField, Leapfrog, ODENField, Reversal, trs_loss
 
 BATCH, STEPS, HIDDEN = 150, 10, (1000,)
 
@@ -65,6 +66,24 @@ def train_step_fn(lam: float, batched: bool, compile_field: bool = False) -> Cal
 
     def step() -> None:
         out = trs_loss(fn, integ, batch["x0"], batch["t"], batch["y"], R, lam=lam, batched=batched)
+        opt.zero_grad(set_to_none=True)
+        out.total.backward()
+        opt.step()
+
+    return step
+
+
+def hoden_step_fn(separable: bool) -> Callable[[], None]:
+    """TRS-HODEN step at the exp II setting (2x100 MLPs); ``separable=False`` forces the generic
+    leapfrog path (3 full-field evaluations per step instead of 2 half-field ones)."""
+    torch.manual_seed(0)
+    field = HODENField(2, (100, 100))
+    field.separable = separable
+    opt = torch.optim.Adam(field.parameters(), lr=2e-4)
+    batch, integ, R = make_batch(), Leapfrog(position_dim=1), Reversal.momentum_flip(2, 1)
+
+    def step() -> None:
+        out = trs_loss(field, integ, batch["x0"], batch["t"], batch["y"], R, lam=10.0)
         opt.zero_grad(set_to_none=True)
         out.total.backward()
         opt.step()
@@ -184,6 +203,11 @@ def main(argv: list[str] | None = None) -> dict:
     if args.compile:
         steps["trs_step_one_call_compiled"] = train_step_fn(10.0, True, compile_field=True)
     res = interleaved(steps, args.repeats, args.inner)
+    hoden = {
+        "trs_hoden_step_separable": hoden_step_fn(True),
+        "trs_hoden_step_generic": hoden_step_fn(False),
+    }
+    res.update(interleaved(hoden, args.repeats, args.inner))
 
     bare, lit = loop_vs_lightning(args.lightning_steps, 10.0)
     fit = interleaved({"bare_loop": bare, "lightning": lit}, max(3, args.repeats // 2), 1)
@@ -202,6 +226,9 @@ def main(argv: list[str] | None = None) -> dict:
         "trs_one_call / oden": res["trs_step_one_call"] / res["oden_step"],
         "trs_two_call / oden": res["trs_step_two_call"] / res["oden_step"],
         "trs_one_call / trs_two_call": res["trs_step_one_call"] / res["trs_step_two_call"],
+        "trs_hoden separable / generic leapfrog": (
+            res["trs_hoden_step_separable"] / res["trs_hoden_step_generic"]
+        ),
         "lightning / bare_loop (target <= 1.10)": fit["lightning"] / fit["bare_loop"],
         "ours_rk4 / torchdiffeq_rk4": roll["ours_rk4"] / roll["torchdiffeq_rk4"],
         "ours_leapfrog / torchdiffeq_rk4": roll["ours_leapfrog"] / roll["torchdiffeq_rk4"],

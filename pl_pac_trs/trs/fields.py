@@ -89,6 +89,10 @@ class HODENField(nn.Module):
     """
 
     autonomous = True
+    #: ``dq/dt`` depends on ``p`` only and ``dp/dt`` on ``q`` only: :class:`Leapfrog` then uses
+    #: :meth:`velocity` / :meth:`force` and reuses the last kick's force (2 half-field
+    #: evaluations per step instead of 3 full ones).
+    separable = True
 
     def __init__(
         self, state_dim: int, hidden: Sequence[int] = (1000,), position_dim: int | None = None
@@ -115,6 +119,23 @@ class HODENField(nn.Module):
         """``H(x) = K(p) + V(q)`` of states ``(..., D)``, shape ``(...)``."""
         q, p = x[..., : self.position_dim], x[..., self.position_dim :]
         return (self.kinetic(p) + self.potential(q)).squeeze(-1)
+
+    @staticmethod
+    def _grad(net: nn.Module, z: Tensor) -> Tensor:
+        create_graph = torch.is_grad_enabled()
+        with torch.enable_grad():
+            if not z.requires_grad:
+                z = z.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(net(z).sum(), z, create_graph=create_graph)
+        return grad
+
+    def velocity(self, p: Tensor) -> Tensor:
+        """``dq/dt = dK/dp`` (depends on ``p`` only)."""
+        return self._grad(self.kinetic, p)
+
+    def force(self, q: Tensor) -> Tensor:
+        """``dp/dt = -dV/dq`` (depends on ``q`` only)."""
+        return -self._grad(self.potential, q)
 
     def forward(self, t: Tensor | float, x: Tensor) -> Tensor:
         create_graph = torch.is_grad_enabled()

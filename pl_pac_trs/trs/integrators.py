@@ -68,7 +68,9 @@ class Leapfrog(Integrator):
     ``p'' = p' + h/2 f_p(t + h, q'', p')``. The field is evaluated on the full state and only
     the relevant half of its output is used, so any field (ODEN, HODEN, user) works. The scheme
     is exactly time-reversible: a step of ``-h`` from ``(q'', -p'')`` returns to ``(q, -p)``
-    for fields with that symmetry.
+    for fields with that symmetry. Separable fields (``field.separable`` true, with
+    ``velocity(p)`` and ``force(q)`` methods, like :class:`~pl_pac_trs.trs.HODENField`) take a
+    cheaper path: two half-field evaluations per step instead of three full ones.
 
     Args:
         position_dim: number of position coordinates ``q``; ``None``: half the state
@@ -99,6 +101,8 @@ class Leapfrog(Integrator):
         n = self._split(x0.shape[1])
         dt = t.diff(dim=1)
         half = 0.5 * dt
+        if getattr(field, "separable", False) and getattr(field, "position_dim", None) == n:
+            return self._separable(field, x0, dt, half, n)
         x = x0
         q, p = x0[:, :n], x0[:, n:]
         out = []
@@ -109,6 +113,22 @@ class Leapfrog(Integrator):
             p = p + hh * field(t[:, k + 1], torch.cat([q, p], dim=1))[:, n:]
             x = torch.cat([q, p], dim=1)
             out.append(x)
+        return torch.stack(out, dim=1)
+
+    @staticmethod
+    def _separable(field: nn.Module, x0: Tensor, dt: Tensor, half: Tensor, n: int) -> Tensor:
+        """Same scheme for separable autonomous fields (``field.velocity(p)``,
+        ``field.force(q)``): the closing kick's force is the next step's opening force."""
+        q, p = x0[:, :n], x0[:, n:]
+        force = field.force(q)
+        out = []
+        for k in range(dt.shape[1]):
+            hh = half[:, k : k + 1]
+            p = p + hh * force
+            q = q + dt[:, k : k + 1] * field.velocity(p)
+            force = field.force(q)
+            p = p + hh * force
+            out.append(torch.cat([q, p], dim=1))
         return torch.stack(out, dim=1)
 
     def __repr__(self) -> str:
