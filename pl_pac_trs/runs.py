@@ -14,7 +14,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from lightning.pytorch import Trainer
-from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
 
 __all__ = [
     "ensure_wandb_mode",
@@ -71,22 +71,30 @@ def find_wandb_logger(trainer: Trainer) -> WandbLogger | None:
 
 
 def run_dir(trainer: Trainer) -> Path:
-    """This run's artefact directory (created if missing). Meaningful on global rank zero.
+    """This run's artefact directory (created if missing).
+
+    Safe to call from any subset of ranks: unlike ``trainer.log_dir`` it makes no collective
+    call (a ``broadcast`` reached by rank zero alone would hang a DDP run).
 
     Args:
         trainer: The trainer of the run.
 
     Returns:
-        The W&B run's ``files`` directory when a ``WandbLogger`` is attached, else
-        ``trainer.log_dir`` (or ``trainer.default_root_dir`` without a logger).
+        On global rank zero with a ``WandbLogger``: the W&B run's ``files`` directory. Otherwise
+        the logger's ``log_dir`` (TensorBoard, CSV), its ``save_dir``, or
+        ``trainer.default_root_dir`` without a logger.
     """
-    logger = find_wandb_logger(trainer)
+    wandb_logger = find_wandb_logger(trainer)
     path: str | None = None
-    if logger is not None and trainer.is_global_zero:
-        path = getattr(logger.experiment, "dir", None)
+    if wandb_logger is not None and trainer.is_global_zero:
+        path = getattr(wandb_logger.experiment, "dir", None)
     if path is None:
-        path = trainer.log_dir or trainer.default_root_dir
-    out = Path(path)
+        logger = trainer.logger
+        if isinstance(logger, (TensorBoardLogger, CSVLogger)):
+            path = logger.log_dir
+        elif logger is not None:
+            path = logger.save_dir
+    out = Path(path or trainer.default_root_dir)
     out.mkdir(parents=True, exist_ok=True)
     return out
 

@@ -107,6 +107,23 @@ def test_two_process_ddp_on_cpu_logs_once(tmp_path):
     assert [row["trainer/global_step"] for row in history if "val/loss" in row] == [1, 3]
 
 
+@pytest.mark.slow
+@pytest.mark.ddp
+def test_two_process_ddp_without_wandb_saves_config_once(tmp_path):
+    """Config saving on rank zero alone must not wait on a collective (no hang)."""
+    args = ["fit", "--config", str(TINY), "--trainer.accelerator=cpu", "--trainer.devices=2"]
+    args += [
+        "--trainer.strategy=ddp",
+        "--trainer.logger=false",
+        f"--trainer.default_root_dir={tmp_path}",
+    ]
+    out = run_cli(args, cwd=tmp_path, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    saved = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    assert str(saved["trainer"]["devices"]) == "2"
+    assert "wandb sync" not in out.stdout
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
