@@ -1,0 +1,41 @@
+import torch
+
+from pl_pac_trs.trs import RK4, plots
+
+
+class _Linear(torch.nn.Module):
+    def __init__(self, rate):
+        super().__init__()
+        self.rate = rate
+
+    def forward(self, t, x):
+        return self.rate * x
+
+
+def test_finite_time_lyapunov_of_linear_growth_is_the_rate():
+    x0 = torch.tensor([[0.0, 0.0, 1.0], [0.5, -1.0, 2.0]], dtype=torch.float64)
+    t = torch.linspace(0, 4, 81, dtype=torch.float64).expand(2, 81)
+    curve = plots.finite_time_lyapunov(lambda x, tt: RK4()(_Linear(0.7), x, tt), x0, t)
+    assert curve.shape == (2, 80)
+    torch.testing.assert_close(curve, torch.full_like(curve, 0.7), rtol=0, atol=1e-6)
+    shrink = plots.finite_time_lyapunov(lambda x, tt: RK4()(_Linear(-0.3), x, tt), x0, t)
+    torch.testing.assert_close(shrink, torch.full_like(shrink, -0.3), rtol=0, atol=1e-6)
+
+
+def test_plots_write_pngs(tmp_path):
+    true = torch.randn(2, 10, 4)
+    pairs = plots.coordinate_pairs(4, bodies={"body1": [0, 2], "body2": [1, 3]})
+    assert pairs == [("body1", 0, 2), ("body2", 1, 3)]
+    assert plots.coordinate_pairs(2, position_dim=1) == [("(q1, p1)", 0, 1)]
+    assert [p[1:] for p in plots.coordinate_pairs(3)] == [(0, 1), (1, 2)]
+    paths = [
+        plots.plot_phase_portraits(true, true + 0.1, tmp_path / "a.png", pairs),
+        plots.plot_energy(
+            torch.arange(10.0).expand(2, 10), true[..., 0], true[..., 1], tmp_path / "b.png"
+        ),
+        plots.plot_lyapunov(
+            torch.arange(10.0).expand(2, 10), {"m": true[..., 0]}, tmp_path / "c.png"
+        ),
+    ]
+    for path in paths:
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
