@@ -1,0 +1,1 @@
+"""Reproduction and speed benchmarks of pl-pac-trs (``python -m benchmarks --help``)."""

@@ -1,0 +1,120 @@
+"""``python -m benchmarks {trs,pac,speed,all} --budget {ci,full} --seeds N --out DIR``.
+
+Reproduces the TRS-ODEN and PAC-Net experiments and collects the speed benchmarks, writing JSON +
+markdown into ``--out`` (default ``docs/results``). See ``docs/results.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Reproduce TRS-ODEN (exps I-VI) and PAC-Net (friedman, digits, duffing) and "
+        "collect speed ratios; results as JSON + markdown.",
+    )
+    p.add_argument("suite", choices=("trs", "pac", "speed", "all"))
+    p.add_argument(
+        "--budget",
+        choices=("ci", "full", "smoke"),
+        default="ci",
+        help="ci: quick configs, ~20 min TRS / ~15 min PAC on 2 CPU cores; full: the reference "
+        "configs (GPU advised); smoke: seconds, for the tests",
+    )
+    p.add_argument(
+        "--seeds", type=int, default=None, help="model seeds (default: 3 for trs, 5 for pac)"
+    )
+    p.add_argument("--out", type=Path, default=Path("docs/results"), help="results directory")
+    p.add_argument("--work", type=Path, default=Path("runs/bench"), help="scratch directory")
+    p.add_argument(
+        "--experiments",
+        default="1,2,3,4,5,6",
+        help="TRS experiments, comma-separated (default all)",
+    )
+    p.add_argument("--tasks", default="friedman,digits,duffing", help="PAC tasks, comma-separated")
+    p.add_argument("--no-sweeps", action="store_true", help="skip the PAC Friedman sweeps")
+    p.add_argument("--sweep-seeds", type=int, default=None, help="seeds per PAC sweep point")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (default 1: the small models here run faster on one thread, "
+        "and much faster when other processes share the cores)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def _quiet() -> None:
+    import lightning.pytorch  # noqa: F401  (its loggers exist only after the import)
+
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith(("lightning", "pl_pac_trs")):
+            logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns 0 on success."""
+    args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    if args.seeds is not None and args.seeds < 1:
+        raise SystemExit(f"--seeds must be >= 1, got {args.seeds}")
+    if args.threads < 1:
+        raise SystemExit(f"--threads must be >= 1, got {args.threads}")
+    os.environ.setdefault("WANDB_MODE", "disabled")  # bench runs log nothing to W&B
+    import torch
+
+    torch.set_num_threads(args.threads)
+    _quiet()
+    progress = not args.no_progress
+    suites = ("trs", "pac", "speed") if args.suite == "all" else (args.suite,)
+    for suite in suites:
+        if suite == "trs":
+            from benchmarks import reproduce_trs
+
+            exps = [int(e) for e in args.experiments.split(",") if e.strip()]
+            payload = reproduce_trs.run(
+                exps,
+                args.budget,
+                args.seeds or 3,
+                args.out,
+                args.work / "trs",
+                progress=progress,
+            )
+            print(reproduce_trs.to_markdown(payload), flush=True)
+        elif suite == "pac":
+            from benchmarks import reproduce_pac
+
+            tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+            payload = reproduce_pac.run(
+                tasks,
+                args.budget,
+                args.seeds or 5,
+                args.out,
+                args.work / "pac",
+                sweeps=not args.no_sweeps,
+                sweep_seeds=args.sweep_seeds,
+                progress=progress,
+            )
+            print(reproduce_pac.to_markdown(payload), flush=True)
+        else:
+            from benchmarks import speed
+
+            payload = speed.run(args.out, args.work / "speed", args.budget, progress=progress)
+            print(speed.to_markdown(payload), flush=True)
+        print(f"written: {args.out / suite}.json, {args.out / suite}.md", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

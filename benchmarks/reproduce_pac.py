@@ -1,0 +1,351 @@
+"""PAC-Net reproduction: target error of PAC-Net and the baselines, source retention, two sweeps.
+
+Every seed runs the whole pipeline (:func:`pl_pac_trs.pac.pipeline.run_pipeline`: source fit with
+pruning + allocate, calibrate, and the baselines scratch / finetune / linear_probe / l2sp) with
+``--seed_everything=<seed>`` given to every stage. The data keep the configs' seeds (Friedman
+``data_seed`` 0, task seeds 0/1; digits split seed; Duffing train seed 0 / test seed 999), so the
+seeds vary the model initialisation and the batch order only.
+
+Outputs ``pac.json`` / ``pac.md`` and, for the sweeps on Friedman, ``pac/sweep_n_target.png`` and
+``pac/sweep_pruning.png``.
+
+Budgets: ``full`` = the shipped epochs (``epochs_scale`` 1); ``ci`` = :data:`CI_SCALE` per task;
+``smoke`` = a tiny scale for the tests.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from benchmarks.common import fmt_mean_std, machine, markdown_table, mean_std, write_outputs
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs" / "pac"
+TASKS = ("friedman", "digits", "duffing")
+METHODS = {  # summary stage name -> row label
+    "scratch": "scratch",
+    "finetune": "fine-tuning",
+    "linear_probe": "linear probe",
+    "l2sp": "L2-SP",
+    "PAC-Net (calibrate)": "PAC-Net (0.8, λ=0.01)",
+}
+#: Target metric per task: (test metric key, label, transform to an error, lower is better).
+METRICS = {
+    "friedman": ("test/mse", "test MSE (standardised y)", lambda v: v),
+    "digits": ("test/acc", "test error (1 - accuracy)", lambda v: 1.0 - v),
+    "duffing": ("test/traj_mse", "trajectory MSE x1e2", lambda v: v),
+}
+CI_SCALE = {"friedman": 0.5, "digits": 0.3, "duffing": 0.15}
+SMOKE_SCALE = 0.02
+SWEEP_N_TARGET = (10, 30, 100, 300)
+SWEEP_PRUNING = (0.5, 0.7, 0.8, 0.9, 0.95)
+BUDGETS = ("ci", "full", "smoke")
+EMPTY = "\u2013"  # an en dash, as in benchmarks.common.fmt_mean_std
+
+
+def scale_for(task: str, budget: str) -> float:
+    """``epochs_scale`` of a task under a budget."""
+    return {"full": 1.0, "ci": CI_SCALE.get(task, 0.3), "smoke": SMOKE_SCALE}[budget]
+
+
+def _metric(task: str, metrics: dict[str, float]) -> float | None:
+    key, _, transform = METRICS[task]
+    return transform(metrics[key]) if key in metrics else None
+
+
+def pruned_config_dir(task: str, amount: float, dest: Path) -> Path:
+    """A copy of ``configs/pac/<task>`` whose source config prunes ``amount`` of the weights.
+
+    The pruning callback sits in a list (``trainer.callbacks``), which LightningCLI cannot
+    override by index from the command line, so the sweep writes a changed copy instead.
+    """
+    if not 0.0 < amount < 1.0:
+        raise ValueError(f"pruning amount must be in (0, 1), got {amount}")
+    dest.mkdir(parents=True, exist_ok=True)
+    for path in (CONFIGS / task).glob("*.yaml"):
+        shutil.copyfile(path, dest / path.name)
+    cfg = yaml.safe_load((CONFIGS / task / "source.yaml").read_text())
+    found = False
+    for cb in cfg["trainer"].get("callbacks") or []:
+        if cb["class_path"].endswith("MagnitudePruning"):
+            cb["init_args"]["amount"] = amount
+            found = True
+    if not found:
+        raise ValueError(f"configs/pac/{task}/source.yaml has no MagnitudePruning callback")
+    (dest / "source.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return dest
+
+
+def _pipeline(task, out, baselines, scale, seed, extra=(), config_dir=None) -> dict[str, Any]:
+    from pl_pac_trs.pac.pipeline import run_pipeline
+
+    args = [f"--seed_everything={seed}", *extra]
+    return run_pipeline(
+        task,
+        out=out,
+        baselines=baselines,
+        epochs_scale=scale,
+        config_dir=str(config_dir) if config_dir else None,
+        wandb=False,
+        extra_args=args,
+    )
+
+
+def extract(task: str, summary: dict[str, Any]) -> dict[str, Any]:
+    """Target error per method, source metric of each stage, and the bit-identity flag."""
+    st = summary["stages"]
+    row: dict[str, Any] = {"target": {}, "source": {}}
+    for stage, label in METHODS.items():
+        if stage in st and "target" in st[stage]:
+            row["target"][label] = _metric(task, st[stage]["target"])
+        if stage in st and "source" in st[stage]:
+            row["source"][label] = _metric(task, st[stage]["source"])
+    for stage in ("source (dense)", "source (pruned + allocated)"):
+        if stage in st:
+            row["source"][stage] = _metric(task, st[stage]["source"])
+    row["identical"] = bool(st["PAC-Net (calibrate)"].get("source_outputs_identical", False))
+    return row
+
+
+def run(
+    tasks: Sequence[str] = TASKS,
+    budget: str = "ci",
+    seeds: int = 5,
+    out: str | Path = "docs/results",
+    work: str | Path = "runs/bench/pac",
+    sweeps: bool = True,
+    sweep_seeds: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Runs the PAC-Net pipeline on ``tasks`` for ``seeds`` seeds, and the Friedman sweeps.
+
+    Args:
+        tasks: Task directories of ``configs/pac``.
+        budget: ``ci``, ``full`` or ``smoke``.
+        seeds: Seeds of the main comparison (0 .. seeds-1).
+        out: Where ``pac.json``, ``pac.md`` and the sweep plots go.
+        work: Scratch directory (pipeline outputs and checkpoints).
+        sweeps: Run the target-count and pruning-ratio sweeps on Friedman.
+        sweep_seeds: Seeds per sweep point (default: ``min(seeds, 3)``).
+        progress: Show tqdm progress bars.
+
+    Returns:
+        The JSON payload.
+    """
+    from tqdm.auto import tqdm
+
+    if budget not in BUDGETS:
+        raise ValueError(f"budget must be one of {BUDGETS}, got {budget!r}")
+    bad = [t for t in tasks if t not in METRICS or not (CONFIGS / t / "source.yaml").is_file()]
+    if bad:
+        raise ValueError(f"unknown PAC task {bad[0]!r}; choose from {TASKS}")
+    if seeds < 1:
+        raise ValueError(f"seeds must be >= 1, got {seeds}")
+    out, work = Path(out), Path(work)
+    started = time.perf_counter()
+    runs: dict[str, list[dict[str, Any]]] = {}
+    errors: dict[str, str] = {}
+    jobs = [(t, s) for t in tasks for s in range(seeds)]
+    bar = tqdm(jobs, desc=f"pac {budget}", disable=not progress, unit="pipeline")
+    for task, seed in bar:
+        bar.set_postfix_str(f"{task} seed {seed}")
+        try:
+            summary = _pipeline(
+                task,
+                work / task / f"seed{seed}",
+                ("scratch", "finetune", "linear_probe", "l2sp"),
+                scale_for(task, budget),
+                seed,
+            )
+        except Exception as exc:  # a task that does not run is reported, not hidden
+            errors[task] = f"{type(exc).__name__}: {exc}"
+            continue
+        runs.setdefault(task, []).append({"seed": seed, **extract(task, summary)})
+
+    payload: dict[str, Any] = {
+        "budget": budget,
+        "seeds": list(range(seeds)),
+        "epochs_scale": {t: scale_for(t, budget) for t in tasks},
+        "machine": machine(),
+        "metrics": {t: METRICS[t][1] for t in tasks},
+        "runs": runs,
+        "errors": errors,
+        "summary": summarise(runs),
+    }
+    if sweeps and "friedman" in tasks:
+        n_sweep = sweep_seeds or min(seeds, 3)
+        payload["sweeps"] = run_sweeps(budget, n_sweep, out, work / "sweeps", progress)
+    payload["seconds_total"] = round(time.perf_counter() - started, 1)
+    write_outputs(out, "pac", payload, to_markdown(payload))
+    return payload
+
+
+def summarise(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Mean/std over seeds of every target and source entry; identity flags all true?"""
+    summary: dict[str, Any] = {}
+    for task, rows in runs.items():
+        entry: dict[str, Any] = {"target": {}, "source": {}}
+        for side in ("target", "source"):
+            labels = [k for k in rows[0][side]]
+            for label in labels:
+                values = [r[side][label] for r in rows if r[side].get(label) is not None]
+                m, s = mean_std(values)
+                entry[side][label] = {"mean": m, "std": s, "values": values}
+        entry["identical_all_seeds"] = all(r["identical"] for r in rows)
+        summary[task] = entry
+    return summary
+
+
+def run_sweeps(
+    budget: str, seeds: int, out: Path, work: Path, progress: bool = True
+) -> dict[str, Any]:
+    """Friedman: PAC-Net vs fine-tuning over target sample count and over pruning ratio."""
+    from tqdm.auto import tqdm
+
+    scale = scale_for("friedman", budget)
+    n_values = SWEEP_N_TARGET if budget != "smoke" else SWEEP_N_TARGET[:2]
+    p_values = SWEEP_PRUNING if budget != "smoke" else SWEEP_PRUNING[:2]
+    jobs = [("n_target", n, s) for n in n_values for s in range(seeds)]
+    jobs += [("pruning", p, s) for p in p_values for s in range(seeds)]
+    result: dict[str, dict[str, dict[str, list[float]]]] = {"n_target": {}, "pruning": {}}
+    bar = tqdm(jobs, desc="pac sweeps (friedman)", disable=not progress, unit="pipeline")
+    for kind, value, seed in bar:
+        bar.set_postfix_str(f"{kind}={value} seed {seed}")
+        tag = f"{kind}{value}_seed{seed}"
+        if kind == "n_target":
+            summary = _pipeline(
+                "friedman",
+                work / tag,
+                ("finetune",),
+                scale,
+                seed,
+                extra=[f"--data.init_args.n_target={value}"],
+            )
+        else:
+            cdir = pruned_config_dir("friedman", value, work / f"configs_pruning{value}")
+            summary = _pipeline("friedman", work / tag, ("finetune",), scale, seed, config_dir=cdir)
+        row = extract("friedman", summary)
+        point = result[kind].setdefault(str(value), {"PAC-Net": [], "fine-tuning": []})
+        point["PAC-Net"].append(row["target"]["PAC-Net (0.8, λ=0.01)"])
+        point["fine-tuning"].append(row["target"]["fine-tuning"])
+    plot_sweeps(result, out / "pac")
+    return {"seeds": list(range(seeds)), "epochs_scale": scale, **result}
+
+
+def plot_sweeps(result: dict[str, Any], dest: Path) -> list[Path]:
+    """``sweep_n_target.png`` and ``sweep_pruning.png``: mean ± std error bars per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    dest.mkdir(parents=True, exist_ok=True)
+    paths = []
+    labels = {"n_target": "target samples", "pruning": "pruning ratio (PAC-Net)"}
+    for kind, points in result.items():
+        if not points:
+            continue
+        xs = [float(x) for x in points]
+        fig, ax = plt.subplots(figsize=(4.2, 3.0), dpi=90)
+        for method in ("PAC-Net", "fine-tuning"):
+            stats = [mean_std(points[x][method]) for x in points]
+            ax.errorbar(
+                xs, [m for m, _ in stats], yerr=[s for _, s in stats], marker="o", label=method
+            )
+        if kind == "n_target":
+            ax.set_xscale("log")
+        ax.set_xlabel(labels[kind])
+        ax.set_ylabel("Friedman target test MSE")
+        ax.legend()
+        fig.tight_layout()
+        path = dest / f"sweep_{kind}.png"
+        fig.savefig(path)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def main_table(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Rows = method, columns = task (target error, mean ± std over seeds)."""
+    tasks = list(summary)
+    header = ["method", *[f"{t}: {METRICS[t][1]}" for t in tasks]]
+    rows = []
+    for label in METHODS.values():
+        row = [label]
+        for task in tasks:
+            cell = summary[task]["target"].get(label)
+            row.append(fmt_mean_std(cell["values"]) if cell and cell["values"] else EMPTY)
+        rows.append(row)
+    return header, rows
+
+
+def source_table(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Source-task metric of the source models and of each transferred model."""
+    tasks = list(summary)
+    header = ["model evaluated on the source task", *tasks]
+    order = [
+        ("source (dense)", "dense source model"),
+        ("source (pruned + allocated)", "pruned + allocated source model"),
+        ("PAC-Net (0.8, λ=0.01)", "PAC-Net after calibration (calibrated weights zeroed)"),
+        ("fine-tuning", "fine-tuned (forgetting)"),
+        ("L2-SP", "L2-SP (forgetting)"),
+    ]
+    rows = []
+    for key, label in order:
+        row = [label]
+        for task in tasks:
+            cell = summary[task]["source"].get(key)
+            row.append(fmt_mean_std(cell["values"]) if cell and cell["values"] else EMPTY)
+        rows.append(row)
+    rows.append(
+        ["PAC-Net source outputs bit-identical (all seeds)"]
+        + [str(summary[t]["identical_all_seeds"]) for t in tasks]
+    )
+    return header, rows
+
+
+def sweep_table(sweep: dict[str, Any], kind: str) -> tuple[list[str], list[list[str]]]:
+    points = sweep[kind]
+    header = [kind, "PAC-Net", "fine-tuning"]
+    rows = [
+        [x, fmt_mean_std(p["PAC-Net"]), fmt_mean_std(p["fine-tuning"])] for x, p in points.items()
+    ]
+    return header, rows
+
+
+def to_markdown(payload: dict[str, Any]) -> str:
+    n = len(payload["seeds"])
+    lines = [
+        f"# PAC-Net reproduction ({payload['budget']} budget, {n} seeds)",
+        "",
+        f"epochs_scale per task: {payload['epochs_scale']}",
+        "",
+        "## Target task (lower is better), mean ± std over seeds",
+        "",
+        markdown_table(*main_table(payload["summary"])),
+        "",
+        "## Source task after transfer (same metric, on the source test set)",
+        "",
+        markdown_table(*source_table(payload["summary"])),
+    ]
+    if payload["errors"]:
+        lines += ["", "## Tasks that failed", ""]
+        lines += [f"- {t}: {e}" for t, e in payload["errors"].items()]
+    if "sweeps" in payload:
+        sw = payload["sweeps"]
+        lines += [
+            "",
+            f"## Friedman sweeps ({len(sw['seeds'])} seeds, target test MSE)",
+            "",
+            markdown_table(*sweep_table(sw, "n_target")),
+            "",
+            markdown_table(*sweep_table(sw, "pruning")),
+        ]
+    lines += ["", f"Total {payload['seconds_total']} s."]
+    return "\n".join(lines) + "\n"

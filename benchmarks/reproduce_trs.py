@@ -1,0 +1,283 @@
+"""TRS-ODEN reproduction: reference experiments I-VI, every condition, several model seeds.
+
+Each (experiment, condition, seed) is one fit + test of a shipped config through
+:func:`pl_pac_trs.experiment.run_config`. Model seeds vary through ``--seed_everything``; the data
+keep the reference seeds of the configs (train seed 0, test seed 999 / 2000), so every seed sees
+the same trajectories. Results: mean ± std over seeds of the test metrics (x1e2, as the reference
+code reports them), written as ``trs.json`` and ``trs.md``.
+
+Budgets:
+
+* ``full``: ``configs/trs/expN/<condition>.yaml`` unchanged (reference epochs, lr 2e-4).
+* ``ci``: ``configs/trs/expN/quick/<condition>.yaml`` (lr 3e-3, smaller data for exp III/VI)
+  with the per-experiment epoch budget of :data:`CI_EPOCHS`, chosen so the whole suite with
+  3 seeds takes about 20 minutes on a 2-core CPU.
+* ``smoke``: the quick configs with 2 epochs and a tiny exp VI, for the tests.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import fmt_mean_std, machine, markdown_table, mean_std, write_outputs
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs" / "trs"
+EXP5_DATA = REPO.parent / "shared" / "data" / "real_double_linear_h_1.txt"
+
+#: Conditions per experiment (SPEC table): config file stem -> row label.
+EXPERIMENTS: dict[int, dict[str, str]] = {
+    1: {"oden": "ODEN", "hoden": "HODEN", "trs_oden": "TRS-ODEN"},
+    2: {"oden": "ODEN", "hoden": "HODEN", "trs_oden": "TRS-ODEN", "trs_hoden": "TRS-HODEN"},
+    3: {"oden": "ODEN", "hoden": "HODEN", "trs_oden": "TRS-ODEN"},
+    4: {"oden": "ODEN", "hoden": "HODEN", "trs_oden": "TRS-ODEN"},
+    5: {"oden": "ODEN", "hoden": "HODEN", "trs_oden": "TRS-ODEN"},
+    6: {"oden": "ODEN", "trs_oden": "TRS-ODEN"},
+}
+NAMES = {1: "I", 2: "II", 3: "III", 4: "IV", 5: "V", 6: "VI"}
+ROWS = ("ODEN", "HODEN", "TRS-ODEN", "TRS-HODEN")
+
+#: ci budget: epochs per experiment on top of the quick configs (full batch: 1 step per epoch,
+#: except exp VI, whose quick config trains on 40 x 10 windows in batches).
+CI_EPOCHS = {1: 300, 2: 300, 3: 150, 4: 300, 5: 300, 6: 10}
+#: ci budget: extra overrides per experiment (exp VI: the quick config's 40 trajectories of
+#: 100 steps, fewer test trajectories).
+CI_EXTRA: dict[int, list[str]] = {6: []}
+SMOKE_EXTRA: dict[int, list[str]] = {
+    6: [
+        "--data.init_args.num_train=4",
+        "--data.init_args.train_steps=20",
+        "--data.init_args.train_span=1.0",
+        "--data.init_args.num_val=2",
+        "--data.init_args.num_test=2",
+        "--data.init_args.test_steps=20",
+        "--data.init_args.test_span=1.0",
+    ]
+}
+BUDGETS = ("ci", "full", "smoke")
+EMPTY = "\u2013"  # an en dash, as in benchmarks.common.fmt_mean_std
+#: Plots copied into ``out/trs`` (seed 0, ODEN and TRS-ODEN only, to keep the repo small).
+PLOTS: dict[int, tuple[str, ...]] = {
+    1: ("phase_portraits", "energy"),
+    2: ("phase_portraits", "energy"),
+    3: ("phase_portraits",),
+    4: ("energy",),
+    5: ("phase_portraits",),
+    6: ("lyapunov",),
+}
+PLOT_CONDITIONS = ("oden", "trs_oden")
+
+
+def config_path(exp: int, condition: str, budget: str) -> Path:
+    """The shipped config of one condition under a budget."""
+    base = CONFIGS / f"exp{exp}"
+    return (base if budget == "full" else base / "quick") / f"{condition}.yaml"
+
+
+def overrides(exp: int, budget: str, seed: int, root: Path, cache: Path) -> list[str]:
+    """The command-line overrides of one benchmark run."""
+    args = [
+        f"--seed_everything={seed}",
+        "--trainer.logger=false",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_checkpointing=false",
+        "--trainer.enable_model_summary=false",
+        f"--trainer.default_root_dir={root}",
+    ]
+    if exp == 5:
+        if EXP5_DATA.is_file():
+            args.append(f"--data.init_args.path={EXP5_DATA}")
+    else:
+        args.append(f"--data.init_args.cache_dir={cache}")
+    if budget == "ci":
+        args += [f"--trainer.max_epochs={CI_EPOCHS[exp]}", *CI_EXTRA.get(exp, [])]
+        args.append(f"--trainer.check_val_every_n_epoch={CI_EPOCHS[exp]}")
+    elif budget == "smoke":
+        args += ["--trainer.max_epochs=2", "--trainer.check_val_every_n_epoch=2"]
+        args += SMOKE_EXTRA.get(exp, [])
+    return args
+
+
+def run(
+    experiments: Sequence[int] = tuple(EXPERIMENTS),
+    budget: str = "ci",
+    seeds: int = 3,
+    out: str | Path = "docs/results",
+    work: str | Path = "runs/bench/trs",
+    plots: bool = True,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Runs every condition of ``experiments`` for ``seeds`` model seeds; writes trs.json/md.
+
+    Args:
+        experiments: Experiment numbers (1-6).
+        budget: ``ci``, ``full`` or ``smoke``.
+        seeds: Number of model seeds (0 .. seeds-1).
+        out: Where ``trs.json``, ``trs.md`` and the plots go.
+        work: Scratch directory for run directories and the data cache.
+        plots: Copy seed 0's phase-portrait / energy / Lyapunov plots into ``out/trs/``.
+        progress: Show a tqdm progress bar.
+
+    Returns:
+        The JSON payload.
+    """
+    from tqdm.auto import tqdm
+
+    from pl_pac_trs.experiment import run_config
+
+    if budget not in BUDGETS:
+        raise ValueError(f"budget must be one of {BUDGETS}, got {budget!r}")
+    bad = [e for e in experiments if e not in EXPERIMENTS]
+    if bad:
+        raise ValueError(f"unknown experiment {bad[0]!r}; choose from {sorted(EXPERIMENTS)}")
+    if seeds < 1:
+        raise ValueError(f"seeds must be >= 1, got {seeds}")
+    out, work = Path(out), Path(work)
+    jobs = [(e, c, s) for e in experiments for c in EXPERIMENTS[e] for s in range(seeds)]
+    results: dict[str, dict[str, list[dict[str, float]]]] = {}
+    seconds: dict[str, dict[str, list[float]]] = {}
+    bar = tqdm(jobs, desc=f"trs {budget}", disable=not progress, unit="fit")
+    started = time.perf_counter()
+    for exp, cond, seed in bar:
+        bar.set_postfix_str(f"exp{exp} {cond} seed {seed}")
+        root = work / f"exp{exp}" / cond / f"seed{seed}"
+        t0 = time.perf_counter()
+        res = run_config(
+            [config_path(exp, cond, budget)], overrides(exp, budget, seed, root, work / "cache")
+        )
+        dt = time.perf_counter() - t0
+        results.setdefault(str(exp), {}).setdefault(cond, []).append(res.test_metrics)
+        seconds.setdefault(str(exp), {}).setdefault(cond, []).append(round(dt, 2))
+        if plots and seed == 0 and cond in PLOT_CONDITIONS and res.run_dir is not None:
+            _copy_plots(Path(res.run_dir), out / "trs", exp, cond)
+    payload = {
+        "budget": budget,
+        "seeds": list(range(seeds)),
+        "machine": machine(),
+        "seconds_total": round(time.perf_counter() - started, 1),
+        "ci_epochs": CI_EPOCHS if budget == "ci" else None,
+        "configs": {
+            str(e): {c: str(config_path(e, c, budget).relative_to(REPO)) for c in EXPERIMENTS[e]}
+            for e in experiments
+        },
+        "exp5_data": str(EXP5_DATA) if EXP5_DATA.is_file() else "download",
+        "runs": results,
+        "seconds": seconds,
+        "summary": summarise(results),
+    }
+    payload["comparisons"] = comparisons(payload["summary"])
+    write_outputs(out, "trs", payload, to_markdown(payload))
+    return payload
+
+
+def _copy_plots(run_dir: Path, dest: Path, exp: int, cond: str) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in PLOTS[exp]:
+        src = run_dir / f"{name}.png"
+        if src.is_file():
+            shutil.copyfile(src, dest / f"exp{exp}_{cond}_{name}.png")
+
+
+def summarise(results: dict[str, dict[str, list[dict[str, float]]]]) -> dict[str, Any]:
+    """``{exp: {condition: {metric: {"mean", "std", "values"}}}}`` over seeds.
+
+    Metrics kept: the test means (``test/traj_mse``, ``test/energy_mse``, ``test/body*_mse``),
+    not their ``_std`` companions (spread over test trajectories, reported separately as
+    ``traj_std_mean``).
+    """
+    summary: dict[str, Any] = {}
+    for exp, conds in results.items():
+        for cond, runs in conds.items():
+            keys = sorted({k for r in runs for k in r if not k.endswith("_std")})
+            row = {}
+            for key in keys:
+                values = [r[key] for r in runs if key in r]
+                m, s = mean_std(values)
+                row[key.removeprefix("test/")] = {"mean": m, "std": s, "values": values}
+            stds = [r["test/traj_mse_std"] for r in runs if "test/traj_mse_std" in r]
+            if stds:
+                row["traj_std_mean"] = mean_std(stds)[0]
+            summary.setdefault(exp, {})[cond] = row
+    return summary
+
+
+def comparisons(summary: dict[str, Any]) -> dict[str, Any]:
+    """Per experiment: does TRS-ODEN have a lower mean trajectory MSE than ODEN (and HODEN)?"""
+    out = {}
+    for exp, conds in summary.items():
+        if "trs_oden" not in conds or "oden" not in conds:
+            continue
+        trs = conds["trs_oden"]["traj_mse"]["mean"]
+        entry = {"trs_oden_beats_oden": trs < conds["oden"]["traj_mse"]["mean"]}
+        if "hoden" in conds:
+            entry["trs_oden_beats_hoden"] = trs < conds["hoden"]["traj_mse"]["mean"]
+        entry["ratio_trs_oden_to_oden"] = trs / conds["oden"]["traj_mse"]["mean"]
+        out[exp] = entry
+    return out
+
+
+def table_columns(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """``(exp, metric, header)`` for every column of the table, in experiment order."""
+    cols = []
+    for exp in sorted(summary, key=int):
+        metrics = sorted({m for row in summary[exp].values() for m in row if m.endswith("_mse")})
+        order = ["traj_mse", "energy_mse"] + [m for m in metrics if m.startswith("body")]
+        for metric in [m for m in order if m in metrics]:
+            label = {"traj_mse": "traj", "energy_mse": "energy"}.get(metric, metric[:-4])
+            cols.append((exp, metric, f"{NAMES[int(exp)]} {label}"))
+    return cols
+
+
+def table(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Rows = model, columns = experiment x metric, cells ``mean ± std`` over seeds."""
+    cols = table_columns(summary)
+    header = ["model", *[c[2] for c in cols]]
+    rows = []
+    for label in ROWS:
+        conds = {
+            exp: next((c for c, lab in EXPERIMENTS[int(exp)].items() if lab == label), None)
+            for exp in summary
+        }
+        if not any(conds[e] in summary[e] for e in summary if conds[e]):
+            continue
+        row = [label]
+        for exp, metric, _ in cols:
+            cond = conds[exp]
+            cell = summary[exp].get(cond, {}).get(metric) if cond else None
+            row.append(fmt_mean_std(cell["values"]) if cell else EMPTY)
+        rows.append(row)
+    return header, rows
+
+
+def to_markdown(payload: dict[str, Any]) -> str:
+    header, rows = table(payload["summary"])
+    n = len(payload["seeds"])
+    lines = [
+        f"# TRS-ODEN reproduction ({payload['budget']} budget, {n} seeds)",
+        "",
+        "Test MSE x1e2 (reference-code units), mean ± std over model seeds "
+        "(traj = trajectory MSE, energy = energy MSE, body1/body2 = per-body MSE of exp V).",
+        "",
+        markdown_table(header, rows),
+        "",
+        "| exp | TRS-ODEN / ODEN (traj MSE) | TRS-ODEN beats ODEN | TRS-ODEN beats HODEN |",
+        "|---|---|---|---|",
+    ]
+    for exp, c in payload["comparisons"].items():
+        hoden = c.get("trs_oden_beats_hoden")
+        versus_hoden = EMPTY if hoden is None else ("yes" if hoden else "no")
+        lines.append(
+            f"| {NAMES[int(exp)]} | {c['ratio_trs_oden_to_oden']:.3f} | "
+            f"{'yes' if c['trs_oden_beats_oden'] else 'no'} | "
+            f"{versus_hoden} |"
+        )
+    lines += [
+        "",
+        f"Total {payload['seconds_total']} s on {payload['machine']['processor']} "
+        f"({payload['machine']['cpu_threads']} threads).",
+    ]
+    return "\n".join(lines) + "\n"

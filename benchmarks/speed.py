@@ -1,0 +1,264 @@
+"""Speed: runs the project's speed scripts at small repeat counts and collects their A/B ratios.
+
+* ``benchmarks/trs_speed.py`` (called in-process, its ``main`` returns the payload): TRS-ODEN step
+  vs ODEN step, one-call vs two-call TRS rollout, Lightning vs a bare loop, our RK4 / leapfrog vs
+  torchdiffeq's fixed-step ``rk4``, test-rollout throughput. CPU.
+* ``benchmarks/pac_overhead.py`` (subprocess; its printed table is parsed): ``GradientMask`` step
+  vs plain step, bare and inside Lightning fits; it adds a ResNet-18-sized CNN on CUDA by itself
+  when a GPU is present.
+* ``benchmarks/data_generation.py`` (subprocess, parsed): vectorised data generation vs a
+  per-trajectory solve loop.
+* On CUDA only (when ``torch.cuda.is_available()``): :func:`gpu_trs` times the ODEN / TRS-ODEN
+  training step and the test rollout on the GPU.
+
+Outputs ``speed.json`` / ``speed.md``.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks.common import machine, markdown_table, write_outputs
+
+REPO = Path(__file__).resolve().parents[1]
+_NUM = r"(-?[0-9.]+)"
+
+
+def run_trs_speed(work: Path, repeats: int, inner: int, lightning_steps: int) -> dict[str, Any]:
+    """``benchmarks/trs_speed.py`` in-process; returns its JSON payload."""
+    from benchmarks import trs_speed
+
+    argv = [
+        f"--repeats={repeats}",
+        f"--inner={inner}",
+        f"--lightning-steps={lightning_steps}",
+        f"--out={work / 'trs_speed.json'}",
+    ]
+    return trs_speed.main(argv)
+
+
+def _script(name: str, args: list[str]) -> str:
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / name), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmarks/{name} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+    return proc.stdout
+
+
+def parse_pac_overhead(text: str) -> list[dict[str, Any]]:
+    """Rows of ``pac_overhead.py``'s printed tables (bare steps, then inside Lightning fits)."""
+    rows, context = [], "bare step"
+    pattern = re.compile(
+        rf"^(?P<model>.+?)\s+(?P<device>cpu|cuda)\s+(?P<phase>allocate|calibrate)\s+{_NUM}\s+"
+        rf"{_NUM}\s+{_NUM}%"
+    )
+    for line in text.splitlines():
+        if line.startswith("inside Lightning"):
+            context = "inside Lightning fit"
+        m = pattern.match(line)
+        if m:
+            rows.append(
+                {
+                    "setting": context,
+                    "model": m["model"].strip(),
+                    "device": m["device"],
+                    "phase": m["phase"],
+                    "plain_ms": float(m.group(4)),
+                    "masked_ms": float(m.group(5)),
+                    "overhead_pct": float(m.group(6)),
+                }
+            )
+    if not rows:
+        raise ValueError(f"could not parse pac_overhead.py output:\n{text[-1000:]}")
+    return rows
+
+
+def parse_data_generation(text: str) -> list[dict[str, Any]]:
+    """Rows of ``data_generation.py``'s printed table (case, A ours [s], B loop [s], A/B)."""
+    rows = []
+    for line in text.splitlines():
+        m = re.match(rf"^(?P<case>.+?)\s+{_NUM}\s+{_NUM}\s+{_NUM}\s*$", line)
+        if m and not line.startswith("case"):
+            rows.append(
+                {
+                    "case": m["case"].strip(),
+                    "ours_s": float(m.group(2)),
+                    "loop_s": float(m.group(3)),
+                    "ratio": float(m.group(4)),
+                }
+            )
+    if not rows:
+        raise ValueError(f"could not parse data_generation.py output:\n{text[-1000:]}")
+    return rows
+
+
+def _median_time(fn, repeats: int, device: torch.device) -> float:
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def gpu_trs(repeats: int = 20) -> dict[str, Any]:
+    """ODEN vs TRS-ODEN training step and test-rollout throughput on CUDA (exp I setting)."""
+    from benchmarks.trs_speed import make_batch
+    from pl_pac_trs.trs import Leapfrog, ODENField, Reversal, trs_loss
+
+    device = torch.device("cuda")
+    batch = {k: v.to(device) for k, v in make_batch().items()}
+    integ, rev = Leapfrog(position_dim=1), Reversal.momentum_flip(2, 1).to(device)
+
+    def step_fn(lam: float):
+        torch.manual_seed(0)
+        field = ODENField(2, (1000,)).to(device)
+        opt = torch.optim.Adam(field.parameters(), lr=2e-4)
+
+        def step() -> None:
+            out = trs_loss(field, integ, batch["x0"], batch["t"], batch["y"], rev, lam=lam)
+            opt.zero_grad(set_to_none=True)
+            out.total.backward()
+            opt.step()
+
+        return step
+
+    steps = {"oden_step": step_fn(0.0), "trs_step": step_fn(10.0)}
+    for fn in steps.values():  # warm-up
+        for _ in range(3):
+            fn()
+    med = {k: _median_time(fn, repeats, device) for k, fn in steps.items()}
+    field = ODENField(2, (1000,)).to(device)
+    x0 = torch.randn(50, 2, device=device)
+    t = torch.linspace(0, 20, 201, device=device).expand(50, 201).contiguous()
+
+    def rollout() -> None:
+        with torch.no_grad():
+            integ(field, x0, t)
+
+    rollout()
+    med["test_rollout"] = _median_time(rollout, repeats, device)
+    return {
+        "device": torch.cuda.get_device_name(0),
+        "median_seconds": med,
+        "ratios": {"trs / oden": med["trs_step"] / med["oden_step"]},
+        "test_rollout_traj_steps_per_s": 50 * 200 / med["test_rollout"],
+    }
+
+
+def run(
+    out: str | Path = "docs/results",
+    work: str | Path = "runs/bench/speed",
+    budget: str = "ci",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Runs the speed scripts (small repeat counts under ``ci``/``smoke``) and collects them."""
+    from tqdm.auto import tqdm
+
+    out, work = Path(out), Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    small = budget != "full"
+    tasks = ["trs_speed", "pac_overhead", "data_generation"]
+    if torch.cuda.is_available():
+        tasks.append("gpu_trs")
+    payload: dict[str, Any] = {"budget": budget, "machine": machine(), "errors": {}}
+    bar = tqdm(tasks, desc="speed", disable=not progress, unit="script")
+    for name in bar:
+        bar.set_postfix_str(name)
+        try:
+            if name == "trs_speed":
+                reps = (3, 2, 20) if budget == "ci" else (1, 1, 4) if small else (7, 5, 40)
+                payload[name] = run_trs_speed(work, *reps)
+            elif name == "pac_overhead":
+                steps = {"ci": 60, "smoke": 5}.get(budget, 200)
+                payload[name] = parse_pac_overhead(_script("pac_overhead.py", [f"--steps={steps}"]))
+            elif name == "data_generation":
+                args = ["--repeats=1", "--attractor-count=100"] if small else ["--repeats=3"]
+                payload[name] = parse_data_generation(_script("data_generation.py", args))
+            else:
+                payload[name] = gpu_trs()
+        except Exception as exc:  # reported in the tables, not hidden
+            payload["errors"][name] = f"{type(exc).__name__}: {exc}"
+    payload["gpu_run"] = torch.cuda.is_available()
+    write_outputs(out, "speed", payload, to_markdown(payload))
+    return payload
+
+
+def to_markdown(payload: dict[str, Any]) -> str:
+    lines = [f"# Speed ({payload['budget']} repeat counts), medians of interleaved repeats", ""]
+    trs = payload.get("trs_speed")
+    if trs:
+        lines += [
+            "## TRS-ODEN (exp I setting: 150 windows x 10 steps, 1x1000 MLP, leapfrog; CPU)",
+            "",
+            markdown_table(["ratio", "value"], [[k, f"{v:.3f}"] for k, v in trs["ratios"].items()]),
+            "",
+            markdown_table(
+                ["test rollout (50 traj x 200 steps)", "trajectory-steps/s"],
+                [[k, f"{v:.0f}"] for k, v in trs["test_rollout_traj_steps_per_s"].items()],
+            ),
+            "",
+        ]
+    pac = payload.get("pac_overhead")
+    if pac:
+        rows = [
+            [
+                r["setting"],
+                r["model"],
+                r["device"],
+                r["phase"],
+                f"{r['plain_ms']:.3f}",
+                f"{r['masked_ms']:.3f}",
+                f"{r['overhead_pct']:.1f}%",
+            ]
+            for r in pac
+        ]
+        header = ["setting", "model", "device", "phase", "plain ms", "masked ms", "overhead"]
+        lines += ["## GradientMask step vs plain step", "", markdown_table(header, rows), ""]
+    gen = payload.get("data_generation")
+    if gen:
+        rows = [
+            [r["case"], f"{r['ours_s']:.3f}", f"{r['loop_s']:.3f}", f"{r['ratio']:.3f}"]
+            for r in gen
+        ]
+        header = ["case", "ours [s]", "per-trajectory loop [s]", "ours / loop"]
+        lines += ["## Data generation", "", markdown_table(header, rows), ""]
+    gpu = payload.get("gpu_trs")
+    if gpu:
+        lines += [
+            f"## TRS-ODEN on {gpu['device']}",
+            "",
+            markdown_table(
+                ["quantity", "value"],
+                [
+                    ["TRS step / ODEN step", f"{gpu['ratios']['trs / oden']:.3f}"],
+                    ["test rollout traj-steps/s", f"{gpu['test_rollout_traj_steps_per_s']:.0f}"],
+                ],
+            ),
+            "",
+        ]
+    elif not payload.get("gpu_run"):
+        lines += [
+            "No CUDA device: the GPU variants (TRS step, ResNet-18-sized CNN) were not run.",
+            "",
+        ]
+    if payload["errors"]:
+        lines += ["## Errors", ""] + [f"- {k}: {v}" for k, v in payload["errors"].items()]
+    return "\n".join(lines) + "\n"

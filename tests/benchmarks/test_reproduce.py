@@ -1,0 +1,167 @@
+"""CI-sized smoke runs of ``python -m benchmarks``: the tables are produced and well formed."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import pytest
+import torch
+
+from benchmarks import reproduce_pac, reproduce_trs, speed
+from benchmarks.__main__ import main
+from benchmarks.common import fmt_mean_std
+
+CELL = re.compile(r"^-?[0-9.]+(e[+-]?[0-9]+)? ± [0-9.]+(e[+-]?[0-9]+)?$")
+
+
+def _table(markdown: str, first_header: str) -> tuple[list[str], list[list[str]]]:
+    """The markdown table whose first header cell is ``first_header``."""
+    lines = markdown.splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith(f"| {first_header} |"))
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in line.strip("|").split("|")])
+    header = [c.strip() for c in lines[start].strip("|").split("|")]
+    assert lines[start + 1] == "|" + "---|" * len(header)
+    return header, rows
+
+
+@pytest.fixture
+def restore_threads(monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.slow
+def test_trs_smoke_tables(tmp_path, restore_threads):
+    out = tmp_path / "out"
+    argv = ["trs", "--budget=smoke", "--seeds=2", "--experiments=5", "--no-progress"]
+    assert main([*argv, f"--out={out}", f"--work={tmp_path / 'work'}"]) == 0
+    payload = json.loads((out / "trs.json").read_text())
+    assert payload["budget"] == "smoke" and payload["seeds"] == [0, 1]
+    summary = payload["summary"]["5"]
+    assert set(summary) == {"oden", "hoden", "trs_oden"}
+    for cond, row in summary.items():
+        for metric in ("traj_mse", "body1_mse", "body2_mse"):
+            values = row[metric]["values"]
+            assert len(values) == 2 and all(math.isfinite(v) for v in values), (cond, metric)
+    header, rows = _table((out / "trs.md").read_text(), "model")
+    assert header == ["model", "V traj", "V body1", "V body2"]
+    assert [r[0] for r in rows] == ["ODEN", "HODEN", "TRS-ODEN"]
+    for label, cond in zip(
+        ["ODEN", "HODEN", "TRS-ODEN"], ["oden", "hoden", "trs_oden"], strict=True
+    ):
+        row = next(r for r in rows if r[0] == label)
+        assert all(CELL.match(c) for c in row[1:]), row
+        assert row[1] == fmt_mean_std(summary[cond]["traj_mse"]["values"])
+    ratio = payload["comparisons"]["5"]["ratio_trs_oden_to_oden"]
+    expected = summary["trs_oden"]["traj_mse"]["mean"] / summary["oden"]["traj_mse"]["mean"]
+    assert ratio == pytest.approx(expected)
+    assert (out / "trs" / "exp5_trs_oden_phase_portraits.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_pac_smoke_tables(tmp_path, restore_threads):
+    torch.set_num_threads(1)
+    payload = reproduce_pac.run(
+        ["friedman"], "smoke", 2, tmp_path / "out", tmp_path / "work", sweeps=False, progress=False
+    )
+    assert not payload["errors"]
+    summary = payload["summary"]["friedman"]
+    assert set(summary["target"]) == set(reproduce_pac.METHODS.values())
+    for cell in summary["target"].values():
+        assert len(cell["values"]) == 2 and all(math.isfinite(v) for v in cell["values"])
+    # PAC-Net keeps the source task exactly: same source MSE as the allocated model, every seed
+    for run in payload["runs"]["friedman"]:
+        assert run["identical"] is True
+        pac_source = run["source"]["PAC-Net (0.8, λ=0.01)"]
+        assert pac_source == run["source"]["source (pruned + allocated)"]
+    md = (tmp_path / "out" / "pac.md").read_text()
+    header, rows = _table(md, "method")
+    assert header == ["method", "friedman: test MSE (standardised y)"]
+    assert [r[0] for r in rows] == list(reproduce_pac.METHODS.values())
+    assert all(CELL.match(r[1]) for r in rows), rows
+    _, src_rows = _table(md, "model evaluated on the source task")
+    assert src_rows[-1] == ["PAC-Net source outputs bit-identical (all seeds)", "True"]
+
+
+def test_pruned_config_dir_changes_only_the_amount(tmp_path):
+    import yaml
+
+    dest = reproduce_pac.pruned_config_dir("friedman", 0.9, tmp_path / "cfg")
+    new = yaml.safe_load((dest / "source.yaml").read_text())
+    old = yaml.safe_load((reproduce_pac.CONFIGS / "friedman" / "source.yaml").read_text())
+    amounts = [
+        cb["init_args"]["amount"]
+        for cb in new["trainer"]["callbacks"]
+        if "amount" in cb.get("init_args", {})
+    ]
+    assert amounts == [0.9]
+    for cb in old["trainer"]["callbacks"]:
+        if cb["class_path"].endswith("MagnitudePruning"):
+            cb["init_args"]["amount"] = 0.9
+    assert new == old
+    assert (dest / "calibrate.yaml").is_file()
+    with pytest.raises(ValueError, match="pruning amount"):
+        reproduce_pac.pruned_config_dir("friedman", 1.0, tmp_path / "bad")
+
+
+def test_sweep_plots_written(tmp_path):
+    result = {
+        "n_target": {"10": {"PAC-Net": [0.5, 0.6], "fine-tuning": [0.7, 0.8]}},
+        "pruning": {"0.5": {"PAC-Net": [0.4], "fine-tuning": [0.7]}},
+    }
+    paths = reproduce_pac.plot_sweeps(result, tmp_path)
+    assert [p.name for p in paths] == ["sweep_n_target.png", "sweep_pruning.png"]
+    assert all(p.read_bytes()[:4] == b"\x89PNG" for p in paths)
+
+
+def test_bad_arguments_are_rejected(tmp_path):
+    with pytest.raises(ValueError, match="budget"):
+        reproduce_trs.run([1], "huge", 1, tmp_path, tmp_path, progress=False)
+    with pytest.raises(ValueError, match="experiment 7"):
+        reproduce_trs.run([7], "smoke", 1, tmp_path, tmp_path, progress=False)
+    with pytest.raises(ValueError, match="unknown PAC task 'celeba'"):
+        reproduce_pac.run(["celeba"], "smoke", 1, tmp_path, tmp_path, progress=False)
+    with pytest.raises(SystemExit):
+        main(["trs", "--seeds=0"])
+
+
+PAC_OVERHEAD_OUT = """\
+model                                    device phase      plain ms masked ms overhead mask B/param
+digits SmallCNN (batch 64, 8x8)          cpu    allocate     10.767    12.137   12.73%         1.00
+MLP 10-256-256-1 (batch 64)              cpu    calibrate     1.919     6.581  242.94%         1.00
+
+inside Lightning fits (CPU; step = on_train_batch_start..end, alternating fits)
+digits SmallCNN (batch 64, 8x8)          cpu    allocate     13.146    13.348    1.54%
+"""
+
+
+def test_parse_speed_tables():
+    rows = speed.parse_pac_overhead(PAC_OVERHEAD_OUT)
+    assert [(r["setting"], r["phase"]) for r in rows] == [
+        ("bare step", "allocate"),
+        ("bare step", "calibrate"),
+        ("inside Lightning fit", "allocate"),
+    ]
+    assert rows[1]["model"] == "MLP 10-256-256-1 (batch 64)"
+    assert (rows[1]["plain_ms"], rows[1]["masked_ms"], rows[1]["overhead_pct"]) == (
+        1.919,
+        6.581,
+        242.94,
+    )
+    gen = speed.parse_data_generation(
+        "case    A ours [s]  B loop [s]     A/B\n"
+        "exp VI (100 x 400 steps)                            0.135       8.100   0.017\n"
+    )
+    assert gen == [
+        {"case": "exp VI (100 x 400 steps)", "ours_s": 0.135, "loop_s": 8.1, "ratio": 0.017}
+    ]
+    with pytest.raises(ValueError, match="could not parse"):
+        speed.parse_pac_overhead("nothing here")
