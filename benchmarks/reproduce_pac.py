@@ -41,7 +41,7 @@ METRICS = {
     "digits": ("test/acc", "test error (1 - accuracy)", lambda v: 1.0 - v),
     "duffing": ("test/traj_mse", "trajectory MSE x1e2", lambda v: v),
 }
-CI_SCALE = {"friedman": 0.5, "digits": 0.3, "duffing": 0.15}
+CI_SCALE = {"friedman": 0.35, "digits": 0.3, "duffing": 0.15}
 SMOKE_SCALE = 0.02
 SWEEP_N_TARGET = (10, 30, 100, 300)
 SWEEP_PRUNING = (0.5, 0.7, 0.8, 0.9, 0.95)
