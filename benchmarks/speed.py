@@ -118,12 +118,14 @@ def _median_time(fn, repeats: int, device: torch.device) -> float:
     return statistics.median(times)
 
 
-def gpu_trs(repeats: int = 20) -> dict[str, Any]:
-    """ODEN vs TRS-ODEN training step and test-rollout throughput on CUDA (exp I setting)."""
+def gpu_trs(repeats: int = 20, device: str = "cuda") -> dict[str, Any]:
+    """ODEN vs TRS-ODEN training step and test-rollout throughput on ``device`` (exp I setting).
+
+    Run by :func:`run` on CUDA only (the CPU numbers come from ``trs_speed.py``)."""
     from benchmarks.trs_speed import make_batch
     from pl_pac_trs.trs import Leapfrog, ODENField, Reversal, trs_loss
 
-    device = torch.device("cuda")
+    device = torch.device(device)
     batch = {k: v.to(device) for k, v in make_batch().items()}
     integ, rev = Leapfrog(position_dim=1), Reversal.momentum_flip(2, 1).to(device)
 
@@ -142,7 +144,7 @@ def gpu_trs(repeats: int = 20) -> dict[str, Any]:
 
     steps = {"oden_step": step_fn(0.0), "trs_step": step_fn(10.0)}
     for fn in steps.values():  # warm-up
-        for _ in range(3):
+        for _ in range(min(3, repeats)):
             fn()
     med = {k: _median_time(fn, repeats, device) for k, fn in steps.items()}
     field = ODENField(2, (1000,)).to(device)
@@ -156,7 +158,7 @@ def gpu_trs(repeats: int = 20) -> dict[str, Any]:
     rollout()
     med["test_rollout"] = _median_time(rollout, repeats, device)
     return {
-        "device": torch.cuda.get_device_name(0),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "median_seconds": med,
         "ratios": {"trs / oden": med["trs_step"] / med["oden_step"]},
         "test_rollout_traj_steps_per_s": 50 * 200 / med["test_rollout"],

@@ -165,3 +165,13 @@ def test_parse_speed_tables():
     ]
     with pytest.raises(ValueError, match="could not parse"):
         speed.parse_pac_overhead("nothing here")
+
+
+def test_gpu_trs_timing_code_runs_on_cpu():
+    """The CUDA-only TRS timing, exercised on the CPU so that it cannot rot unseen."""
+    res = speed.gpu_trs(repeats=1, device="cpu")
+    assert res["device"] == "cpu"
+    assert set(res["median_seconds"]) == {"oden_step", "trs_step", "test_rollout"}
+    med = res["median_seconds"]
+    assert res["ratios"]["trs / oden"] == med["trs_step"] / med["oden_step"]
+    assert res["test_rollout_traj_steps_per_s"] == 50 * 200 / med["test_rollout"]
