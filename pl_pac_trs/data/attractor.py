@@ -18,10 +18,6 @@ import numpy as np
 from pl_pac_trs.data.integrate import padded_count, solve_in_blocks
 from pl_pac_trs.data.trajectories import (
     GeneratedTrajectoryDataModule,
-    check_count,
-    check_disjoint_seeds,
-    check_nonnegative,
-    check_positive,
 )
 
 __all__ = ["StrangeAttractorDataModule", "attractor_field", "generate_attractor"]
@@ -115,26 +111,18 @@ class StrangeAttractorDataModule(GeneratedTrajectoryDataModule):
             num_workers=num_workers,
         )
         self.save_hyperparameters()
-        self.num_train = check_count("num_train", num_train)
-        self.num_val = check_count("num_val", num_val, minimum=0)
-        self.num_test = check_count("num_test", num_test)
-        self.train_steps = check_count("train_steps", train_steps)
-        self.test_steps = check_count("test_steps", test_steps)
-        self.train_span = check_positive("train_span", train_span)
-        self.test_span = check_positive("test_span", test_span)
-        self.noise_std = check_nonnegative("noise_std", noise_std)
-        self.train_seed = check_count("train_seed", train_seed, minimum=0)
-        self.val_seed = check_count("val_seed", val_seed, minimum=0)
-        self.test_seed = check_count("test_seed", test_seed, minimum=0)
-        if self.time_horizon > self.train_steps:
-            raise ValueError(
-                f"time_horizon={self.time_horizon} exceeds train_steps={self.train_steps}: no "
-                "training window fits in a trajectory"
-            )
-        check_disjoint_seeds(
-            ("train_seed", self.train_seed, self.num_train),
-            ("val_seed", self.val_seed, self.num_val),
-            ("test_seed", self.test_seed, self.num_test),
+        self._set_sizes(
+            num_train=num_train,
+            num_val=num_val,
+            num_test=num_test,
+            train_steps=train_steps,
+            test_steps=test_steps,
+            train_span=train_span,
+            test_span=test_span,
+            noise_std=noise_std,
+            train_seed=train_seed,
+            val_seed=val_seed,
+            test_seed=test_seed,
         )
 
     def generation_args(self) -> dict[str, Any]:

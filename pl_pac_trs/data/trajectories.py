@@ -309,6 +309,44 @@ class GeneratedTrajectoryDataModule(TrajectoryDataModule):
         self.cache_dir = cache_dir
         self._arrays: dict[str, np.ndarray] | None = None
 
+    def _set_sizes(
+        self,
+        *,
+        num_train: int,
+        num_val: int,
+        num_test: int,
+        train_steps: int,
+        test_steps: int,
+        train_span: float,
+        test_span: float,
+        noise_std: float,
+        train_seed: int,
+        val_seed: int,
+        test_seed: int,
+    ) -> None:
+        """Validate and store the counts, spans, noise and seeds every simulated dataset has."""
+        self.num_train = check_count("num_train", num_train)
+        self.num_val = check_count("num_val", num_val, minimum=0)
+        self.num_test = check_count("num_test", num_test)
+        self.train_steps = check_count("train_steps", train_steps)
+        self.test_steps = check_count("test_steps", test_steps)
+        self.train_span = check_positive("train_span", train_span)
+        self.test_span = check_positive("test_span", test_span)
+        self.noise_std = check_nonnegative("noise_std", noise_std)
+        self.train_seed = check_count("train_seed", train_seed, minimum=0)
+        self.val_seed = check_count("val_seed", val_seed, minimum=0)
+        self.test_seed = check_count("test_seed", test_seed, minimum=0)
+        if self.time_horizon > self.train_steps:
+            raise ValueError(
+                f"time_horizon={self.time_horizon} exceeds train_steps={self.train_steps}: no "
+                "training window fits in a trajectory"
+            )
+        check_disjoint_seeds(
+            ("train_seed", self.train_seed, self.num_train),
+            ("val_seed", self.val_seed, self.num_val),
+            ("test_seed", self.test_seed, self.num_test),
+        )
+
     def generation_args(self) -> dict[str, Any]:
         """Everything the generated arrays depend on (the cache key)."""
         raise NotImplementedError
