@@ -247,13 +247,14 @@ class TRSODEN(pl.LightningModule):
     # ------------------------------------------------------------------ test
     def on_test_start(self) -> None:
         dm = self._datamodule()
+        # rebuilt for every test run: the model may be tested on another system (e.g. the
+        # source task after PAC-Net calibration), whose energy and bodies differ
         energy = getattr(dm, "energy", None)
-        if callable(energy) and self.test_energy is None:
-            self.test_energy = EnergyMSE(energy).to(self.device)
+        self.test_energy = EnergyMSE(energy).to(self.device) if callable(energy) else None
         bodies = getattr(dm, "bodies", None) or {}
-        for name, idx in bodies.items():
-            if name not in self.test_bodies:
-                self.test_bodies[name] = TrajectoryMSE(indices=idx).to(self.device)
+        self.test_bodies = nn.ModuleDict(
+            {name: TrajectoryMSE(indices=idx).to(self.device) for name, idx in bodies.items()}
+        )
         self._plot_batch = None
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:

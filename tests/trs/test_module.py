@@ -81,3 +81,24 @@ def test_lam_positive_without_reversal_or_position_dim_is_an_error(tmp_path):
     dm.position_dim = None
     with pytest.raises(ValueError, match="lam > 0 needs a reversing operator"):
         _trainer(tmp_path).fit(TRSODEN(ODENField(2, hidden=(4,)), integrator="rk4", lam=1.0), dm)
+
+
+def test_each_test_run_uses_the_energy_of_its_own_datamodule(tmp_path):
+    """A model tested on a second system (PAC-Net's source check) uses that system's energy."""
+
+    class ScaledEnergy(TinyHarmonicDataModule):
+        def energy(self, x):
+            return 3.0 * super().energy(x) + 1.0
+
+    torch.manual_seed(0)
+    model = TRSODEN(ODENField(2, hidden=(8,)), integrator="leapfrog", lr=1e-2, num_plot=0)
+    trainer = _trainer(tmp_path, epochs=1)
+    first, second = TinyHarmonicDataModule(), ScaledEnergy()
+    trainer.fit(model, datamodule=first)
+    trainer.test(model, datamodule=first, verbose=False)
+    results = trainer.test(model, datamodule=second, verbose=False)[0]
+    batch = next(iter(second.test_dataloader()))
+    with torch.no_grad():
+        pred = model.rollout(batch["x0"], batch["t"])
+    expected, _ = energy_mse(pred, batch["y"], second.energy)
+    assert results["test/energy_mse"] == pytest.approx(float(expected), rel=1e-5)
