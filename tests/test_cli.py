@@ -94,6 +94,27 @@ def test_offline_wandb_run_writes_run_dir_config_and_metrics(tmp_path):
 
 
 @pytest.mark.slow
+def test_shipped_config_runs_offline_fit_then_test_with_plots(tmp_path):
+    """A shipped config end to end with no network: W&B offline, plots in the run directory."""
+    config = ROOT / "configs" / "trs" / "exp1" / "quick" / "trs_oden.yaml"
+    common = ["--config", str(config), "--trainer.max_epochs=2", "--data.init_args.num_test=4"]
+    common += ["--trainer.check_val_every_n_epoch=1"]  # checkpoints are written after validation
+    out = run_cli(["fit", *common], cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.count("wandb sync") == 1
+    (fit_run,) = (tmp_path / "runs" / "wandb").glob("offline-run-*")
+    assert (fit_run / "files" / "config.yaml").is_file()
+    (ckpt,) = (tmp_path / "runs").rglob("*.ckpt")
+    out = run_cli(["test", *common, f"--ckpt_path={ckpt}"], cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    test_run = next(p for p in (tmp_path / "runs" / "wandb").glob("offline-run-*") if p != fit_run)
+    for name in ("phase_portraits.png", "energy.png"):
+        assert (test_run / "files" / name).stat().st_size > 1000
+    history = read_run(test_run)["history"]
+    assert any("test/traj_mse" in row for row in history)
+
+
+@pytest.mark.slow
 @pytest.mark.ddp
 def test_two_process_ddp_on_cpu_logs_once(tmp_path):
     args = ["fit", "--config", str(TINY), "--trainer.accelerator=cpu", "--trainer.devices=2"]
