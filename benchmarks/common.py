@@ -22,9 +22,9 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
 
 
 def fmt_mean_std(values: Sequence[float], digits: int = 3) -> str:
-    """``"m ± s"`` with ``digits`` significant digits, ``–`` when empty."""
+    """``"m ± s"`` with ``digits`` significant digits, ``n/a`` when empty."""
     if not values:
-        return "–"
+        return "n/a"
     m, s = mean_std(values)
     return f"{m:.{digits}g} ± {s:.{digits - 1}g}"
 
