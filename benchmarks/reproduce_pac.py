@@ -46,7 +46,7 @@ SMOKE_SCALE = 0.02
 SWEEP_N_TARGET = (10, 30, 100, 300)
 SWEEP_PRUNING = (0.5, 0.7, 0.8, 0.9, 0.95)
 BUDGETS = ("ci", "full", "smoke")
-EMPTY = "\u2013"  # an en dash, as in benchmarks.common.fmt_mean_std
+EMPTY = "n/a"  # as benchmarks.common.fmt_mean_std writes an empty cell
 
 
 def scale_for(task: str, budget: str) -> float:

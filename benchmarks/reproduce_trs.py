@@ -60,7 +60,7 @@ SMOKE_EXTRA: dict[int, list[str]] = {
     ]
 }
 BUDGETS = ("ci", "full", "smoke")
-EMPTY = "\u2013"  # an en dash, as in benchmarks.common.fmt_mean_std
+EMPTY = "n/a"  # as benchmarks.common.fmt_mean_std writes an empty cell
 #: Plots copied into ``out/trs`` (seed 0, ODEN and TRS-ODEN only, to keep the repo small).
 PLOTS: dict[int, tuple[str, ...]] = {
     1: ("phase_portraits", "energy"),
