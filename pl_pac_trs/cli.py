@@ -21,6 +21,7 @@ import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
+from unittest import mock
 
 import yaml
 from lightning.pytorch import LightningModule, Trainer
@@ -97,6 +98,15 @@ class PacTrsCLI(LightningCLI):
             {"prog": "pl-pac-trs", "description": _description(), "version": __version__},
         )
         super().__init__(args=list(args) if args is not None else None, run=run, **kwargs)
+
+    def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
+        if args is None:
+            return super().parse_arguments(parser, args)
+        # Explicit args replace the process's command line (a benchmark's or pytest's flags): hide
+        # it while parsing, or LightningCLI warns on every run that both were given. Only while
+        # parsing: DDP relaunches workers from the real ``sys.argv``.
+        with mock.patch.object(sys, "argv", sys.argv[:1]):
+            return super().parse_arguments(parser, args)
 
 
 def _description() -> str:
