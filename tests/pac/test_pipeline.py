@@ -13,11 +13,16 @@ from pl_pac_trs.pac.pipeline import _config_dir, _fit, _resolve_config
 TINY = {
     "friedman": ["--set", "data.init_args.n_source=300", "--set", "data.init_args.n_val=100"],
     "digits": ["--set", "data.init_args.target_per_class=3"],
+    "duffing": [
+        *("--set", "data.init_args.num_val=2", "--set", "data.init_args.num_test=3"),
+        *("--set", "data.init_args.test_steps=40", "--set", "data.init_args.test_span=4.0"),
+    ],
 }
+METRIC = {"friedman": "test/mse", "digits": "test/acc", "duffing": "test/traj_mse"}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("task", ["friedman", "digits"])
+@pytest.mark.parametrize("task", ["friedman", "digits", "duffing"])
 def test_pipeline_all_stages(tmp_path, task, capsys):
     out = tmp_path / task
     argv = [
@@ -47,10 +52,11 @@ def test_pipeline_all_stages(tmp_path, task, capsys):
     stages = summary["stages"]
     pac = stages["PAC-Net (calibrate)"]
     assert pac["source_outputs_identical"] is True
-    metric = "test/mse" if task == "friedman" else "test/acc"
+    metric = METRIC[task]
     assert pac["source"][metric] == stages["source (pruned + allocated)"]["source"][metric]
     assert metric in pac["target"] and metric in stages["finetune"]["target"]
-    assert "source" not in stages["scratch"] or task == "friedman"
+    # a scratch model has the source output space except on digits (new 4-class head)
+    assert ("source" in stages["scratch"]) == (task != "digits")
     masks = load_masks(out / "source.ckpt")
     assert sum(int((~m).sum()) for m in masks.values()) == round(
         0.8 * sum(m.numel() for m in masks.values())
