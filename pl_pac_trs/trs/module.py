@@ -90,7 +90,9 @@ class TRSODEN(pl.LightningModule):
         self.compile_field = bool(compile_field)
         self.num_plot = int(num_plot)
         self.lyapunov = bool(lyapunov)
-        self._field: nn.Module = vector_field
+        # the torch.compile'd field, kept out of the module tree (a registered alias would put
+        # the weights twice into every state_dict and checkpoint)
+        self.__dict__["_compiled_field"] = None
         self._state_dim: int | None = None
         self._checked: set[str] = set()
         self.test_mse = TrajectoryMSE()
@@ -108,8 +110,14 @@ class TRSODEN(pl.LightningModule):
         state_dim = getattr(dm, "state_dim", None) or getattr(self.vector_field, "state_dim", None)
         if state_dim:
             self._resolve(int(state_dim))
-        if self.compile_field and self._field is self.vector_field:
-            self._field = torch.compile(self.vector_field)
+        if self.compile_field and self._compiled_field is None:
+            self.__dict__["_compiled_field"] = torch.compile(self.vector_field)
+
+    @property
+    def _field(self) -> nn.Module:
+        """The field the rollouts call: ``vector_field``, or its compiled wrapper."""
+        compiled = self.__dict__.get("_compiled_field")
+        return self.vector_field if compiled is None else compiled
 
     def _position_dim(self) -> int | None:
         for source in (self._datamodule(), self.vector_field, self.integrator):

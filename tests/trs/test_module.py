@@ -102,3 +102,28 @@ def test_each_test_run_uses_the_energy_of_its_own_datamodule(tmp_path):
         pred = model.rollout(batch["x0"], batch["t"])
     expected, _ = energy_mse(pred, batch["y"], second.energy)
     assert results["test/energy_mse"] == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_state_dict_holds_the_field_once_and_compiled_field_matches_eager(tmp_path):
+    """``compile_field`` changes speed, not results, and never the checkpoint layout."""
+    losses = {}
+    models = {}
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        model = TRSODEN(ODENField(2, hidden=(16,)), lam=10.0, lr=1e-2, compile_field=compiled)
+        trainer = _trainer(tmp_path / str(compiled), epochs=2)
+        trainer.fit(model, datamodule=TinyHarmonicDataModule())
+        assert (type(model._field).__name__ == "OptimizedModule") == compiled
+        losses[compiled] = float(trainer.callback_metrics["train/loss"])
+        models[compiled] = model
+        trainer.save_checkpoint(tmp_path / f"{compiled}.ckpt")
+    assert losses[True] == pytest.approx(losses[False], rel=1e-4)
+    for a, b in zip(models[False].parameters(), models[True].parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    keys = set(torch.load(tmp_path / "True.ckpt", weights_only=False)["state_dict"])
+    expected = {"vector_field.net.0.weight", "vector_field.net.0.bias", "vector_field.net.2.weight"}
+    assert keys == set(models[False].state_dict()) == expected
+    eager = TRSODEN.load_from_checkpoint(
+        tmp_path / "True.ckpt", vector_field=ODENField(2, hidden=(16,)), compile_field=False
+    )
+    assert torch.equal(eager.vector_field.net[0].weight, models[True].vector_field.net[0].weight)
