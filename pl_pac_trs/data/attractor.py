@@ -11,8 +11,6 @@ Trajectories are solved in fixed blocks, so trajectory ``i`` does not depend on 
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from pl_pac_trs.data.integrate import padded_count, solve_in_blocks
@@ -124,22 +122,6 @@ class StrangeAttractorDataModule(GeneratedTrajectoryDataModule):
             val_seed=val_seed,
             test_seed=test_seed,
         )
-
-    def generation_args(self) -> dict[str, Any]:
-        keys = [
-            "num_train",
-            "train_steps",
-            "train_span",
-            "noise_std",
-            "num_val",
-            "num_test",
-            "test_steps",
-            "test_span",
-            "train_seed",
-            "val_seed",
-            "test_seed",
-        ]
-        return {k: getattr(self, k) for k in keys}
 
     def generate(self) -> dict[str, np.ndarray]:
         t, clean, noisy = generate_attractor(

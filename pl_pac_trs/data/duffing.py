@@ -181,24 +181,8 @@ class DuffingDataModule(GeneratedTrajectoryDataModule):
         return duffing_energy(x, self.alpha, self.beta)
 
     def generation_args(self) -> dict[str, Any]:
-        keys = [
-            "alpha",
-            "beta",
-            "gamma",
-            "delta",
-            "num_train",
-            "train_steps",
-            "train_span",
-            "noise_std",
-            "num_val",
-            "num_test",
-            "test_steps",
-            "test_span",
-            "train_seed",
-            "val_seed",
-            "test_seed",
-        ]
-        return {k: getattr(self, k) for k in keys}
+        params = {"alpha": self.alpha, "beta": self.beta, "gamma": self.gamma, "delta": self.delta}
+        return {**params, **super().generation_args()}
 
     def generate(self) -> dict[str, np.ndarray]:
         params = {"alpha": self.alpha, "beta": self.beta, "gamma": self.gamma, "delta": self.delta}

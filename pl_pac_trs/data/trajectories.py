@@ -290,12 +290,30 @@ def _unzip(trajectories: list[tuple[np.ndarray, np.ndarray]]) -> tuple[list, lis
     return [t for t, _ in trajectories], [x for _, x in trajectories]
 
 
+#: The counts, spans, noise and seeds of every simulated dataset (:meth:`_set_sizes`).
+_SIZE_ARGS = (
+    "num_train",
+    "train_steps",
+    "train_span",
+    "noise_std",
+    "num_val",
+    "num_test",
+    "test_steps",
+    "test_span",
+    "train_seed",
+    "val_seed",
+    "test_seed",
+)
+
+
 class GeneratedTrajectoryDataModule(TrajectoryDataModule):
     """Base of simulated datasets: deterministic generation plus an optional ``.npz`` cache.
 
-    Subclasses implement :meth:`generation_args` (a JSON-serialisable dict of everything the data
-    depend on) and :meth:`generate` (returning ``{split}_t`` ``(N,)`` and ``{split}_x``
-    ``(M, N, D)`` arrays for ``split`` in train/val/test, plus optional extra arrays).
+    Subclasses store their counts, spans, noise and seeds with :meth:`_set_sizes`, extend
+    :meth:`generation_args` (a JSON-serialisable dict of everything the data depend on) with
+    their own parameters, and implement :meth:`generate` (returning ``{split}_t`` ``(N,)`` and
+    ``{split}_x`` ``(M, N, D)`` arrays for ``split`` in train/val/test, plus optional extra
+    arrays).
 
     Args:
         cache_dir: directory of the ``.npz`` cache; ``None`` disables caching.
@@ -348,8 +366,9 @@ class GeneratedTrajectoryDataModule(TrajectoryDataModule):
         )
 
     def generation_args(self) -> dict[str, Any]:
-        """Everything the generated arrays depend on (the cache key)."""
-        raise NotImplementedError
+        """Everything the generated arrays depend on (the cache key): the arguments stored by
+        :meth:`_set_sizes`; subclasses add their own (e.g. the system's parameters)."""
+        return {k: getattr(self, k) for k in _SIZE_ARGS}
 
     def generate(self) -> dict[str, np.ndarray]:
         """Generate the arrays (deterministic given :meth:`generation_args`)."""
