@@ -1,12 +1,11 @@
 """Trajectory datamodule under 2-process CPU DDP: cache written once, identical data per rank."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+
+from tests.ddp_script import run_ddp_script
 
 SCRIPT = Path(__file__).with_name("ddp_cache.py")
 
@@ -14,15 +13,7 @@ SCRIPT = Path(__file__).with_name("ddp_cache.py")
 @pytest.mark.ddp
 @pytest.mark.slow
 def test_ddp_cache_written_once_and_data_identical(tmp_path):
-    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        env=env,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_ddp_script(SCRIPT, tmp_path)
     ranks = [torch.load(tmp_path / f"rank_{r}.pt") for r in (0, 1)]
     assert len(ranks[0]["writes"]) == 1 and ranks[1]["writes"] == []  # prepare_data on rank 0
     assert [p.name for p in (tmp_path / "cache").iterdir()] == [Path(ranks[0]["writes"][0]).name]

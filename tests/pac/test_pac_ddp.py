@@ -1,12 +1,11 @@
 """PAC-Net under 2-process DDP on CPU (gloo), launched as a subprocess."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+
+from tests.ddp_script import run_ddp_script
 
 SCRIPT = Path(__file__).with_name("ddp_pac.py")
 
@@ -14,15 +13,7 @@ SCRIPT = Path(__file__).with_name("ddp_pac.py")
 @pytest.mark.ddp
 @pytest.mark.slow
 def test_ddp_allocate_and_calibrate_exact(tmp_path):
-    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        env=env,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_ddp_script(SCRIPT, tmp_path)
     src = [torch.load(tmp_path / f"source_{r}.pt") for r in (0, 1)]
     tgt = [torch.load(tmp_path / f"target_{r}.pt") for r in (0, 1)]
     masks = src[0]["masks"]

@@ -1,7 +1,4 @@
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +7,7 @@ import torch
 from pl_pac_trs.data import DuffingDataModule
 from pl_pac_trs.metrics import energy_mse, trajectory_mse
 from pl_pac_trs.trs import Leapfrog, ODENField
+from tests.ddp_script import run_ddp_script
 from tests.trs.ddp_trs import DATA
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -18,16 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.ddp
 @pytest.mark.slow
 def test_two_process_ddp_metrics_aggregate_over_all_test_trajectories(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "disabled"}
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "tests/trs/ddp_trs.py"), str(tmp_path)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_ddp_script(ROOT / "tests/trs/ddp_trs.py", tmp_path)
     result = json.loads((tmp_path / "result.json").read_text())
     field = ODENField(2, hidden=(16,))
     field.load_state_dict(torch.load(tmp_path / "weights.pt"))
