@@ -63,7 +63,7 @@ def parse_pac_overhead(text: str) -> list[dict[str, Any]]:
     rows, context = [], "bare step"
     pattern = re.compile(
         rf"^(?P<model>.+?)\s+(?P<device>cpu|cuda)\s+(?P<phase>allocate|calibrate)\s+{_NUM}\s+"
-        rf"{_NUM}\s+{_NUM}%"
+        rf"{_NUM}\s+{_NUM}%(?:\s+{_NUM}%)?"
     )
     for line in text.splitlines():
         if line.startswith("inside Lightning"):
@@ -79,6 +79,7 @@ def parse_pac_overhead(text: str) -> list[dict[str, Any]]:
                     "plain_ms": float(m.group(4)),
                     "masked_ms": float(m.group(5)),
                     "overhead_pct": float(m.group(6)),
+                    "callback_pct": None if m.group(7) is None else float(m.group(7)),
                 }
             )
     if not rows:
@@ -229,10 +230,14 @@ def to_markdown(payload: dict[str, Any]) -> str:
                 f"{r['plain_ms']:.3f}",
                 f"{r['masked_ms']:.3f}",
                 f"{r['overhead_pct']:.1f}%",
+                "n/a" if r.get("callback_pct") is None else f"{r['callback_pct']:.1f}%",
             ]
             for r in pac
         ]
-        header = ["setting", "model", "device", "phase", "plain ms", "masked ms", "overhead"]
+        header = [
+            *("setting", "model", "device", "phase", "plain ms", "masked ms", "overhead"),
+            "callback's own work",
+        ]
         lines += ["## GradientMask step vs plain step", "", markdown_table(header, rows), ""]
     gen = payload.get("data_generation")
     if gen:

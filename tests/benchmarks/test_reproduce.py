@@ -154,9 +154,11 @@ def test_bad_arguments_are_rejected(tmp_path):
 
 
 PAC_OVERHEAD_OUT = """\
-model                                    device phase      plain ms masked ms overhead mask B/param
-digits SmallCNN (batch 64, 8x8)          cpu    allocate     10.767    12.137   12.73%         1.00
-MLP 10-256-256-1 (batch 64)              cpu    calibrate     1.919     6.581  242.94%         1.00
+model                                    device phase      plain ms masked ms overhead callback
+digits SmallCNN (batch 64, 8x8)          cpu    allocate     10.767    12.137   12.73%    3.10%
+MLP 10-256-256-1 (batch 64)              cpu    calibrate     1.919     6.581  242.94%   -1.50%
+
+probe: torch.sqrt over 65536 floats: zeros 219.3 us, ones 36.2 us (ratio 6.06)
 
 inside Lightning fits (CPU; step = on_train_batch_start..end, alternating fits)
 digits SmallCNN (batch 64, 8x8)          cpu    allocate     13.146    13.348    1.54%
@@ -171,6 +173,7 @@ def test_parse_speed_tables():
         ("inside Lightning fit", "allocate"),
     ]
     assert rows[1]["model"] == "MLP 10-256-256-1 (batch 64)"
+    assert [r["callback_pct"] for r in rows] == [3.1, -1.5, None]
     assert (rows[1]["plain_ms"], rows[1]["masked_ms"], rows[1]["overhead_pct"]) == (
         1.919,
         6.581,
