@@ -71,9 +71,11 @@ class DigitsTransferDataModule(LightningDataModule):
 
         images, labels = load_digits(return_X_y=True)
         images = (images / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)
-        rng = np.random.default_rng(self.hparams.seed)
         parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {"train": [], "val": [], "test": []}
         for new_label, digit in enumerate(self.classes):
+            # each digit's split depends on (seed, digit) only: a digit in both the source and
+            # the target classes has the same test images in both, never another task's train
+            rng = np.random.default_rng([self.hparams.seed, digit])
             idx = rng.permutation(np.flatnonzero(labels == digit))
             n_test, n_val = int(0.4 * len(idx)), int(0.2 * len(idx))
             split = {

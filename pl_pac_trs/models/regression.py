@@ -16,7 +16,7 @@ __all__ = ["MLPRegressor"]
 class MLPRegressor(TaskModule):
     """``in -> [Linear -> ReLU] * len(hidden) -> head`` regression MLP trained with MSE.
 
-    Logs ``train/loss``, ``val/mse``, ``val/rmse``, ``test/mse`` and ``test/rmse``.
+    Logs ``train/loss``, ``val/mse`` and ``test/mse``.
 
     Args:
         in_features: Input size (10 for Friedman #1).

@@ -10,6 +10,7 @@ Typical use (see ``docs/pac.md``)::
 """
 
 from pl_pac_trs.pac.baselines import L2SP, LinearProbe
+from pl_pac_trs.pac.checkpoint import FinalCheckpoint
 from pl_pac_trs.pac.masking import GradientMask
 from pl_pac_trs.pac.masks import (
     CHECKPOINT_KEY,
@@ -30,6 +31,7 @@ from pl_pac_trs.pac.transfer import (
 __all__ = [
     "CHECKPOINT_KEY",
     "L2SP",
+    "FinalCheckpoint",
     "GradientMask",
     "LinearProbe",
     "LoadSourceWeights",

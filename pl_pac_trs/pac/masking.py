@@ -27,7 +27,7 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
-from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.batchnorm import _NormBase
 
 from pl_pac_trs.pac.masks import CHECKPOINT_KEY, Masks, load_masks, validate_masks
 from pl_pac_trs.pac.pruning import log_sparsity
@@ -115,6 +115,8 @@ class GradientMask(Callback):
         self._handles: list[Any] = []
         self._frozen: list[nn.Parameter] = []
         self._norm_modules: list[nn.Module] = []
+        self._pending_module: nn.Module | None = None
+        self._expects_pruning = False
 
     # ------------------------------------------------------------------ set-up
     @property
@@ -127,6 +129,7 @@ class GradientMask(Callback):
         return self.phase == "allocate" and self.masks_arg is None
 
     def _initial_masks(self, trainer: Trainer) -> Masks | None:
+        """The masks known at ``setup``; ``None`` when they arrive later (pruning, resume)."""
         if isinstance(self.masks_arg, Mapping):
             return dict(self.masks_arg)
         if self.masks_arg is not None:
@@ -135,19 +138,29 @@ class GradientMask(Callback):
         from pl_pac_trs.pac.transfer import LoadSourceWeights
 
         if self.phase == "allocate":
-            if any(isinstance(cb, MagnitudePruning) for cb in trainer.callbacks):
-                return None  # they arrive when pruning runs (or on resume)
-            raise ValueError(
-                "GradientMask(phase='allocate') found no masks: pass masks=<checkpoint or masks "
-                "file> or add a MagnitudePruning callback to the same Trainer"
-            )
+            pruning = [cb for cb in trainer.callbacks if isinstance(cb, MagnitudePruning)]
+            if any(cb.epoch is None for cb in pruning):
+                raise ValueError(
+                    "GradientMask(phase='allocate') with MagnitudePruning(epoch=None): pruning "
+                    "happens when this fit ends, so nothing would be allocated; give "
+                    "MagnitudePruning an epoch, or run allocate as a fit of its own"
+                )
+            self._expects_pruning = bool(pruning)
+            return None  # from pruning in this fit, or from the checkpoint being resumed
         for cb in trainer.callbacks:
             if isinstance(cb, LoadSourceWeights):
                 return load_masks(cb.checkpoint)
-        raise ValueError(
-            "GradientMask(phase='calibrate') found no masks: pass masks=<allocated source "
-            "checkpoint or masks file>, or add a LoadSourceWeights callback whose checkpoint "
-            "carries masks"
+        return None  # only a checkpoint being resumed can still provide them
+
+    def _no_masks_error(self) -> ValueError:
+        hint = (
+            "add a MagnitudePruning callback to the same Trainer"
+            if self.phase == "allocate"
+            else "add a LoadSourceWeights callback whose checkpoint carries masks"
+        )
+        return ValueError(
+            f"GradientMask(phase={self.phase!r}) found no masks: pass masks=<checkpoint or masks "
+            f"file>, {hint}, or resume (ckpt_path) from a checkpoint written while they existed"
         )
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -163,34 +176,51 @@ class GradientMask(Callback):
         masks = self._initial_masks(trainer)
         if masks is not None:
             self.masks = validate_masks(masks, pl_module, ignore=self.new_modules)
-        if self.phase == "calibrate" and not self.train_shared:
-            assert self.masks is not None
-            for name, p in pl_module.named_parameters():
-                if name in self.masks or matches_any(name, self.new_modules):
-                    continue
-                if p.requires_grad:
-                    p.requires_grad_(False)
-                    self._frozen.append(p)
-            self._norm_modules = [
-                m
-                for name, m in pl_module.named_modules()
-                if isinstance(m, _BatchNorm) and not matches_any(name, self.new_modules)
-            ]
+            self._freeze_shared(pl_module)
+        else:  # Lightning restores callback states after ``setup``: see ``load_state_dict``
+            self._pending_module = pl_module
+
+    def _freeze_shared(self, pl_module: nn.Module) -> None:
+        """Calibrate: freezes unmasked shared parameters and collects the normalisation layers.
+
+        Runs before the model is wrapped (DDP registers only parameters that require grad).
+        """
+        if self.phase != "calibrate" or self.train_shared or self._frozen:
+            return
+        assert self.masks is not None
+        for name, p in pl_module.named_parameters():
+            if name in self.masks or matches_any(name, self.new_modules):
+                continue
+            if p.requires_grad:
+                p.requires_grad_(False)
+                self._frozen.append(p)
+        self._norm_modules = [
+            m
+            for name, m in pl_module.named_modules()
+            if isinstance(m, _NormBase)
+            and m.track_running_stats
+            and not matches_any(name, self.new_modules)
+        ]
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         restored = self._restored
         if restored is not None and restored.get("masks") is not None:
             state_masks = validate_masks(restored["masks"], pl_module, ignore=self.new_modules)
-            if self.masks is not None and any(
-                not torch.equal(self.masks[k].cpu(), state_masks[k].cpu()) for k in self.masks
+            given = self.masks
+            if given is not None and (
+                given.keys() != state_masks.keys()
+                or any(not torch.equal(given[k].cpu(), state_masks[k].cpu()) for k in given)
             ):
                 raise ValueError(
                     "GradientMask: the masks given differ from those in the checkpoint being "
                     "resumed"
                 )
             self.masks = state_masks
+        self._pending_module = None
         if self.masks is not None:
             self.attach(trainer, pl_module, self.masks)
+        elif not self._expects_pruning:
+            raise self._no_masks_error()
 
     def attach(self, trainer: Trainer, pl_module: LightningModule, masks: Masks) -> None:
         """Starts enforcing ``masks`` (called at fit start, or by ``MagnitudePruning``)."""
@@ -301,7 +331,10 @@ class GradientMask(Callback):
         for p in self._frozen:
             p.requires_grad_(True)
         self._frozen = []
+        self._norm_modules = []
         self._restored = None
+        self._pending_module = None
+        self._expects_pruning = False
 
     def on_save_checkpoint(
         self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
@@ -317,6 +350,11 @@ class GradientMask(Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._restored = dict(state_dict)
+        module = self._pending_module
+        if module is not None and state_dict.get("masks") is not None:
+            # resuming with masks=None: they come from this state (before the model is wrapped)
+            self.masks = validate_masks(state_dict["masks"], module, ignore=self.new_modules)
+            self._freeze_shared(module)
 
 
 class _MaskedGroup:

@@ -154,7 +154,8 @@ def validate_masks(
         if tuple(mask.shape) != tuple(params[name].shape):
             raise ValueError(
                 f"masks do not match the model: mask {name!r} has shape {tuple(mask.shape)} but "
-                f"the parameter has shape {tuple(params[name].shape)}"
+                f"the parameter has shape {tuple(params[name].shape)} (a module that is new for "
+                f"this task, e.g. a target head, goes in new_modules / ignore)"
             )
         kept[name] = mask
     if not kept:

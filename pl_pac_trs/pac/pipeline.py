@@ -31,7 +31,7 @@ from pl_pac_trs.pac.transfer import LoadSourceWeights, source_state_dict, source
 __all__ = ["BASELINES", "demo", "main", "run_pipeline"]
 
 BASELINES = ("finetune", "l2sp", "scratch", "linear_probe")
-_PATH_ARGS = ("checkpoint", "dense_checkpoint", "masks")
+_PATH_ARGS = ("checkpoint", "dense_checkpoint", "masks", "path")
 
 
 def _config_dir(task: str, config_dir: str | None) -> Path:

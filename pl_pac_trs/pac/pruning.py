@@ -186,6 +186,14 @@ class MagnitudePruning(Callback):
                 f"(module_types={self.module_types}, param_names={self.param_names}, "
                 f"include={self.include}, exclude={self.exclude})"
             )
+        max_epochs = trainer.max_epochs
+        bounded = max_epochs not in (None, -1) and self.masks is None  # (masks: resumed)
+        if bounded and self.epoch is not None and self.epoch >= max_epochs:
+            raise ValueError(
+                f"MagnitudePruning(epoch={self.epoch}) would never run: the Trainer stops "
+                f"after max_epochs={max_epochs} (epochs 0..{max_epochs - 1}); use an epoch "
+                f"below max_epochs, or epoch=None to prune when the fit ends"
+            )
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.masks is not None:  # restored on resume: hand them to GradientMask again

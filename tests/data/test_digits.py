@@ -30,3 +30,17 @@ def test_bad_arguments():
         DigitsTransferDataModule(target_classes=(3, 11))
     with pytest.raises(ValueError, match="target_per_class"):
         DigitsTransferDataModule(target_per_class=0)
+
+
+def test_overlapping_classes_share_their_split():
+    """A digit in both tasks: the target's test images are never source training images."""
+    src = DigitsTransferDataModule("source", source_classes=range(6), target_classes=(5, 6, 7))
+    tgt = DigitsTransferDataModule("target", source_classes=range(6), target_classes=(5, 6, 7))
+    src.setup()
+    tgt.setup()
+    five_src = src.sets["test"].tensors[0][src.sets["test"].tensors[1] == 5]
+    five_tgt = tgt.sets["test"].tensors[0][tgt.sets["test"].tensors[1] == 0]
+    assert torch.equal(five_src, five_tgt)
+    train = {tuple(v.flatten().tolist()) for v in src.sets["train"].tensors[0]}
+    test = [tuple(v.flatten().tolist()) for v in tgt.sets["test"].tensors[0]]
+    assert sum(t in train for t in test) <= 2  # digits holds a few duplicate images

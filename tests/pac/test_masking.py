@@ -6,7 +6,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import LambdaCallback, ModelCheckpoint
 from pac_tiny import TinyData, TinyNet, trainer
 
 from pl_pac_trs.pac import GradientMask, MagnitudePruning, compute_masks, save_masks
@@ -50,6 +50,55 @@ def _check_calibrate(model, masks, before, new_modules=()):
     assert moved, "calibrate did not train the redundant weights"
 
 
+def _invariant_case(
+    phase, optimizer, precision, clip, accumulate, batch_norm, hidden, amount, scope, new_head
+):
+    """One fit under ``GradientMask``; the invariants checked bit-exactly afterwards.
+
+    Allocate prunes *inside* the fit (dense epoch 0, ``MagnitudePruning`` at epoch 1), so the
+    optimizer carries momentum / Adam moments for the pruned weights into the allocate epochs.
+    """
+    torch.manual_seed(0)
+    model = TinyNet(hidden=hidden, batch_norm=batch_norm, optimizer=optimizer)
+    new_modules = ("head",) if (new_head and phase == "calibrate") else ()
+    snapshots = {}
+    if phase == "allocate":
+        prune = MagnitudePruning(amount=amount, scope=scope, epoch=1, verbose=False)
+        snap = LambdaCallback(
+            on_train_epoch_start=lambda tr, m: snapshots.setdefault(tr.current_epoch, _snapshot(m))
+        )
+        callbacks = [prune, GradientMask("allocate", verbose=False), snap]
+    else:
+        masks = _masks_for(model, amount, scope)
+        snapshots[0] = _snapshot(model)
+        gm = GradientMask(phase, masks=masks, lam=0.01, new_modules=new_modules, verbose=False)
+        callbacks = [gm]
+    t = trainer(
+        callbacks=callbacks,
+        precision=precision,
+        gradient_clip_val=clip,
+        accumulate_grad_batches=accumulate,
+        max_epochs=3,
+    )
+    t.fit(model, TinyData())
+    if phase == "allocate":
+        _check_allocate(model, prune.masks, snapshots[1])
+    else:
+        kept = {
+            k: v for k, v in masks.items() if not any(k.startswith(m + ".") for m in new_modules)
+        }
+        _check_calibrate(model, kept, snapshots[0], new_modules)
+    assert all(p.requires_grad for p in model.parameters())  # frozen ones released at teardown
+
+
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw", "rmsprop"])
+@pytest.mark.parametrize("phase", ["allocate", "calibrate"])
+def test_invariants_every_optimizer_and_precision(phase, optimizer, precision):
+    """Every phase x optimizer x precision, with clipping, accumulation and BatchNorm on."""
+    _invariant_case(phase, optimizer, precision, 0.05, 2, True, (6, 5), 0.7, "global", True)
+
+
 @settings(max_examples=14, deadline=None)
 @given(
     phase=st.sampled_from(["allocate", "calibrate"]),
@@ -66,31 +115,10 @@ def _check_calibrate(model, masks, before, new_modules=()):
 def test_invariants_property(
     phase, optimizer, precision, clip, accumulate, batch_norm, hidden, amount, scope, new_head
 ):
-    torch.manual_seed(0)
-    model = TinyNet(hidden=hidden, batch_norm=batch_norm, optimizer=optimizer)
-    masks = _masks_for(model, amount, scope)
-    new_modules = ("head",) if (new_head and phase == "calibrate") else ()
-    if phase == "allocate":
-        with torch.no_grad():  # a pruned source model
-            for name, p in model.named_parameters():
-                if name in masks:
-                    p.masked_fill_(~masks[name], 0)
-    before = _snapshot(model)
-    cb = GradientMask(phase=phase, masks=masks, lam=0.01, new_modules=new_modules, verbose=False)
-    t = trainer(
-        callbacks=[cb],
-        precision=precision,
-        gradient_clip_val=clip,
-        accumulate_grad_batches=accumulate,
-        max_epochs=2,
+    """Random small models, sparsities and settings on top of the exhaustive grid above."""
+    _invariant_case(
+        phase, optimizer, precision, clip, accumulate, batch_norm, hidden, amount, scope, new_head
     )
-    t.fit(model, TinyData())
-    kept = {k: v for k, v in masks.items() if not any(k.startswith(m + ".") for m in new_modules)}
-    if phase == "allocate":
-        _check_allocate(model, kept, before)
-    else:
-        _check_calibrate(model, kept, before, new_modules)
-    assert all(p.requires_grad for p in model.parameters())  # frozen ones released at teardown
 
 
 @pytest.mark.parametrize("phase", ["allocate", "calibrate"])
@@ -271,3 +299,92 @@ def test_allocate_anchor_penalty_keeps_weights_closer():
         dists.append(float((model.body[0].weight.detach() - start).norm()))
         _check_allocate(model, {"body.0.weight": masks["body.0.weight"]}, {"body.0.weight": start})
     assert dists[1] < 0.5 * dists[0]
+
+
+@pytest.mark.parametrize("phase", ["allocate", "calibrate"])
+def test_resume_with_masks_omitted_takes_them_from_the_checkpoint(tmp_path, phase):
+    """``masks=None`` and no pruning/source callback: a resumed fit reads the checkpoint's."""
+    torch.manual_seed(4)
+    source = TinyNet(hidden=(8,), batch_norm=True, optimizer="sgd")
+    masks = _masks_for(source)
+    if phase == "allocate":
+        with torch.no_grad():
+            for name, p in source.named_parameters():
+                if name in masks:
+                    p.masked_fill_(~masks[name], 0)
+    source_state = _snapshot(source)
+
+    def model_factory():
+        m = TinyNet(hidden=(8,), batch_norm=True, optimizer="sgd")
+        m.load_state_dict(source_state)
+        return m
+
+    straight = model_factory()
+    trainer(tmp_path / "a", callbacks=[GradientMask(phase, masks=masks)], max_epochs=4).fit(
+        straight, TinyData()
+    )
+    ck = ModelCheckpoint(dirpath=tmp_path / "ck", save_last=True)
+    first = model_factory()
+    trainer(
+        tmp_path / "b",
+        callbacks=[GradientMask(phase, masks=masks), ck],
+        enable_checkpointing=True,
+        max_epochs=2,
+    ).fit(first, TinyData())
+    resumed = model_factory()
+    cb = GradientMask(phase, verbose=False)  # masks omitted
+    trainer(tmp_path / "c", callbacks=[cb], max_epochs=4).fit(
+        resumed, TinyData(), ckpt_path=str(tmp_path / "ck" / "last.ckpt")
+    )
+    assert cb.masks is not None and all(torch.equal(cb.masks[k], masks[k]) for k in masks)
+    for (n, a), b in zip(straight.state_dict().items(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b), n
+    if phase == "calibrate":
+        _check_calibrate(resumed, masks, source_state)
+
+
+def test_resume_with_other_masks_is_refused(tmp_path):
+    torch.manual_seed(0)
+    model = TinyNet(hidden=(8,))
+    masks = _masks_for(model)
+    ck = ModelCheckpoint(dirpath=tmp_path / "ck", save_last=True)
+    trainer(
+        tmp_path, callbacks=[GradientMask("calibrate", masks=masks), ck], enable_checkpointing=True
+    ).fit(model, TinyData())
+    other = {k: v for k, v in masks.items() if k != "head.weight"}
+    cb = GradientMask("calibrate", masks=other, verbose=False)
+    with pytest.raises(ValueError, match="differ from those in the checkpoint"):
+        trainer(tmp_path, callbacks=[cb], max_epochs=3).fit(
+            TinyNet(hidden=(8,)), TinyData(), ckpt_path=str(tmp_path / "ck" / "last.ckpt")
+        )
+
+
+def test_allocate_with_end_of_fit_pruning_is_refused():
+    callbacks = [MagnitudePruning(amount=0.5), GradientMask("allocate")]
+    model = TinyNet()
+    with pytest.raises(ValueError, match=r"MagnitudePruning\(epoch=None\).*nothing would be"):
+        trainer(callbacks=callbacks).fit(model, TinyData())
+    assert model.global_step == 0
+
+
+def test_calibrate_keeps_every_running_statistic():
+    """Any normalisation layer with running statistics (not only BatchNorm) stays the source's."""
+
+    class InstanceNormNet(TinyNet):
+        def __init__(self):
+            super().__init__(hidden=(8,), optimizer="adamw")
+            self.norm = torch.nn.InstanceNorm1d(1, track_running_stats=True, affine=True)
+
+        def forward(self, x):
+            return self.head(self.body(self.norm(x.unsqueeze(1)).squeeze(1)))
+
+    torch.manual_seed(0)
+    model = InstanceNormNet()
+    masks = _masks_for(model)
+    with torch.no_grad():
+        model.norm.running_mean.fill_(0.3)
+    before = _snapshot(model)
+    trainer(callbacks=[GradientMask("calibrate", masks=masks, verbose=False)]).fit(
+        model, TinyData()
+    )
+    _check_calibrate(model, masks, before)  # includes norm.running_mean / running_var

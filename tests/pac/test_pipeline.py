@@ -97,3 +97,36 @@ def test_pipeline_errors(tmp_path, capsys):
     assert cli_main(["pac", "friedman", "--baselines", "bogus", "--no-wandb"]) == 2
     assert "unknown baseline 'bogus'" in capsys.readouterr().err
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_stage_by_stage_through_the_cli(tmp_path, monkeypatch):
+    """The shipped configs chain by their checkpoint paths: prune -> allocate -> calibrate, and
+    source (prune + allocate in one fit) -> calibrate, with plain ``pl-pac-trs fit`` runs."""
+    cdir = _config_dir("friedman", None).resolve()
+    monkeypatch.chdir(tmp_path)  # the configs write runs/pac/friedman/*.ckpt relative to here
+    tiny = [
+        "--trainer.logger=false",
+        "--trainer.enable_progress_bar=false",
+        "--data.init_args.n_source=200",
+        "--data.init_args.n_val=50",
+    ]
+    runs = tmp_path / "runs" / "pac" / "friedman"
+
+    def fit(stage, *extra):
+        assert cli_main(["fit", "--config", str(cdir / f"{stage}.yaml"), *tiny, *extra]) == 0
+
+    fit("prune", "--trainer.max_epochs=2")
+    pruned = load_masks(runs / "source_pruned.ckpt")
+    assert (runs / "source_dense.ckpt").is_file()
+    fit("allocate", "--trainer.max_epochs=2")
+    allocated = torch.load(runs / "source.ckpt", weights_only=False)["state_dict"]
+    assert all(torch.equal(load_masks(runs / "source.ckpt")[k], m) for k, m in pruned.items())
+    fit("calibrate", "--trainer.max_epochs=2")
+    calibrated = torch.load(runs / "calibrate.ckpt", weights_only=False)["state_dict"]
+    for name, mask in pruned.items():
+        assert torch.equal(calibrated[name][mask], allocated[name][mask]), name
+        assert (calibrated[name][~mask] != 0).any(), name
+    (runs / "source.ckpt").unlink()
+    fit("source", "--trainer.max_epochs=31")  # prunes at the start of epoch 30
+    assert load_masks(runs / "source.ckpt").keys() == pruned.keys()

@@ -128,3 +128,10 @@ def test_prune_at_epoch_logs_sparsity(tmp_path):
     assert (dense["state_dict"]["head.weight"] != 0).all()
     text = (tmp_path / "lightning_logs" / "version_0" / "metrics.csv").read_text()
     assert "pac/sparsity/body.0.weight" in text and "pac/sparsity" in text
+
+
+def test_pruning_epoch_beyond_max_epochs_fails_before_training():
+    model = TinyNet()
+    with pytest.raises(ValueError, match=r"epoch=2\) would never run.*max_epochs=2"):
+        trainer(callbacks=[MagnitudePruning(epoch=2)], max_epochs=2).fit(model, TinyData())
+    assert model.global_step == 0
