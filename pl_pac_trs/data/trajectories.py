@@ -231,6 +231,16 @@ class TrajectoryDataModule(pl.LightningDataModule):
             self.test_dataset = BatchDictDataset(
                 make_rollouts(*_unzip(splits["test"])) if splits["test"] else []
             )
+            lengths = sorted({len(t) for t, _ in splits["test"]})
+            if len(lengths) > 1:  # checked here, before training, not when test batches form
+                if self.test_batch_size not in (None, 1):
+                    source = getattr(self, "path", None) or type(self).__name__
+                    raise ValueError(
+                        f"{source}: test trajectories have different lengths ({lengths[0]}.."
+                        f"{lengths[-1]} points), so they cannot be batched together: set "
+                        f"test_batch_size=1 (got {self.test_batch_size})"
+                    )
+                self.test_batch_size = 1  # the default (all in one batch) cannot hold them
 
     def _windows_dataset(self, trajectories: list) -> BatchDictDataset:
         if not trajectories:

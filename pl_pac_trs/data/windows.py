@@ -105,15 +105,18 @@ def make_windows(
 
 
 def make_rollouts(ts: Sequence[np.ndarray], xs: Sequence[np.ndarray]) -> list[dict[str, Tensor]]:
-    """One whole-horizon item per trajectory: ``x0 = x[0]``, ``t = t``, ``y = x[1:]`` (float32)."""
+    """One whole-horizon item per trajectory: ``x0 = x[0]``, ``t = t``, ``y = x[1:]`` (float32),
+    and ``index``, the trajectory's position (test metrics count a trajectory that a distributed
+    sampler repeats as padding once)."""
     items = []
-    for t, x in zip(ts, xs, strict=True):
+    for i, (t, x) in enumerate(zip(ts, xs, strict=True)):
         x = torch.as_tensor(np.asarray(x), dtype=torch.float32)
         items.append(
             {
                 "x0": x[0].clone(),
                 "t": torch.as_tensor(np.asarray(t), dtype=torch.float32),
                 "y": x[1:].clone(),
+                "index": torch.tensor(i),
             }
         )
     return items

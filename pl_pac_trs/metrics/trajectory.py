@@ -1,9 +1,10 @@
-"""torchmetrics ``Metric``\\ s for trajectory rollouts, DDP-correct by summed states.
+"""torchmetrics ``Metric``\\ s for trajectory rollouts, DDP-correct.
 
-Each metric accumulates, over trajectories, the sum of per-trajectory errors, the sum of their
-squares and the count (all reduced with ``"sum"`` across processes), so the mean and the
-(population) standard deviation over ALL test trajectories of all ranks come out exactly as on
-one process.
+Each metric keeps one value per test trajectory together with the trajectory's dataset index
+(both ``"cat"`` states, gathered across processes). Under DDP, Lightning's distributed sampler
+pads the test set by repeating trajectories so that every rank gets the same number; the
+repeats carry the index of the original and are counted once, so the mean and the (population)
+standard deviation over the test trajectories come out exactly as on one process.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
 
 from pl_pac_trs.metrics.functional import per_trajectory_energy_mse, per_trajectory_mse
 
@@ -35,31 +37,46 @@ class PerTrajectoryMetric(Metric):
     def __init__(self, scale: float = 100.0, **kwargs) -> None:
         super().__init__(**kwargs)
         self.scale = float(scale)
-        self.add_state(
-            "total", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum"
-        )
-        self.add_state(
-            "total_sq", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum"
-        )
-        self.add_state("count", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("traj_values", default=[], dist_reduce_fx="cat")
+        self.add_state("traj_index", default=[], dist_reduce_fx="cat")
 
     def per_trajectory(self, pred: Tensor, target: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def update(self, pred: Tensor, target: Tensor) -> None:
-        """Add trajectories ``pred``/``target`` of shape ``(N, S, D)``."""
+    def update(self, pred: Tensor, target: Tensor, index: Tensor | None = None) -> None:
+        """Add trajectories ``pred``/``target`` of shape ``(N, S, D)``.
+
+        Args:
+            pred: predicted trajectories.
+            target: true trajectories.
+            index: ``(N,)`` dataset indices of the trajectories; a trajectory seen again with
+                the same index (the padding of a distributed sampler) is counted once. ``None``:
+                every trajectory counts.
+        """
         values = self.per_trajectory(pred.detach(), target.detach()).double() * self.scale
-        self.total += values.sum()
-        self.total_sq += values.pow(2).sum()
-        self.count += values.numel()
+        if index is None:
+            index = torch.full((values.numel(),), -1, dtype=torch.long, device=values.device)
+        elif index.shape != values.shape:
+            raise ValueError(
+                f"{type(self).__name__}: index must have shape {tuple(values.shape)} (one per "
+                f"trajectory), got {tuple(index.shape)}"
+            )
+        self.traj_values.append(values)
+        self.traj_index.append(index.to(device=values.device, dtype=torch.long))
 
     def _mean_std(self) -> tuple[Tensor, Tensor]:
-        if self.count == 0:
-            nan = torch.tensor(float("nan"), device=self.total.device)
+        nan = torch.tensor(float("nan"), device=self.device)
+        if isinstance(self.traj_values, list) and not self.traj_values:
             return nan, nan
-        mean = self.total / self.count
-        var = (self.total_sq / self.count - mean**2).clamp_min(0.0)
-        return mean.float(), var.sqrt().float()
+        values, indices = dim_zero_cat(self.traj_values), dim_zero_cat(self.traj_index)
+        keep = indices < 0
+        indexed = torch.nonzero(~keep).squeeze(1)
+        if indexed.numel():  # an indexed trajectory counts once, however often it was seen
+            keep[indexed[_first_occurrence(indices[indexed])]] = True
+        values = values[keep]
+        if values.numel() == 0:
+            return nan, nan
+        return values.mean().float(), values.std(correction=0).float()
 
     def compute_mean_std(self) -> tuple[Tensor, Tensor]:
         """``(mean, population std)`` over all trajectories seen by all processes."""
@@ -69,6 +86,14 @@ class PerTrajectoryMetric(Metric):
     def compute(self) -> Tensor:
         """Mean over all trajectories seen by all processes."""
         return self._mean_std()[0]
+
+
+def _first_occurrence(index: Tensor) -> Tensor:
+    """The position of the first occurrence of each distinct value of ``index``."""
+    unique, inverse = torch.unique(index, return_inverse=True)
+    positions = torch.arange(index.numel(), device=index.device)
+    first = torch.full_like(unique, index.numel())
+    return first.scatter_reduce_(0, inverse, positions, reduce="amin")
 
 
 class TrajectoryMSE(PerTrajectoryMetric):

@@ -172,13 +172,17 @@ class Euler(Integrator):
 
 
 class _IntervalField(nn.Module):
-    """``d x / d s = dt * f(t_k + s dt, x)`` on ``s in [0, 1]``: one data interval per sample."""
+    """``d x / d s = dt * f(t0 + s dt, x)`` on ``s in [0, 1]``: one data interval per sample.
 
-    def __init__(self, field: nn.Module) -> None:
+    One instance per interval, never mutated: ``odeint_adjoint`` keeps the function and calls it
+    again in the backward pass, which must see this interval's ``t0``/``dt`` (``(B,)`` each).
+    """
+
+    def __init__(self, field: nn.Module, t0: Tensor, dt: Tensor) -> None:
         super().__init__()
         self.field = field
-        self.t0: Tensor | None = None
-        self.dt: Tensor | None = None
+        self.t0 = t0
+        self.dt = dt
 
     def forward(self, s: Tensor, x: Tensor) -> Tensor:
         return self.dt[:, None] * self.field(self.t0 + s * self.dt, x)
@@ -226,22 +230,26 @@ class TorchDiffEq(Integrator):
     def rollout(self, field: nn.Module, x0: Tensor, t: Tensor) -> Tensor:
         import torchdiffeq
 
-        wrapped = _IntervalField(field)
         grid = torch.tensor([0.0, 1.0], dtype=x0.dtype, device=x0.device)
         kwargs: dict[str, Any] = {"method": self.method, "rtol": self.rtol, "atol": self.atol}
         if self.options:
             kwargs["options"] = self.options
-        if self.adjoint:
-            solve = torchdiffeq.odeint_adjoint
-            kwargs["adjoint_params"] = tuple(field.parameters())
-        else:
-            solve = torchdiffeq.odeint
+        params = tuple(field.parameters())
         dt = t.diff(dim=1)
         x = x0
         out = []
         for k in range(dt.shape[1]):
-            wrapped.t0, wrapped.dt = t[:, k], dt[:, k]
-            x = solve(wrapped, x, grid, **kwargs)[-1]
+            # a fresh wrapper per interval: odeint_adjoint re-evaluates it in the backward pass
+            t0k, dtk = t[:, k], dt[:, k]
+            wrapped = _IntervalField(field, t0k, dtk)
+            if self.adjoint:
+                # the interval's times count as parameters too, so that gradients with respect to
+                # t reach the grid as with odeint (torchdiffeq drops those not requiring grad)
+                x = torchdiffeq.odeint_adjoint(
+                    wrapped, x, grid, adjoint_params=(*params, t0k, dtk), **kwargs
+                )[-1]
+            else:
+                x = torchdiffeq.odeint(wrapped, x, grid, **kwargs)[-1]
             out.append(x)
         return torch.stack(out, dim=1)
 

@@ -78,7 +78,11 @@ class TRSODEN(pl.LightningModule):
             raise ValueError(f"TRSODEN: num_plot must be >= 0, got {num_plot!r}")
         if reversal is not None and not isinstance(reversal, Reversal):
             raise TypeError(f"TRSODEN: reversal must be a Reversal, got {type(reversal)}")
-        self.save_hyperparameters(ignore=["vector_field", "reversal", "integrator"])
+        # modules are not hyper-parameters; an integrator *name* is (load_from_checkpoint)
+        ignore = ["vector_field", "reversal"] + (
+            [] if isinstance(integrator, str) else ["integrator"]
+        )
+        self.save_hyperparameters(ignore=ignore)
         self.vector_field = vector_field
         self.integrator = make_integrator(integrator)
         self.lam = float(lam)
@@ -252,6 +256,23 @@ class TRSODEN(pl.LightningModule):
         with _rollout_mode():
             return self.integrator(self._field, x0.clone(), t.clone())
 
+    # ------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Stores what ``setup`` resolved from the data (R, leapfrog's split), for reloading."""
+        position_dim = getattr(self.integrator, "position_dim", None)
+        checkpoint["trs_resolved"] = {
+            "reversal_signs": None if self.reversal is None else self.reversal.signs.tolist(),
+            "position_dim": position_dim,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        resolved = checkpoint.get("trs_resolved") or {}
+        if self.reversal is None and resolved.get("reversal_signs"):
+            self.reversal = Reversal(resolved["reversal_signs"]).to(self.device)
+        position_dim = resolved.get("position_dim")
+        if isinstance(self.integrator, Leapfrog) and self.integrator.position_dim is None:
+            self.integrator.position_dim = position_dim
+
     # ------------------------------------------------------------------ test
     def on_test_start(self) -> None:
         dm = self._datamodule()
@@ -269,11 +290,12 @@ class TRSODEN(pl.LightningModule):
         x0, t, y = self._check_batch(batch, "test")
         pred = self.rollout(x0, t)
         y = y.clone()
-        self.test_mse.update(pred, y)
+        index = batch.get("index")  # repeated trajectories (DDP sampler padding) count once
+        self.test_mse.update(pred, y, index)
         if self.test_energy is not None:
-            self.test_energy.update(pred, y)
+            self.test_energy.update(pred, y, index)
         for metric in self.test_bodies.values():
-            metric.update(pred, y)
+            metric.update(pred, y, index)
         if self._plot_batch is None and self.num_plot > 0:
             k = self.num_plot
             self._plot_batch = {

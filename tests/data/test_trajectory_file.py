@@ -89,17 +89,17 @@ def test_csv_interleaved_rows_column_selection_and_ragged(tmp_path):
     assert len(dm.train_dataset) == 2 and len(dm.test_dataset) == 1
 
 
-def test_ragged_test_trajectories_need_batch_size_one(tmp_path):
+def test_ragged_test_trajectories_are_rolled_out_one_by_one(tmp_path):
     path = tmp_path / "r.csv"
     rows = "".join(f"{i},{k * 0.1},{k}\n" for i, n in enumerate((12, 12, 14, 15)) for k in range(n))
     path.write_text("trajectory,t,s\n" + rows)
-    dm = TrajectoryFileDataModule(str(path), train_fraction=0.5, val_fraction=0.0, time_horizon=4)
-    with pytest.raises(ValueError, match="test_batch_size=1"):
-        next(iter(dm.test_dataloader()))
-    dm1 = TrajectoryFileDataModule(
-        str(path), train_fraction=0.5, val_fraction=0.0, time_horizon=4, test_batch_size=1
-    )
-    assert [b["y"].shape[1] for b in dm1.test_dataloader()] == [13, 14]
+    split = dict(train_fraction=0.5, val_fraction=0.0, time_horizon=4)
+    dm = TrajectoryFileDataModule(str(path), **split)  # default: all in one batch cannot be
+    assert [b["y"].shape[1] for b in dm.test_dataloader()] == [13, 14]
+    assert dm.test_batch_size == 1
+    dm2 = TrajectoryFileDataModule(str(path), test_batch_size=2, **split)
+    with pytest.raises(ValueError, match=r"r\.csv: test trajectories have different lengths"):
+        dm2.setup("fit")  # at setup, before any training
 
 
 @pytest.mark.parametrize(

@@ -51,6 +51,7 @@ def test_rollouts_and_collation():
     assert batch["x0"].shape == (2, 3) and batch["t"].shape == (2, 6)
     assert batch["y"].shape == (2, 5, 3)
     assert torch.equal(batch["x0"][1], torch.full((3,), 2.0))
+    assert torch.equal(batch["index"], torch.tensor([0, 1]))
     ragged = make_rollouts([np.linspace(0, 1, 6), np.linspace(0, 1, 4)], [x[0], x[1][:4]])
     with pytest.raises(ValueError, match="test_batch_size=1"):
         collate_batch(ragged)

@@ -127,3 +127,20 @@ def test_state_dict_holds_the_field_once_and_compiled_field_matches_eager(tmp_pa
         tmp_path / "True.ckpt", vector_field=ODENField(2, hidden=(16,)), compile_field=False
     )
     assert torch.equal(eager.vector_field.net[0].weight, models[True].vector_field.net[0].weight)
+
+
+@pytest.mark.parametrize("integrator", ["rk4", "leapfrog"])
+def test_load_from_checkpoint_keeps_integrator_and_what_setup_resolved(tmp_path, integrator):
+    """A reloaded model rolls out exactly like the trained one, without its datamodule."""
+    torch.manual_seed(0)
+    model = TRSODEN(ODENField(2, hidden=(16,)), integrator=integrator, lam=1.0, lr=1e-2)
+    trainer = _trainer(tmp_path, epochs=1)
+    dm = TinyHarmonicDataModule()
+    trainer.fit(model, datamodule=dm)
+    trainer.save_checkpoint(tmp_path / "m.ckpt")
+    loaded = TRSODEN.load_from_checkpoint(tmp_path / "m.ckpt", vector_field=ODENField(2, (16,)))
+    assert type(loaded.integrator) is type(model.integrator)
+    assert torch.equal(loaded.reversal.signs, torch.tensor([1.0, -1.0]))
+    batch = next(iter(dm.test_dataloader()))
+    with torch.no_grad():
+        assert torch.equal(loaded(batch["x0"], batch["t"]), model(batch["x0"], batch["t"]))
