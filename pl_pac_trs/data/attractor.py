@@ -11,7 +11,10 @@ Trajectories are solved in fixed blocks, so trajectory ``i`` does not depend on 
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
 import numpy as np
+import torch
 
 from pl_pac_trs.data.integrate import padded_count, solve_in_blocks
 from pl_pac_trs.data.trajectories import (
@@ -20,11 +23,14 @@ from pl_pac_trs.data.trajectories import (
 
 __all__ = ["StrangeAttractorDataModule", "attractor_field", "generate_attractor"]
 
+ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
 
-def attractor_field(t: float, x: np.ndarray) -> np.ndarray:
-    """Vector field of the attractor for a batch of states ``(M, 3)``."""
+
+def attractor_field(t: Any, x: ArrayT) -> ArrayT:
+    """Vector field of the attractor for a batch of states ``(M, 3)`` (numpy or torch)."""
     a, b, c = x[:, 0], x[:, 1], x[:, 2]
-    return np.stack([1.0 + b * c, -a * c, b**2 + 2.0 * b * c], axis=1)
+    stack = torch.stack if isinstance(x, torch.Tensor) else np.stack
+    return stack([1.0 + b * c, -a * c, b**2 + 2.0 * b * c], 1)
 
 
 def generate_attractor(
@@ -122,6 +128,12 @@ class StrangeAttractorDataModule(GeneratedTrajectoryDataModule):
             val_seed=val_seed,
             test_seed=test_seed,
         )
+
+    @staticmethod
+    def true_field(t: Any, x: torch.Tensor) -> torch.Tensor:
+        """The system's own vector field ``f(t, x)`` on torch states (e.g. the true Lyapunov
+        curve of the test plots)."""
+        return attractor_field(t, x)
 
     def generate(self) -> dict[str, np.ndarray]:
         t, clean, noisy = generate_attractor(

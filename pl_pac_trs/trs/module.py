@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import lightning.pytorch as pl
@@ -17,7 +18,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 
 from pl_pac_trs.metrics import EnergyMSE, TrajectoryMSE
-from pl_pac_trs.trs.integrators import Integrator, Leapfrog, make_integrator
+from pl_pac_trs.trs.integrators import RK4, Integrator, Leapfrog, make_integrator
 from pl_pac_trs.trs.loss import TRSLoss, trs_loss
 from pl_pac_trs.trs.reversal import Reversal
 
@@ -29,6 +30,14 @@ def _rollout_mode() -> Iterator[None]:
     """No gradients, but outside inference mode, so Hamiltonian fields can use autograd."""
     with torch.inference_mode(False), torch.no_grad():
         yield
+
+
+def _fine_rk4(field: Any, x0: Tensor, t: Tensor, substeps: int = 8) -> Tensor:
+    """RK4 with ``substeps`` steps per interval of ``t`` (a reference solution on ``t``)."""
+    frac = torch.linspace(0, 1, substeps + 1, dtype=t.dtype, device=t.device)[:-1]
+    fine = (t[:, :-1, None] + frac * t.diff(dim=1)[:, :, None]).flatten(1)
+    fine = torch.cat([fine, t[:, -1:]], dim=1)
+    return RK4()(field, x0, fine)[:, substeps - 1 :: substeps]
 
 
 class TRSODEN(pl.LightningModule):
@@ -103,6 +112,7 @@ class TRSODEN(pl.LightningModule):
         self.test_energy: EnergyMSE | None = None
         self.test_bodies = nn.ModuleDict()
         self._plot_batch: dict[str, Tensor] | None = None
+        self._lyapunov_items: list[tuple[Tensor, Tensor]] = []
 
     # ------------------------------------------------------------------ set-up and validation
     def _datamodule(self) -> Any:
@@ -285,6 +295,7 @@ class TRSODEN(pl.LightningModule):
             {name: TrajectoryMSE(indices=idx).to(self.device) for name, idx in bodies.items()}
         )
         self._plot_batch = None
+        self._lyapunov_items = []
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         x0, t, y = self._check_batch(batch, "test")
@@ -296,6 +307,8 @@ class TRSODEN(pl.LightningModule):
             self.test_energy.update(pred, y, index)
         for metric in self.test_bodies.values():
             metric.update(pred, y, index)
+        if self.lyapunov:
+            self._lyapunov_items.append((x0.detach(), t.detach()))
         if self._plot_batch is None and self.num_plot > 0:
             k = self.num_plot
             self._plot_batch = {
@@ -355,10 +368,22 @@ class TRSODEN(pl.LightningModule):
             paths["test/energy"] = plots.plot_energy(
                 data["t"], energy(true), energy(pred), out_dir / "energy.png", title=tag
             )
-        if self.lyapunov:
-            curve = plots.finite_time_lyapunov(self.rollout, data["x0"], data["t"])
+        if self.lyapunov and self._lyapunov_items:
+            # every test trajectory of this process (all of them on one process), like the
+            # reference's average over its 50 test trajectories; the system's own curve beside
+            # it when the datamodule exposes its field (``true_field``)
+            steps = self._lyapunov_items[0][1].shape[1]
+            items = [(x, t) for x, t in self._lyapunov_items if t.shape[1] == steps]
+            x0, t = torch.cat([x for x, _ in items]), torch.cat([t for _, t in items])
+            curves = {"model": plots.finite_time_lyapunov(self.rollout, x0, t)}
+            true_field = getattr(dm, "true_field", None)
+            if callable(true_field):
+                curves["true"] = plots.finite_time_lyapunov(
+                    partial(_fine_rk4, true_field), x0.double(), t.double()
+                ).float()
+            self.lyapunov_curves = {k: v.mean(0).cpu() for k, v in curves.items()}
             paths["test/lyapunov"] = plots.plot_lyapunov(
-                data["t"][:, 1:], {"model": curve}, out_dir / "lyapunov.png", title=tag
+                t[:, 1:], curves, out_dir / "lyapunov.png", title=tag
             )
         logger = find_wandb_logger(self.trainer)
         if logger is not None:

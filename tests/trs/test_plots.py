@@ -39,3 +39,37 @@ def test_plots_write_pngs(tmp_path):
     ]
     for path in paths:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_test_time_lyapunov_uses_every_test_trajectory_and_the_true_field(tmp_path):
+    import lightning.pytorch as pl
+
+    from pl_pac_trs.data import StrangeAttractorDataModule
+    from pl_pac_trs.trs import TRSODEN, ODENField
+    from pl_pac_trs.trs.module import _fine_rk4
+
+    small = dict(num_train=3, train_steps=20, train_span=1.0, num_val=0)
+    dm = StrangeAttractorDataModule(num_test=5, test_steps=40, test_span=2.0, **small)
+    model = TRSODEN(ODENField(3, hidden=(8,)), integrator="rk4", num_plot=2, lyapunov=True)
+    trainer = pl.Trainer(
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(model, datamodule=dm)
+    trainer.test(model, datamodule=dm, verbose=False)
+    assert set(model.lyapunov_curves) == {"model", "true"}
+    batch = next(iter(dm.test_dataloader()))
+    assert batch["x0"].shape[0] == 5  # averaged over all 5, not the 2 plotted
+    x0, t = batch["x0"].double(), batch["t"].double()
+    true = plots.finite_time_lyapunov(lambda x, tt: _fine_rk4(dm.true_field, x, tt), x0, t)
+    torch.testing.assert_close(model.lyapunov_curves["true"], true.mean(0).float())
+    with torch.no_grad():
+        own = plots.finite_time_lyapunov(model.rollout, batch["x0"], batch["t"])
+    torch.testing.assert_close(model.lyapunov_curves["model"], own.mean(0))
+    # the reference solution: 8 RK4 substeps per interval match a 4x finer grid closely
+    finer = _fine_rk4(dm.true_field, x0, t, substeps=32)
+    torch.testing.assert_close(_fine_rk4(dm.true_field, x0, t), finer, rtol=0, atol=1e-6)
