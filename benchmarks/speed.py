@@ -187,7 +187,7 @@ def run(
         bar.set_postfix_str(name)
         try:
             if name == "trs_speed":
-                reps = (3, 2, 20) if budget == "ci" else (1, 1, 4) if small else (7, 5, 40)
+                reps = (5, 3, 30) if budget == "ci" else (1, 1, 4) if small else (7, 5, 40)
                 payload[name] = run_trs_speed(work, *reps)
             elif name == "pac_overhead":
                 steps = {"ci": 60, "smoke": 5}.get(budget, 200)
