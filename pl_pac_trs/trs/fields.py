@@ -1,4 +1,5 @@
-"""Vector fields ``f(t, x)`` for neural ODEs: the ODEN MLP and the separable HODEN Hamiltonian.
+"""Vector fields ``f(t, x)`` for neural ODEs: the ODEN MLP and the separable HODEN Hamiltonian
+(both optionally time-augmented).
 
 Both are plain :class:`torch.nn.Module`\\ s with torchdiffeq's call signature ``field(t, x)``:
 ``x`` of shape ``(B, D)``, ``t`` a scalar or a ``(B,)`` tensor; they return ``dx/dt`` of shape
@@ -82,20 +83,31 @@ class HODENField(nn.Module):
     graph of the derivatives is only kept (``create_graph``) when the caller has gradients
     enabled, i.e. when training.
 
+    Time-augmented (``time_augmented=True``, non-autonomous systems, exp III as in the reference
+    code): ``H(q, p, t) = K(p, t) + V(q, t)``, the time appended as an extra input feature of each
+    MLP exactly as in :class:`ODENField`; the derivatives are still taken w.r.t. ``q`` and ``p``
+    only. Such a field is not :attr:`separable` (:class:`~pl_pac_trs.trs.Leapfrog` then uses its
+    generic path, which passes ``t``) and not :attr:`autonomous`.
+
     Args:
         state_dim: dimension ``D`` of the state ``[q, p]``.
         hidden: hidden widths of each of the two scalar MLPs.
         position_dim: number of position coordinates ``q`` (default ``state_dim // 2``).
+        time_augmented: feed the time as an extra input of ``K`` and ``V``.
     """
 
-    autonomous = True
     #: ``dq/dt`` depends on ``p`` only and ``dp/dt`` on ``q`` only: :class:`Leapfrog` then uses
     #: :meth:`velocity` / :meth:`force` and reuses the last kick's force (2 half-field
-    #: evaluations per step instead of 3 full ones).
+    #: evaluations per step instead of 3 full ones). Set to ``False`` on time-augmented
+    #: instances: that path calls ``velocity(p)`` / ``force(q)`` without a time.
     separable = True
 
     def __init__(
-        self, state_dim: int, hidden: Sequence[int] = (1000,), position_dim: int | None = None
+        self,
+        state_dim: int,
+        hidden: Sequence[int] = (1000,),
+        position_dim: int | None = None,
+        time_augmented: bool = False,
     ) -> None:
         super().__init__()
         state_dim = int(state_dim)
@@ -112,40 +124,71 @@ class HODENField(nn.Module):
             )
         self.state_dim = state_dim
         self.position_dim = int(position_dim)
-        self.kinetic = mlp(state_dim - self.position_dim, hidden, 1)
-        self.potential = mlp(self.position_dim, hidden, 1)
+        self.time_augmented = bool(time_augmented)
+        extra = int(self.time_augmented)
+        self.kinetic = mlp(state_dim - self.position_dim + extra, hidden, 1)
+        self.potential = mlp(self.position_dim + extra, hidden, 1)
+        if self.time_augmented:
+            self.separable = False
 
-    def hamiltonian(self, x: Tensor) -> Tensor:
-        """``H(x) = K(p) + V(q)`` of states ``(..., D)``, shape ``(...)``."""
-        q, p = x[..., : self.position_dim], x[..., self.position_dim :]
-        return (self.kinetic(p) + self.potential(q)).squeeze(-1)
+    @property
+    def autonomous(self) -> bool:
+        """Whether the field ignores ``t``."""
+        return not self.time_augmented
+
+    def _time(self, t: Tensor | float | None, z: Tensor) -> Tensor | None:
+        """The time column ``(B, 1)`` for inputs ``z`` of shape ``(B, d)`` (``None``: autonomous)."""
+        if not self.time_augmented:
+            return None
+        if t is None:
+            raise ValueError("HODENField: a time-augmented field needs the time t")
+        return _time_column(t, z)
 
     @staticmethod
-    def _grad(net: nn.Module, z: Tensor) -> Tensor:
+    def _eval(net: nn.Module, z: Tensor, tc: Tensor | None) -> Tensor:
+        return net(z if tc is None else torch.cat([z, tc], dim=-1))
+
+    def hamiltonian(self, x: Tensor, t: Tensor | float | None = None) -> Tensor:
+        """``H(x) = K(p) + V(q)`` (time-augmented: ``K(p, t) + V(q, t)``) of states ``(..., D)``,
+        shape ``(...)``; ``t`` must broadcast to ``x.shape[:-1]`` (ignored when autonomous)."""
+        q, p = x[..., : self.position_dim], x[..., self.position_dim :]
+        tc = None
+        if self.time_augmented:
+            if t is None:
+                raise ValueError("HODENField: a time-augmented field needs the time t")
+            t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
+            tc = torch.broadcast_to(t, x.shape[:-1])[..., None]
+        return (self._eval(self.kinetic, p, tc) + self._eval(self.potential, q, tc)).squeeze(-1)
+
+    def _grad(self, net: nn.Module, z: Tensor, t: Tensor | float | None) -> Tensor:
         create_graph = torch.is_grad_enabled()
+        tc = self._time(t, z)
         with torch.enable_grad():
             if not z.requires_grad:
                 z = z.detach().requires_grad_(True)
-            (grad,) = torch.autograd.grad(net(z).sum(), z, create_graph=create_graph)
+            (grad,) = torch.autograd.grad(
+                self._eval(net, z, tc).sum(), z, create_graph=create_graph
+            )
         return grad
 
-    def velocity(self, p: Tensor) -> Tensor:
-        """``dq/dt = dK/dp`` (depends on ``p`` only)."""
-        return self._grad(self.kinetic, p)
+    def velocity(self, p: Tensor, t: Tensor | float | None = None) -> Tensor:
+        """``dq/dt = dK/dp`` (depends on ``p`` only, and on ``t`` when time-augmented)."""
+        return self._grad(self.kinetic, p, t)
 
-    def force(self, q: Tensor) -> Tensor:
-        """``dp/dt = -dV/dq`` (depends on ``q`` only)."""
-        return -self._grad(self.potential, q)
+    def force(self, q: Tensor, t: Tensor | float | None = None) -> Tensor:
+        """``dp/dt = -dV/dq`` (depends on ``q`` only, and on ``t`` when time-augmented)."""
+        return -self._grad(self.potential, q, t)
 
     def forward(self, t: Tensor | float, x: Tensor) -> Tensor:
         create_graph = torch.is_grad_enabled()
         n = self.position_dim
+        tc = self._time(t, x)
         with torch.enable_grad():
             q, p = x[..., :n], x[..., n:]
             if not q.requires_grad:
                 q = q.detach().requires_grad_(True)
             if not p.requires_grad:
                 p = p.detach().requires_grad_(True)
-            energy = self.kinetic(p).sum() + self.potential(q).sum()
+            energy = self._eval(self.kinetic, p, tc).sum() + self._eval(self.potential, q, tc).sum()
             dh_dq, dh_dp = torch.autograd.grad(energy, (q, p), create_graph=create_graph)
         return torch.cat([dh_dp, -dh_dq], dim=-1)

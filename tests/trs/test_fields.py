@@ -94,3 +94,85 @@ def test_separable_leapfrog_path_equals_generic_path_with_gradients():
     torch.testing.assert_close(runs[0][0], runs[1][0], rtol=1e-12, atol=1e-14)
     for a, b in zip(runs[0][1], runs[1][1], strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-13)
+
+
+def test_time_augmented_hoden_depends_on_t_and_is_hamiltonian_gradient_at_t():
+    torch.manual_seed(0)
+    field = HODENField(2, hidden=(16,), time_augmented=True).double()
+    assert field.kinetic[0].in_features == 2 and field.potential[0].in_features == 2
+    assert not field.autonomous and not field.separable
+    assert HODENField(2).autonomous and HODENField(2).separable  # default unchanged
+    x = torch.randn(5, 2, dtype=torch.float64)
+    t = torch.linspace(0.0, 2.0, 5, dtype=torch.float64)
+    out = field(t, x)
+    assert not torch.allclose(out, field(t + 1.0, x))  # depends on t
+    # (dK/dp, -dV/dq) by autograd at that t, t an extra input of each MLP
+    q = x[:, :1].clone().requires_grad_(True)
+    p = x[:, 1:].clone().requires_grad_(True)
+    kin = field.kinetic(torch.cat([p, t[:, None]], dim=1)).sum()
+    pot = field.potential(torch.cat([q, t[:, None]], dim=1)).sum()
+    (dk_dp,) = torch.autograd.grad(kin, p)
+    (dv_dq,) = torch.autograd.grad(pot, q)
+    torch.testing.assert_close(out, torch.cat([dk_dp, -dv_dq], dim=1))
+    # the same through hamiltonian(x, t), velocity(p, t) and force(q, t)
+    xg = x.clone().requires_grad_(True)
+    grad = torch.autograd.grad(field.hamiltonian(xg, t).sum(), xg)[0]
+    torch.testing.assert_close(out, torch.cat([grad[:, 1:], -grad[:, :1]], dim=1))
+    torch.testing.assert_close(field.velocity(x[:, 1:], t), dk_dp)
+    torch.testing.assert_close(field.force(x[:, :1], t), -dv_dq)
+    # scalar time broadcasts over the batch
+    torch.testing.assert_close(field(torch.tensor(2.0), x), field(torch.full((5,), 2.0), x))
+    with pytest.raises(ValueError, match="needs the time"):
+        field.velocity(x[:, 1:])
+    with pytest.raises(ValueError, match="needs the time"):
+        field.hamiltonian(x)
+
+
+def test_default_hoden_ignores_t():
+    torch.manual_seed(0)
+    field = HODENField(2, hidden=(16,))
+    assert field.kinetic[0].in_features == 1 and field.potential[0].in_features == 1
+    x = torch.randn(5, 2)
+    assert torch.equal(field(torch.tensor(0.0), x), field(torch.arange(5.0) * 3.0, x))
+    assert torch.equal(field.hamiltonian(x), field.hamiltonian(x, torch.tensor(7.0)))
+
+
+def test_time_augmented_hoden_works_without_grad_and_keeps_graph_when_training():
+    torch.manual_seed(0)
+    field = HODENField(2, hidden=(8,), time_augmented=True)
+    x, t = torch.randn(3, 2), torch.tensor([0.0, 0.5, 1.0])
+    with torch.no_grad():
+        out = field(t, x)
+    assert not out.requires_grad
+    # eval rollouts under Lightning's inference mode leave it the way TRSODEN does
+    grid = torch.linspace(0, 1, 4).expand(3, 4)
+    with torch.inference_mode(), torch.inference_mode(False), torch.no_grad():
+        torch.testing.assert_close(field(t, x), out)
+        traj = RK4()(field, x, grid)
+    assert traj.shape == (3, 3, 2) and torch.isfinite(traj).all()
+    out = field(t, x)
+    assert out.requires_grad
+    out.pow(2).sum().backward()  # second-order gradients reach the parameters
+    assert all(
+        p.grad is not None and p.grad.abs().sum() > 0 for p in field.parameters() if p.dim() == 2
+    )
+
+
+def test_time_augmented_hoden_leapfrog_takes_the_generic_path_with_t():
+    torch.manual_seed(0)
+    field = HODENField(2, hidden=(16,), time_augmented=True).double()
+    x0 = torch.randn(4, 2, dtype=torch.float64)
+    t = torch.sort(torch.rand(4, 6, dtype=torch.float64) * 2, dim=1).values
+    out = Leapfrog()(field, x0, t)
+    # manual kick-drift-kick with the times t, t + h/2, t + h
+    q, p = x0[:, :1], x0[:, 1:]
+    expected = []
+    for k in range(t.shape[1] - 1):
+        h = (t[:, k + 1] - t[:, k])[:, None]
+        p = p + 0.5 * h * field.force(q, t[:, k])
+        q = q + h * field.velocity(p, t[:, k] + 0.5 * h[:, 0])
+        p = p + 0.5 * h * field.force(q, t[:, k + 1])
+        expected.append(torch.cat([q, p], dim=1))
+    torch.testing.assert_close(out, torch.stack(expected, dim=1))
+    # and the result depends on the time origin
+    assert not torch.allclose(out, Leapfrog()(field, x0, t + 1.0))
