@@ -101,16 +101,11 @@ STATE_DIM = {"exp5": 4, "exp6": 3}
 
 
 def field_config(exp: str, spec: dict, kind: str) -> dict:
-    dim = STATE_DIM.get(exp, 2)
-    if kind == "hoden":
-        return {
-            "class_path": "pl_pac_trs.trs.HODENField",
-            "init_args": {"state_dim": dim, "hidden": spec["hidden"]},
-        }
-    args = {"state_dim": dim, "hidden": spec["hidden"]}
-    if spec.get("time_augmented"):
+    args = {"state_dim": STATE_DIM.get(exp, 2), "hidden": spec["hidden"]}
+    if spec.get("time_augmented"):  # the reference time-augments both fields (exp III)
         args["time_augmented"] = True
-    return {"class_path": "pl_pac_trs.trs.ODENField", "init_args": args}
+    name = "HODENField" if kind == "hoden" else "ODENField"
+    return {"class_path": f"pl_pac_trs.trs.{name}", "init_args": args}
 
 
 def config(exp: str, spec: dict, condition: str, quick: bool) -> dict:

@@ -137,7 +137,7 @@ class HODENField(nn.Module):
         return not self.time_augmented
 
     def _time(self, t: Tensor | float | None, z: Tensor) -> Tensor | None:
-        """The time column ``(B, 1)`` for inputs ``z`` of shape ``(B, d)`` (``None``: autonomous)."""
+        """The time column ``(B, 1)`` for inputs ``z`` ``(B, d)``; ``None`` when autonomous."""
         if not self.time_augmented:
             return None
         if t is None:
