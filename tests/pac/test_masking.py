@@ -9,7 +9,13 @@ from hypothesis import strategies as st
 from lightning.pytorch.callbacks import LambdaCallback, ModelCheckpoint
 from pac_tiny import TinyData, TinyNet, trainer
 
-from pl_pac_trs.pac import GradientMask, MagnitudePruning, compute_masks, save_masks
+from pl_pac_trs.pac import (
+    GradientMask,
+    MagnitudePruning,
+    apply_masks,
+    compute_masks,
+    save_masks,
+)
 from pl_pac_trs.pac.masking import GradientMask as _GM
 
 
@@ -127,10 +133,7 @@ def test_manual_optimization(phase):
     model = TinyNet(hidden=(6,), optimizer="adamw", manual=True)
     masks = _masks_for(model)
     if phase == "allocate":
-        with torch.no_grad():
-            for name, p in model.named_parameters():
-                if name in masks:
-                    p.masked_fill_(~masks[name], 0)
+        apply_masks(model, masks)
     before = _snapshot(model)
     trainer(callbacks=[GradientMask(phase, masks=masks, verbose=False)]).fit(model, TinyData())
     check = _check_allocate if phase == "allocate" else _check_calibrate
@@ -289,10 +292,7 @@ def test_allocate_anchor_penalty_keeps_weights_closer():
         torch.manual_seed(0)
         model = TinyNet(hidden=(8,), optimizer="adam")
         masks = _masks_for(model)
-        with torch.no_grad():
-            for name, p in model.named_parameters():
-                if name in masks:
-                    p.masked_fill_(~masks[name], 0)
+        apply_masks(model, masks)
         start = copy.deepcopy(model.body[0].weight.detach())
         cb = GradientMask("allocate", masks=masks, anchor_lam=anchor, verbose=False)
         trainer(callbacks=[cb], max_epochs=3).fit(model, TinyData())
@@ -308,10 +308,7 @@ def test_resume_with_masks_omitted_takes_them_from_the_checkpoint(tmp_path, phas
     source = TinyNet(hidden=(8,), batch_norm=True, optimizer="sgd")
     masks = _masks_for(source)
     if phase == "allocate":
-        with torch.no_grad():
-            for name, p in source.named_parameters():
-                if name in masks:
-                    p.masked_fill_(~masks[name], 0)
+        apply_masks(source, masks)
     source_state = _snapshot(source)
 
     def model_factory():
