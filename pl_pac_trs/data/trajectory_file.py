@@ -181,10 +181,11 @@ class TrajectoryFileDataModule(TrajectoryDataModule):
         self.state_dim = dims.pop()
         if position_dim is not None:
             check_count("position_dim", position_dim)
-            if 2 * position_dim != self.state_dim:
+            if not position_dim < self.state_dim:  # [q, p] with any split, as leapfrog and R
                 raise ValueError(
-                    f"position_dim={position_dim} needs a state of dimension {2 * position_dim} "
-                    f"([q, p]); {path} has {self.state_dim}"
+                    f"position_dim={position_dim} leaves no momentum coordinate: {path} has "
+                    f"states of dimension {self.state_dim} (position_dim must be in "
+                    f"1..{self.state_dim - 1})"
                 )
         self.position_dim = position_dim
         if bodies is not None:

@@ -145,8 +145,11 @@ def test_argument_errors(tmp_path):
     t, x = _trajectories(m=3, n=12)
     path = tmp_path / "a.npz"
     np.savez(path, t=t, x=x)
-    with pytest.raises(ValueError, match="position_dim=2 needs a state of dimension 4"):
+    with pytest.raises(ValueError, match=r"position_dim=2 leaves no momentum.*a\.npz"):
         TrajectoryFileDataModule(str(path), position_dim=2)
+    x3 = np.concatenate([x, x[..., :1]], axis=-1)  # [q1, q2, p]: an uneven split is fine
+    np.savez(tmp_path / "b.npz", t=t, x=x3)
+    assert TrajectoryFileDataModule(str(tmp_path / "b.npz"), position_dim=2).position_dim == 2
     with pytest.raises(ValueError, match="split must be one of"):
         TrajectoryFileDataModule(str(path), split="random")
     with pytest.raises(ValueError, match=r"val_fraction must lie in \[0, 1\)"):
