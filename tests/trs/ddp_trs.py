@@ -1,7 +1,9 @@
-"""Fit + test TRSODEN with 2-process CPU DDP on small Duffing data (run by test_ddp.py).
+"""Fit + test the exp I quick TRS-ODEN config with 2-process CPU DDP (run by test_ddp.py).
 
-Usage: ``python tests/trs/ddp_trs.py OUT_DIR``. Rank 0 writes ``OUT_DIR/result.json`` (the test
-metrics logged under DDP) and ``OUT_DIR/weights.pt`` (the trained field).
+Usage: ``python tests/trs/ddp_trs.py OUT_DIR``. The shipped config
+``configs/trs/exp1/quick/trs_oden.yaml`` runs through ``PacTrsCLI`` with smaller data and 2
+epochs; rank 0 writes ``OUT_DIR/result.json`` (the test metrics logged under DDP) and
+``OUT_DIR/weights.pt`` (the trained field).
 """
 
 from __future__ import annotations
@@ -10,13 +12,14 @@ import json
 import sys
 from pathlib import Path
 
-import lightning.pytorch as pl
 import torch
 
-from pl_pac_trs.data import DuffingDataModule
-from pl_pac_trs.trs import TRSODEN, ODENField
+from pl_pac_trs.cli import PacTrsCLI
 
+CONFIG = Path(__file__).resolve().parents[2] / "configs/trs/exp1/quick/trs_oden.yaml"
 DATA = {
+    "alpha": 1.0,  # as in the config
+    "beta": 0.0,
     "num_train": 4,
     "train_steps": 20,
     "train_span": 2.0,
@@ -29,24 +32,20 @@ DATA = {
 
 def main(out_dir: str) -> None:
     out = Path(out_dir)
-    pl.seed_everything(0)
-    model = TRSODEN(ODENField(2, hidden=(16,)), integrator="leapfrog", lam=1.0, lr=1e-2, num_plot=2)
-    trainer = pl.Trainer(
-        max_epochs=2,
-        accelerator="cpu",
-        devices=2,
-        strategy="ddp",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=out,
-    )
-    dm = DuffingDataModule(**DATA)
-    trainer.fit(model, datamodule=dm)
-    results = trainer.test(model, datamodule=dm, verbose=False)[0]
-    if trainer.is_global_zero:
-        torch.save(model.vector_field.state_dict(), out / "weights.pt")
+    args = [
+        "fit",
+        "--config",
+        str(CONFIG),
+        *("--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp"),
+        *("--trainer.max_epochs=2", "--trainer.logger=false", f"--trainer.default_root_dir={out}"),
+        *("--trainer.enable_checkpointing=false", "--trainer.enable_progress_bar=false"),
+        "--model.init_args.num_plot=2",
+        *(f"--data.init_args.{k}={v}" for k, v in DATA.items() if k not in ("alpha", "beta")),
+    ]
+    cli = PacTrsCLI(args=args)
+    results = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)[0]
+    if cli.trainer.is_global_zero:
+        torch.save(cli.model.vector_field.state_dict(), out / "weights.pt")
         (out / "result.json").write_text(json.dumps({k: float(v) for k, v in results.items()}))
 
 

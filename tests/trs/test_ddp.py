@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_two_process_ddp_metrics_aggregate_over_all_test_trajectories(tmp_path):
     run_ddp_script(ROOT / "tests/trs/ddp_trs.py", tmp_path)
     result = json.loads((tmp_path / "result.json").read_text())
-    field = ODENField(2, hidden=(16,))
+    field = ODENField(2, hidden=(1000,))  # the quick config's field
     field.load_state_dict(torch.load(tmp_path / "weights.pt"))
     dm = DuffingDataModule(**DATA)
     dm.setup("test")
