@@ -34,7 +34,12 @@ from torch.utils.data import DataLoader, TensorDataset
 from pl_pac_trs.models import MLPRegressor, SmallCNN
 from pl_pac_trs.pac import GradientMask, MagnitudePruning, compute_masks
 
-LIGHTNING_CASES = ("digits SmallCNN (batch 64, 8x8)", "MLP 10-256-256-1 (batch 64)")
+# the two task models of configs/pac (digits CNN, Friedman MLP) and a wider MLP
+LIGHTNING_CASES = (
+    "digits SmallCNN (batch 64, 8x8)",
+    "MLP 10-64-64-1 (batch 64)",
+    "MLP 10-256-256-1 (batch 64)",
+)
 
 
 class _Block(nn.Module):
@@ -160,7 +165,7 @@ class _StepTimer(Callback):
         self.times.append(time.perf_counter() - self._t0)
 
 
-def bench_lightning(name, make_model, make_batch, phase, rounds=6, steps=60) -> dict:
+def bench_lightning(name, make_model, make_batch, phase, rounds=10, steps=100) -> dict:
     """Same A/B inside Lightning fits (the step as Lightning runs it), alternating fits."""
     x, y = make_batch(torch.device("cpu"))
     data = DataLoader(
@@ -186,7 +191,7 @@ def bench_lightning(name, make_model, make_batch, phase, rounds=6, steps=60) -> 
             enable_model_summary=False,
             accelerator="cpu",
         ).fit(model, data)
-        times[key] += timer.times[10:]
+        times[key] += timer.times[min(10, steps // 2) :]
     plain, masked = statistics.median(times["plain"]), statistics.median(times["masked"])
     return {
         "model": name,
@@ -201,6 +206,10 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
+    parser.add_argument(
+        "--lightning-rounds", type=int, default=10, help="alternating fits per arm (default 10)"
+    )
+    parser.add_argument("--lightning-steps", type=int, default=100, help="steps per fit")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     cpu = torch.device("cpu")
@@ -270,7 +279,9 @@ def main(argv=None) -> None:
         if device.type != "cpu" or name not in LIGHTNING_CASES:
             continue
         for phase in ("allocate", "calibrate"):
-            r = bench_lightning(name, make_model, make_batch, phase)
+            r = bench_lightning(
+                name, make_model, make_batch, phase, args.lightning_rounds, args.lightning_steps
+            )
             print(
                 f"{r['model']:40s} {'cpu':6s} {r['phase']:9s} {r['plain_ms']:9.3f} "
                 f"{r['masked_ms']:9.3f} {r['overhead_pct']:7.2f}%",

@@ -190,8 +190,12 @@ def run(
                 reps = (5, 3, 30) if budget == "ci" else (1, 1, 4) if small else (7, 5, 40)
                 payload[name] = run_trs_speed(work, *reps)
             elif name == "pac_overhead":
-                steps = {"ci": 60, "smoke": 5}.get(budget, 200)
-                payload[name] = parse_pac_overhead(_script("pac_overhead.py", [f"--steps={steps}"]))
+                steps, rounds, fit_steps = {"ci": (60, 4, 60), "smoke": (5, 1, 12)}.get(
+                    budget, (200, 10, 100)
+                )
+                args = [f"--steps={steps}", f"--lightning-rounds={rounds}"]
+                args.append(f"--lightning-steps={fit_steps}")
+                payload[name] = parse_pac_overhead(_script("pac_overhead.py", args))
             elif name == "data_generation":
                 args = ["--repeats=1", "--attractor-count=100"] if small else ["--repeats=3"]
                 payload[name] = parse_data_generation(_script("data_generation.py", args))

@@ -15,6 +15,16 @@ zero. So the callback does two things:
    real optimizer step (so it also covers gradient accumulation, AMP steps skipped by the grad
    scaler and manual optimisation): allocate sets pruned entries back to exactly ``0.0``;
    calibrate writes back the essential values stored compactly (``w[mask]`` only) at the start.
+
+For the element-wise ``torch.optim`` optimizers (SGD, Adam, AdamW, NAdam, RAdam, RMSprop,
+Adagrad) the same hook also tidies the optimizer state of the frozen entries every
+``STATE_TIDY_EVERY`` steps: first moments / momentum to ``0`` and second moments to ``1``. Each
+entry's update depends only on its own state, so the trainable entries follow bit for bit the
+same trajectory either way (tested). It avoids two slow CPU paths: first moments decaying into
+the denormal range after a mid-fit pruning, and ``sqrt`` of the exactly-zero second moments that
+zeroed gradients leave (about 6x slower than of non-zero values on some x86 CPUs;
+``benchmarks/pac_overhead.py`` probes it). In allocate it also makes the update of a pruned
+``+0.0`` entry exactly zero, so the per-step restore needs one pass instead of two.
 """
 
 from __future__ import annotations
@@ -37,6 +47,34 @@ __all__ = ["GradientMask", "Phase"]
 
 Phase = Literal["allocate", "calibrate"]
 _PHASES = ("allocate", "calibrate")
+
+STATE_TIDY_EVERY = 100
+"""Optimizer steps between two tidyings of the frozen entries' optimizer state (``0`` = off).
+
+Second moments set to ``1`` decay as ``beta2 ** k`` between tidyings: 100 steps keep them far
+from the denormal range for any ``beta2 >= 0.5``."""
+
+# Optimizers whose update of an entry depends only on that entry's gradient and state, and the
+# value each per-parameter state tensor takes at frozen entries (0: moments that multiply the
+# update; 1: the denominators under a square root).
+_ELEMENTWISE_OPTIMIZERS = (
+    torch.optim.SGD,
+    torch.optim.Adam,
+    torch.optim.AdamW,
+    torch.optim.NAdam,
+    torch.optim.RAdam,
+    torch.optim.RMSprop,
+    torch.optim.Adagrad,
+)
+_FROZEN_STATE = {
+    "momentum_buffer": 0.0,
+    "exp_avg": 0.0,
+    "grad_avg": 0.0,
+    "exp_avg_sq": 1.0,
+    "max_exp_avg_sq": 1.0,
+    "square_avg": 1.0,
+    "sum": 1.0,
+}
 
 
 class GradientMask(Callback):
@@ -299,11 +337,19 @@ class GradientMask(Callback):
         group = self._by_optimizer.get(id(optimizer))
         if group is None:
             return
+        tidy = type(optimizer) in _ELEMENTWISE_OPTIMIZERS and STATE_TIDY_EVERY > 0
+        tidy_now = tidy and group.steps % STATE_TIDY_EVERY == 0
+        group.steps += 1
         with torch.no_grad():
             if self.phase == "allocate":
-                group.zero_pruned()
+                # With tidy state, an element-wise optimizer's update of a +0.0 pruned entry is
+                # exactly zero, so it stays +0.0 and ``w * 0`` keeps it so: the sign pass is only
+                # needed when the state was just tidied (or cannot be).
+                group.zero_pruned(positive_zero=tidy_now or not tidy)
             else:
                 group.restore_essential()
+            if tidy_now:
+                group.tidy_state(optimizer, frozen_on_mask=self.phase == "calibrate")
 
     def penalty(self, pl_module: nn.Module) -> Tensor:
         """The calibrate penalty ``lam * sum(w_r ** 2)`` at the current weights."""
@@ -374,6 +420,7 @@ class _MaskedGroup:
         essential: Mapping[str, Tensor] | None,
     ) -> None:
         self.names = names
+        self.steps = 0  # optimizer steps since attached
         self.params = [params[n] for n in names]
         self.masks = [masks[n] for n in names]
         self.masks_u8 = [m.view(torch.uint8) for m in self.masks]
@@ -406,10 +453,14 @@ class _MaskedGroup:
         for g, m in zip(grads, masks, strict=True):
             g.addcmul_(g, m, value=-1)  # g - g * m: exactly 0 on the mask, g elsewhere
 
-    def zero_pruned(self) -> None:
-        """Allocate: pruned entries back to exactly +0.0 (``x * 0`` is -0.0 for x < 0)."""
+    def zero_pruned(self, positive_zero: bool = True) -> None:
+        """Allocate: pruned entries back to exactly 0.0.
+
+        ``x * 0`` is -0.0 for x < 0; ``positive_zero`` adds the pass that makes it +0.0.
+        """
         torch._foreach_mul_(self.params, self.masks_u8)
-        torch._foreach_add_(self.params, 0.0)
+        if positive_zero:
+            torch._foreach_add_(self.params, 0.0)
 
     def restore_essential(self) -> None:
         """Calibrate: essential entries back to their stored values, bit for bit."""
@@ -419,3 +470,19 @@ class _MaskedGroup:
                 p.masked_scatter_(mask, values)
             else:
                 p.view(-1).index_put_((index,), values)
+
+    def tidy_state(self, optimizer: torch.optim.Optimizer, frozen_on_mask: bool) -> None:
+        """Sets the frozen entries' optimizer state to values that make their update exactly 0.
+
+        Only call it for the element-wise ``torch.optim`` optimizers (exact type); state not
+        created yet (before the first step) is left alone.
+        """
+        for p, mask in zip(self.params, self.masks, strict=True):
+            state = optimizer.state.get(p)
+            if not state:
+                continue
+            frozen = mask if frozen_on_mask else ~mask
+            for key, value in state.items():
+                fill = _FROZEN_STATE.get(key)
+                if fill is not None and isinstance(value, Tensor) and value.shape == p.shape:
+                    value.masked_fill_(frozen, fill)

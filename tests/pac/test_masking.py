@@ -7,13 +7,14 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from lightning.pytorch.callbacks import LambdaCallback, ModelCheckpoint
-from pac_tiny import TinyData, TinyNet, trainer
+from pac_tiny import OPTIMIZERS, TinyData, TinyNet, trainer
 
 from pl_pac_trs.pac import (
     GradientMask,
     MagnitudePruning,
     apply_masks,
     compute_masks,
+    masking,
     save_masks,
 )
 from pl_pac_trs.pac.masking import GradientMask as _GM
@@ -26,6 +27,14 @@ def _masks_for(model, amount=0.7, scope="global"):
 
 def _snapshot(model):
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _check_pruned_zero(model, masks):
+    params = dict(model.named_parameters())
+    for name, mask in masks.items():
+        p = params[name].detach()
+        assert torch.equal(p[~mask], torch.zeros_like(p[~mask])), name
+        assert not torch.signbit(p[~mask]).any(), name  # +0.0, not -0.0
 
 
 def _check_allocate(model, masks, before):
@@ -71,7 +80,9 @@ def _invariant_case(
     if phase == "allocate":
         prune = MagnitudePruning(amount=amount, scope=scope, epoch=1, verbose=False)
         snap = LambdaCallback(
-            on_train_epoch_start=lambda tr, m: snapshots.setdefault(tr.current_epoch, _snapshot(m))
+            on_train_epoch_start=lambda tr, m: snapshots.setdefault(tr.current_epoch, _snapshot(m)),
+            # +0.0 after every step, not only at the end (the sign pass is not run every step)
+            on_train_batch_end=lambda tr, m, *_: prune.masks and _check_pruned_zero(m, prune.masks),
         )
         callbacks = [prune, GradientMask("allocate", verbose=False), snap]
     else:
@@ -153,6 +164,45 @@ def test_gradient_masking_alone_is_not_exact(monkeypatch):
     w = model.body[0].weight.detach()
     m = masks["body.0.weight"]
     assert not torch.equal(w[m], before["body.0.weight"][m])
+
+
+def _tidy_case(monkeypatch, phase, optimizer, every):
+    """Allocate (pruned mid-fit, stale state) or calibrate under ``STATE_TIDY_EVERY=every``."""
+    monkeypatch.setattr(masking, "STATE_TIDY_EVERY", every)
+    torch.manual_seed(0)
+    model = TinyNet(hidden=(6,), optimizer=optimizer)
+    if phase == "allocate":
+        prune = MagnitudePruning(amount=0.7, epoch=1, verbose=False)
+        callbacks = [prune, GradientMask("allocate", verbose=False)]
+    else:
+        prune = None
+        masks = _masks_for(model)
+        callbacks = [GradientMask("calibrate", masks=masks, lam=0.01, verbose=False)]
+    t = trainer(callbacks=callbacks, max_epochs=4, gradient_clip_val=0.5)
+    t.fit(model, TinyData())
+    return model, t.optimizers[0], prune.masks if prune else masks
+
+
+@pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("phase", ["allocate", "calibrate"])
+def test_state_tidying_changes_no_trainable_bit(monkeypatch, phase, optimizer):
+    """Tidying the frozen entries' optimizer state leaves every weight bit-identical."""
+    plain, _, masks = _tidy_case(monkeypatch, phase, optimizer, every=0)
+    tidied, opt, _ = _tidy_case(monkeypatch, phase, optimizer, every=5)
+    for (name, a), b in zip(plain.state_dict().items(), tidied.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+        if phase == "allocate" and name in masks:
+            assert not torch.signbit(b[~masks[name]]).any(), name
+    # and the frozen entries' state is the tidy one: no exact-zero second moment under a sqrt
+    params = dict(tidied.named_parameters())
+    for name, mask in masks.items():
+        frozen = mask if phase == "calibrate" else ~mask
+        for key, value in opt.state[params[name]].items():
+            # (calibrate: coupled weight decay gives the frozen non-zero weights a gradient)
+            if key in ("exp_avg", "momentum_buffer", "grad_avg") and phase == "allocate":
+                assert torch.equal(value[frozen], torch.zeros_like(value[frozen])), (name, key)
+            elif key in ("exp_avg_sq", "max_exp_avg_sq", "square_avg", "sum"):
+                assert (value[frozen] > 0).all(), (name, key)
 
 
 def test_calibrate_penalty_pulls_redundant_to_zero():
