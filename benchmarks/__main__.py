@@ -39,6 +39,11 @@ def _parser() -> argparse.ArgumentParser:
         default="1,2,3,4,5,6",
         help="TRS experiments, comma-separated (default all)",
     )
+    p.add_argument(
+        "--conditions",
+        default=None,
+        help="TRS conditions, comma-separated (e.g. oden,trs_oden; default all)",
+    )
     p.add_argument("--tasks", default="friedman,digits,duffing", help="PAC tasks, comma-separated")
     p.add_argument("--no-sweeps", action="store_true", help="skip the PAC Friedman sweeps")
     p.add_argument("--sweep-seeds", type=int, default=None, help="seeds per PAC sweep point")
@@ -90,6 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.out,
                 args.work / "trs",
                 progress=progress,
+                conditions=args.conditions.split(",") if args.conditions else None,
             )
             print(reproduce_trs.to_markdown(payload), flush=True)
         elif suite == "pac":

@@ -111,8 +111,9 @@ def run(
     work: str | Path = "runs/bench/trs",
     plots: bool = True,
     progress: bool = True,
+    conditions: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Runs every condition of ``experiments`` for ``seeds`` model seeds; writes trs.json/md.
+    """Runs the conditions of ``experiments`` for ``seeds`` model seeds; writes trs.json/md.
 
     Args:
         experiments: Experiment numbers (1-6).
@@ -122,6 +123,8 @@ def run(
         work: Scratch directory for run directories and the data cache.
         plots: Copy seed 0's phase-portrait / energy / Lyapunov plots into ``out/trs/``.
         progress: Show a tqdm progress bar.
+        conditions: Only these conditions (e.g. ``("oden", "trs_oden")``) of each experiment
+            that has them; ``None``: all.
 
     Returns:
         The JSON payload.
@@ -137,8 +140,20 @@ def run(
         raise ValueError(f"unknown experiment {bad[0]!r}; choose from {sorted(EXPERIMENTS)}")
     if seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {seeds}")
+    if conditions is not None:
+        known = {c for e in experiments for c in EXPERIMENTS[e]}
+        unknown = [c for c in conditions if c not in known]
+        if unknown or not conditions:
+            raise ValueError(
+                f"conditions: {unknown[0] if unknown else 'none given'!r} is not a condition of "
+                f"experiments {list(experiments)}; choose from {sorted(known)}"
+            )
+    chosen = {
+        e: [c for c in EXPERIMENTS[e] if conditions is None or c in conditions]
+        for e in experiments
+    }
     out, work = Path(out), Path(work)
-    jobs = [(e, c, s) for e in experiments for c in EXPERIMENTS[e] for s in range(seeds)]
+    jobs = [(e, c, s) for e in experiments for c in chosen[e] for s in range(seeds)]
     results: dict[str, dict[str, list[dict[str, float]]]] = {}
     seconds: dict[str, dict[str, list[float]]] = {}
     fit: dict[str, dict[str, list[dict[str, float]]]] = {}
@@ -164,7 +179,7 @@ def run(
         "seconds_total": round(time.perf_counter() - started, 1),
         "ci_epochs": CI_EPOCHS if budget == "ci" else None,
         "configs": {
-            str(e): {c: str(config_path(e, c, budget).relative_to(REPO)) for c in EXPERIMENTS[e]}
+            str(e): {c: str(config_path(e, c, budget).relative_to(REPO)) for c in chosen[e]}
             for e in experiments
         },
         "exp5_data": str(EXP5_DATA) if EXP5_DATA.is_file() else "download",

@@ -87,6 +87,25 @@ def test_trs_smoke_tables(tmp_path, restore_threads, monkeypatch):
 
 
 @pytest.mark.slow
+def test_trs_conditions_subset(tmp_path, restore_threads):
+    """``--conditions`` runs only those; the table and comparisons mark the others n/a."""
+    out = tmp_path / "out"
+    argv = ["trs", "--budget=smoke", "--seeds=1", "--experiments=1", "--no-progress"]
+    argv += ["--conditions=oden,trs_oden", f"--out={out}", f"--work={tmp_path / 'work'}"]
+    assert main(argv) == 0
+    payload = json.loads((out / "trs.json").read_text())
+    assert set(payload["runs"]["1"]) == set(payload["summary"]["1"]) == {"oden", "trs_oden"}
+    assert set(payload["configs"]["1"]) == {"oden", "trs_oden"}
+    header, rows = _table((out / "trs.md").read_text(), "model")
+    assert header[:3] == ["model", "I traj", "I energy"] and [r[0] for r in rows] == [
+        "ODEN",
+        "TRS-ODEN",
+    ]
+    _, comparison = _table((out / "trs.md").read_text(), "exp")
+    assert comparison[0][3] == "n/a"  # "TRS-ODEN beats HODEN": HODEN not run
+
+
+@pytest.mark.slow
 def test_pac_smoke_tables(tmp_path, restore_threads):
     torch.set_num_threads(1)
     payload = reproduce_pac.run(
@@ -151,6 +170,8 @@ def test_bad_arguments_are_rejected(tmp_path):
         reproduce_pac.run(["celeba"], "smoke", 1, tmp_path, tmp_path, progress=False)
     with pytest.raises(SystemExit):
         main(["trs", "--seeds=0"])
+    with pytest.raises(ValueError, match="'trs_hoden' is not a condition of experiments \\[1\\]"):
+        reproduce_trs.run([1], "smoke", 1, tmp_path, tmp_path, False, False, ["trs_hoden"])
 
 
 PAC_OVERHEAD_OUT = """\
