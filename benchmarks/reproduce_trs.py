@@ -149,8 +149,7 @@ def run(
                 f"experiments {list(experiments)}; choose from {sorted(known)}"
             )
     chosen = {
-        e: [c for c in EXPERIMENTS[e] if conditions is None or c in conditions]
-        for e in experiments
+        e: [c for c in EXPERIMENTS[e] if conditions is None or c in conditions] for e in experiments
     }
     out, work = Path(out), Path(work)
     jobs = [(e, c, s) for e in experiments for c in chosen[e] for s in range(seeds)]
