@@ -8,7 +8,7 @@ never evaluated, so nothing here can select a method or a lambda on test data.
 
     pl-pac-trs pac duffing            # writes runs/pac/duffing/{source.ckpt, config_*.yaml}
     python benchmarks/pac_lambda_check.py runs/pac/duffing --lams 0.01,0.001,0
-    python benchmarks/pac_lambda_check.py runs/bench/pac/pac/duffing/seed0   # a benchmark seed
+    python benchmarks/pac_lambda_check.py runs/bench/pac/duffing/seed0   # a benchmark seed
 """
 
 from __future__ import annotations
