@@ -1,18 +1,26 @@
 """Per-step overhead of PAC-Net's GradientMask vs plain training, and mask memory.
 
-A/B interleaved in one process: two identical models with the same optimizer (AdamW, weight
-decay > 0) take alternating steps on the same batches; B has a GradientMask attached (its
-``on_before_optimizer_step`` gradient masking + the optimizer post-step restore, exactly the work
-the callback adds inside a Lightning fit). Step = forward, backward, [mask], optimizer step,
-zero_grad. Medians over interleaved steps; target: overhead <= 5 % on CPU. The ``callback``
-column is the callback's own work (gradient masking + post-step restore) as a share of the plain
-step; the rest of the overhead is the optimizer running slower on the masked model (Adam's
-``sqrt`` of the exactly-zero second moments of frozen entries is several times slower than on
-non-zero values on some CPUs; the probe line at the end measures it on this machine). The MLP
-rows sweep width and batch: the callback's work grows with the parameter count only, the step
-with parameters x batch, so the relative overhead is largest for small models at small batches.
+A/B interleaved in one process: two identical models with the same optimizer take alternating
+steps on the same batches; B has a GradientMask attached (its ``on_before_optimizer_step``
+gradient masking + the optimizer post-step hook, exactly the work the callback adds inside a
+Lightning fit). Step = forward, backward, [mask], optimizer step, zero_grad. Two optimizers:
+AdamW with weight decay 0.01 (calibrate then restores the essential weights after every step,
+since decoupled decay moves them) and Adam without weight decay (the shipped PAC configs';
+both phases then cost the gradient masking alone on most steps). Medians over interleaved steps;
+target: overhead <= 5 % on CPU.
 
-    python benchmarks/pac_overhead.py            # CPU: digits CNN and an MLP (+ CUDA ResNet-18
+Columns: ``callback`` is the callback's own work (its two hooks, timed around them) as a share of
+the plain step. The rest of the overhead is the optimizer running slower on the pruned model:
+``zero v`` is the share of the masked tensors' *trainable* entries whose second moment is
+exactly zero at the end (entries with an exactly-zero gradient at every step, e.g. the incoming
+weights of a hidden unit whose outgoing weights are all pruned), and torch's CPU ``sqrt`` of
+exactly-zero values is many times slower than of non-zero ones on some machines (the probe line
+measures it). The callback tidies the *frozen* entries' state so they never hit it; trainable
+entries' state it must not touch. The MLP rows sweep width and batch: the callback's work grows
+with the parameter count only, the step with parameters x batch, so the relative overhead is
+largest for small models at small batches.
+
+    python benchmarks/pac_overhead.py            # CPU: digits CNN and MLPs (+ CUDA ResNet-18
                                                  # sized CNN when torch.cuda.is_available())
     python benchmarks/pac_overhead.py --steps 100
 """
@@ -96,17 +104,26 @@ def _now(device: torch.device) -> float:
     return time.perf_counter()
 
 
-def bench(name, make_model, make_batch, loss_fn, device, phase, steps, warmup=10) -> dict:
+OPTIMIZERS = {
+    "adamw": lambda params: torch.optim.AdamW(params, lr=1e-3, weight_decay=0.01),
+    "adam": lambda params: torch.optim.Adam(params, lr=1e-3),
+}
+
+
+def bench(
+    name, make_model, make_batch, loss_fn, device, phase, steps, optimizer="adamw", warmup=10
+) -> dict:
     torch.manual_seed(0)
     a = make_model().to(device)
     b = make_model().to(device)
     b.load_state_dict(a.state_dict())
-    opt_a = torch.optim.AdamW(a.parameters(), lr=1e-3, weight_decay=0.01)
-    opt_b = torch.optim.AdamW(b.parameters(), lr=1e-3, weight_decay=0.01)
+    opt_a = OPTIMIZERS[optimizer](a.parameters())
+    opt_b = OPTIMIZERS[optimizer](b.parameters())
     marks: dict[str, float] = {}
-    # registered before the callback's hook, so it runs first: marks the end of the update
+    # post-step hooks run in registration order: these two bracket the callback's
     opt_b.register_step_post_hook(lambda *_: marks.__setitem__("updated", _now(device)))
     cb = _attach(b, opt_b, phase)
+    opt_b.register_step_post_hook(lambda *_: marks.__setitem__("restored", _now(device)))
     batches = [make_batch(device) for _ in range(8)]
     times: dict[str, list[float]] = {"plain": [], "masked": [], "callback": []}
 
@@ -118,10 +135,9 @@ def bench(name, make_model, make_batch, loss_fn, device, phase, steps, warmup=10
             t1 = _now(device)
             cb.on_before_optimizer_step(None, model, opt)
             t2 = _now(device)
-        opt.step()  # the callback's post-step hook restores frozen entries
+        opt.step()  # the callback's post-step hook restores frozen entries where needed
         if masked:
-            t3 = _now(device)
-            marks["callback"] = (t2 - t1) + (t3 - marks["updated"])
+            marks["callback"] = (t2 - t1) + (marks["restored"] - marks["updated"])
         opt.zero_grad(set_to_none=True)
         return _now(device) - t0
 
@@ -140,14 +156,22 @@ def bench(name, make_model, make_batch, loss_fn, device, phase, steps, warmup=10
     n_prunable = sum(m.numel() for m in cb.masks.values())
     mask_bytes = sum(m.numel() * m.element_size() for m in cb.masks.values())
     stored = sum(v.numel() * v.element_size() for v in cb._essential.values())
+    params = dict(b.named_parameters())
+    trainable = zero_v = 0
+    for pname, mask in cb.masks.items():
+        live = mask if phase == "allocate" else ~mask
+        trainable += int(live.sum())
+        zero_v += int((opt_b.state[params[pname]]["exp_avg_sq"][live] == 0).sum())
     return {
         "model": name,
         "device": str(device),
         "phase": phase,
+        "optimizer": optimizer,
         "plain_ms": plain * 1e3,
         "masked_ms": masked * 1e3,
         "overhead_pct": 100 * (masked / plain - 1),
         "callback_pct": 100 * statistics.median(times["callback"]) / plain,
+        "zero_v_pct": 100 * zero_v / max(trainable, 1),
         "mask_bytes_per_param": mask_bytes / n_prunable,
         "stored_bytes_per_param": stored / n_prunable,
         "prunable_params": n_prunable,
@@ -252,18 +276,21 @@ def main(argv=None) -> None:
             )
         )
     print(
-        f"{'model':40s} {'device':6s} {'phase':9s} {'plain ms':>9s} {'masked ms':>9s} "
-        f"{'overhead':>8s} {'callback':>8s} {'mask B/param':>12s} {'stored B/param':>14s}"
+        f"{'model':40s} {'device':6s} {'phase':9s} {'optim':5s} {'plain ms':>9s} "
+        f"{'masked ms':>9s} {'overhead':>8s} {'callback':>8s} {'zero v':>7s} "
+        f"{'mask B/param':>12s} {'stored B/param':>14s}"
     )
     for name, make_model, make_batch, loss, device in cases:
-        for phase in ("allocate", "calibrate"):
-            r = bench(name, make_model, make_batch, loss, device, phase, args.steps)
-            print(
-                f"{r['model']:40s} {r['device']:6s} {r['phase']:9s} {r['plain_ms']:9.3f} "
-                f"{r['masked_ms']:9.3f} {r['overhead_pct']:7.2f}% {r['callback_pct']:7.2f}% "
-                f"{r['mask_bytes_per_param']:12.2f} {r['stored_bytes_per_param']:14.2f}",
-                flush=True,
-            )
+        for optimizer in OPTIMIZERS:
+            for phase in ("allocate", "calibrate"):
+                r = bench(name, make_model, make_batch, loss, device, phase, args.steps, optimizer)
+                print(
+                    f"{r['model']:40s} {r['device']:6s} {r['phase']:9s} {optimizer:5s} "
+                    f"{r['plain_ms']:9.3f} {r['masked_ms']:9.3f} {r['overhead_pct']:7.2f}% "
+                    f"{r['callback_pct']:7.2f}% {r['zero_v_pct']:6.1f}% "
+                    f"{r['mask_bytes_per_param']:12.2f} {r['stored_bytes_per_param']:14.2f}",
+                    flush=True,
+                )
     zeros, ones = torch.zeros(1 << 16), torch.ones(1 << 16)
     sqrt_us = {
         k: 1e6 * min(timeit.repeat(lambda x=x: torch.sqrt(x), number=100, repeat=5)) / 100
@@ -282,8 +309,8 @@ def main(argv=None) -> None:
             r = bench_lightning(
                 name, make_model, make_batch, phase, args.lightning_rounds, args.lightning_steps
             )
-            print(
-                f"{r['model']:40s} {'cpu':6s} {r['phase']:9s} {r['plain_ms']:9.3f} "
+            print(  # the task models' own configure_optimizers: Adam, no weight decay
+                f"{r['model']:40s} {'cpu':6s} {r['phase']:9s} {'adam':5s} {r['plain_ms']:9.3f} "
                 f"{r['masked_ms']:9.3f} {r['overhead_pct']:7.2f}%",
                 flush=True,
             )

@@ -62,8 +62,9 @@ def parse_pac_overhead(text: str) -> list[dict[str, Any]]:
     """Rows of ``pac_overhead.py``'s printed tables (bare steps, then inside Lightning fits)."""
     rows, context = [], "bare step"
     pattern = re.compile(
-        rf"^(?P<model>.+?)\s+(?P<device>cpu|cuda)\s+(?P<phase>allocate|calibrate)\s+{_NUM}\s+"
-        rf"{_NUM}\s+{_NUM}%(?:\s+{_NUM}%)?"
+        rf"^(?P<model>.+?)\s+(?P<device>cpu|cuda)\s+(?P<phase>allocate|calibrate)\s+"
+        rf"(?P<optimizer>adamw|adam)\s+(?P<plain>{_NUM})\s+(?P<masked>{_NUM})\s+"
+        rf"(?P<overhead>{_NUM})%(?:\s+(?P<callback>{_NUM})%\s+(?P<zero_v>{_NUM})%)?"
     )
     for line in text.splitlines():
         if line.startswith("inside Lightning"):
@@ -76,10 +77,12 @@ def parse_pac_overhead(text: str) -> list[dict[str, Any]]:
                     "model": m["model"].strip(),
                     "device": m["device"],
                     "phase": m["phase"],
-                    "plain_ms": float(m.group(4)),
-                    "masked_ms": float(m.group(5)),
-                    "overhead_pct": float(m.group(6)),
-                    "callback_pct": None if m.group(7) is None else float(m.group(7)),
+                    "optimizer": m["optimizer"],
+                    "plain_ms": float(m["plain"]),
+                    "masked_ms": float(m["masked"]),
+                    "overhead_pct": float(m["overhead"]),
+                    "callback_pct": None if m["callback"] is None else float(m["callback"]),
+                    "zero_v_pct": None if m["zero_v"] is None else float(m["zero_v"]),
                 }
             )
     if not rows:
@@ -231,16 +234,18 @@ def to_markdown(payload: dict[str, Any]) -> str:
                 r["model"],
                 r["device"],
                 r["phase"],
+                r["optimizer"],
                 f"{r['plain_ms']:.3f}",
                 f"{r['masked_ms']:.3f}",
                 f"{r['overhead_pct']:.1f}%",
                 "n/a" if r.get("callback_pct") is None else f"{r['callback_pct']:.1f}%",
+                "n/a" if r.get("zero_v_pct") is None else f"{r['zero_v_pct']:.1f}%",
             ]
             for r in pac
         ]
         header = [
-            *("setting", "model", "device", "phase", "plain ms", "masked ms", "overhead"),
-            "callback's own work",
+            *("setting", "model", "device", "phase", "optimizer", "plain ms", "masked ms"),
+            *("overhead", "callback's own work", "trainable entries with v = 0"),
         ]
         lines += ["## GradientMask step vs plain step", "", markdown_table(header, rows), ""]
     gen = payload.get("data_generation")

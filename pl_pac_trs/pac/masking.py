@@ -23,8 +23,17 @@ entry's update depends only on its own state, so the trainable entries follow bi
 same trajectory either way (tested). It avoids two slow CPU paths: first moments decaying into
 the denormal range after a mid-fit pruning, and ``sqrt`` of the exactly-zero second moments that
 zeroed gradients leave (about 6x slower than of non-zero values on some x86 CPUs;
-``benchmarks/pac_overhead.py`` probes it). In allocate it also makes the update of a pruned
-``+0.0`` entry exactly zero, so the per-step restore needs one pass instead of two.
+``benchmarks/pac_overhead.py`` probes it).
+
+Tidy state also makes the restore redundant on most steps: a frozen entry whose gradient was
+zeroed and whose state is tidy gets an update of exactly zero from these optimizers (a pruned
+``+0.0`` stays ``+0.0``: IEEE ``+0.0 + -0.0`` is ``+0.0``), unless weight decay moves it
+(``w * (1 - lr * wd)`` or the coupled ``g + wd * w``, which only matters for the non-zero
+essential entries of calibrate). So the post-step restore runs only where it can change
+something: on the first step after the masks are attached (the state may hold dense-training
+moments), on tidy steps, for any other optimizer, when this callback did not mask the step's
+gradients, and in calibrate whenever a param group holding masked weights has
+``weight_decay > 0``. Every other step costs the gradient masking pass alone.
 """
 
 from __future__ import annotations
@@ -294,6 +303,7 @@ class GradientMask(Callback):
                     params,
                     self.masks,
                     self._essential if self.phase == "calibrate" else None,
+                    opt,
                 )
                 self._handles.append(opt.register_step_post_hook(self._after_step))
         missing = set(self.masks) - {n for g in self._by_optimizer.values() for n in g.names}
@@ -332,20 +342,28 @@ class GradientMask(Callback):
                 group.keep_grads(on_mask=True)
             else:
                 group.keep_grads(on_mask=False, penalty=2 * self.lam)
+        group.grads_masked = True
 
     def _after_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         group = self._by_optimizer.get(id(optimizer))
         if group is None:
             return
         tidy = type(optimizer) in _ELEMENTWISE_OPTIMIZERS and STATE_TIDY_EVERY > 0
-        tidy_now = tidy and group.steps % STATE_TIDY_EVERY == 0
+        # a step on gradients this callback did not mask leaves untidy state: tidy it now
+        tidy_now = tidy and (group.steps % STATE_TIDY_EVERY == 0 or not group.grads_masked)
+        # Tidied after step 0 (and every STATE_TIDY_EVERY steps), the state stays tidy while
+        # this callback masks the gradients: then the frozen entries' update was exactly zero
+        # and there is nothing to restore (see the module docstring).
+        update_was_zero = (
+            tidy and not tidy_now and (self.phase == "allocate" or not group.has_weight_decay())
+        )
         group.steps += 1
+        group.grads_masked = False
+        if update_was_zero:
+            return
         with torch.no_grad():
             if self.phase == "allocate":
-                # With tidy state, an element-wise optimizer's update of a +0.0 pruned entry is
-                # exactly zero, so it stays +0.0 and ``w * 0`` keeps it so: the sign pass is only
-                # needed when the state was just tidied (or cannot be).
-                group.zero_pruned(positive_zero=tidy_now or not tidy)
+                group.zero_pruned()
             else:
                 group.restore_essential()
             if tidy_now:
@@ -418,9 +436,17 @@ class _MaskedGroup:
         params: Mapping[str, Tensor],
         masks: Masks,
         essential: Mapping[str, Tensor] | None,
+        optimizer: torch.optim.Optimizer,
     ) -> None:
         self.names = names
         self.steps = 0  # optimizer steps since attached
+        self.grads_masked = False  # keep_grads ran since the last optimizer step
+        ids = {id(params[n]) for n in names}
+        # the optimizer's param groups that hold masked weights (their weight decay is read at
+        # every step: a schedule may change it)
+        self.param_groups = [
+            g for g in optimizer.param_groups if any(id(p) in ids for p in g["params"])
+        ]
         self.params = [params[n] for n in names]
         self.masks = [masks[n] for n in names]
         self.masks_u8 = [m.view(torch.uint8) for m in self.masks]
@@ -450,17 +476,17 @@ class _MaskedGroup:
         if penalty:
             params = [p for p in self.params if p.grad is not None]
             torch._foreach_add_(grads, params, alpha=penalty)
-        for g, m in zip(grads, masks, strict=True):
-            g.addcmul_(g, m, value=-1)  # g - g * m: exactly 0 on the mask, g elsewhere
+        # g - g * m: exactly 0 on the mask, g elsewhere
+        torch._foreach_addcmul_(grads, grads, masks, value=-1)
 
-    def zero_pruned(self, positive_zero: bool = True) -> None:
-        """Allocate: pruned entries back to exactly 0.0.
+    def has_weight_decay(self) -> bool:
+        """Whether a param group holding masked weights decays them (``weight_decay != 0``)."""
+        return any(group.get("weight_decay", 0) for group in self.param_groups)
 
-        ``x * 0`` is -0.0 for x < 0; ``positive_zero`` adds the pass that makes it +0.0.
-        """
+    def zero_pruned(self) -> None:
+        """Allocate: pruned entries back to exactly +0.0 (``x * 0`` is -0.0 for x < 0)."""
         torch._foreach_mul_(self.params, self.masks_u8)
-        if positive_zero:
-            torch._foreach_add_(self.params, 0.0)
+        torch._foreach_add_(self.params, 0.0)
 
     def restore_essential(self) -> None:
         """Calibrate: essential entries back to their stored values, bit for bit."""

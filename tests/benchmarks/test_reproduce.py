@@ -176,26 +176,27 @@ def test_bad_arguments_are_rejected(tmp_path):
 
 
 PAC_OVERHEAD_OUT = """\
-model                                    device phase      plain ms masked ms overhead callback
-digits SmallCNN (batch 64, 8x8)          cpu    allocate     10.767    12.137   12.73%    3.10%
-MLP 10-256-256-1 (batch 64)              cpu    calibrate     1.919     6.581  242.94%   -1.50%
+model                        device phase     optim  plain ms masked ms overhead callback  zero v
+digits SmallCNN (batch 64)   cpu    allocate  adamw    10.767    12.137   12.73%    3.10%    0.0%
+MLP 10-256-256-1 (batch 64)  cpu    calibrate adam      1.919     6.581  242.94%   -1.50%   12.5%
 
 probe: torch.sqrt over 65536 floats: zeros 219.3 us, ones 36.2 us (ratio 6.06)
 
 inside Lightning fits (CPU; step = on_train_batch_start..end, alternating fits)
-digits SmallCNN (batch 64, 8x8)          cpu    allocate     13.146    13.348    1.54%
+digits SmallCNN (batch 64)   cpu    allocate  adam     13.146    13.348    1.54%
 """
 
 
 def test_parse_speed_tables():
     rows = speed.parse_pac_overhead(PAC_OVERHEAD_OUT)
-    assert [(r["setting"], r["phase"]) for r in rows] == [
-        ("bare step", "allocate"),
-        ("bare step", "calibrate"),
-        ("inside Lightning fit", "allocate"),
+    assert [(r["setting"], r["phase"], r["optimizer"]) for r in rows] == [
+        ("bare step", "allocate", "adamw"),
+        ("bare step", "calibrate", "adam"),
+        ("inside Lightning fit", "allocate", "adam"),
     ]
     assert rows[1]["model"] == "MLP 10-256-256-1 (batch 64)"
     assert [r["callback_pct"] for r in rows] == [3.1, -1.5, None]
+    assert [r["zero_v_pct"] for r in rows] == [0.0, 12.5, None]
     assert (rows[1]["plain_ms"], rows[1]["masked_ms"], rows[1]["overhead_pct"]) == (
         1.919,
         6.581,

@@ -1,6 +1,7 @@
 """GradientMask: the allocate/calibrate invariants hold bit-exactly (torch.equal)."""
 
 import copy
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -8,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lightning.pytorch.callbacks import LambdaCallback, ModelCheckpoint
 from pac_tiny import OPTIMIZERS, TinyData, TinyNet, trainer
+from torch import nn
 
 from pl_pac_trs.pac import (
     GradientMask,
@@ -203,6 +205,73 @@ def test_state_tidying_changes_no_trainable_bit(monkeypatch, phase, optimizer):
                 assert torch.equal(value[frozen], torch.zeros_like(value[frozen])), (name, key)
             elif key in ("exp_avg_sq", "max_exp_avg_sq", "square_avg", "sum"):
                 assert (value[frozen] > 0).all(), (name, key)
+
+
+@pytest.mark.parametrize(
+    ("phase", "optimizer", "every_step"),
+    [
+        ("allocate", "adam", False),
+        ("allocate", "sgd", False),  # weight decay never moves a +0.0 pruned entry
+        ("calibrate", "adam", False),
+        ("calibrate", "sgd", True),  # coupled weight decay moves the essential entries
+        ("calibrate", "adamw", True),  # decoupled weight decay too
+    ],
+)
+def test_restore_runs_only_where_it_can_change_something(monkeypatch, phase, optimizer, every_step):
+    """The post-step restore runs on step 0 and tidy steps, or every step under weight decay."""
+    monkeypatch.setattr(masking, "STATE_TIDY_EVERY", 4)
+    restored_at = []
+    for method in ("zero_pruned", "restore_essential"):
+        original = getattr(masking._MaskedGroup, method)
+
+        def counted(group, original=original):
+            restored_at.append(group.steps - 1)  # ``steps`` already counts this step
+            original(group)
+
+        monkeypatch.setattr(masking._MaskedGroup, method, counted)
+    torch.manual_seed(0)
+    model = TinyNet(hidden=(6,), optimizer=optimizer)
+    masks = _masks_for(model)
+    if phase == "allocate":
+        apply_masks(model, masks)
+    before = _snapshot(model)
+    trainer(callbacks=[GradientMask(phase, masks=masks, verbose=False)], max_epochs=2).fit(
+        model, TinyData()
+    )
+    steps = 12  # 48 samples / batch 8 x 2 epochs
+    assert restored_at == (list(range(steps)) if every_step else [0, 4, 8])
+    (_check_allocate if phase == "allocate" else _check_calibrate)(model, masks, before)
+
+
+@pytest.mark.parametrize("phase", ["allocate", "calibrate"])
+def test_step_without_gradient_masking_is_still_restored(phase):
+    """An optimizer step this callback did not prepare (raw ``opt.step()``) is restored too."""
+    torch.manual_seed(0)
+    model = TinyNet(hidden=(6,))
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    masks = _masks_for(model)
+    if phase == "allocate":
+        apply_masks(model, masks)
+    before = _snapshot(model)
+    cb = GradientMask(phase, masks=masks, verbose=False)
+    cb.attach(
+        SimpleNamespace(optimizers=[opt], is_global_zero=True, loggers=[], global_step=0),
+        model,
+        masks,
+    )
+    data = TinyData()
+    for i in range(6):
+        opt.zero_grad()
+        nn.functional.mse_loss(model(data.x), data.y).backward()
+        if i != 4:  # step 4: the gradients reach the optimizer unmasked
+            cb.on_before_optimizer_step(None, model, opt)
+        opt.step()
+    if phase == "allocate":
+        _check_allocate(model, masks, before)
+    else:  # (no fit, so no ``setup`` froze the shared parameters: check the masked weights)
+        params = dict(model.named_parameters())
+        for name, mask in masks.items():
+            assert torch.equal(params[name].detach()[mask], before[name][mask]), name
 
 
 def test_calibrate_penalty_pulls_redundant_to_zero():
