@@ -462,19 +462,18 @@ class _MaskedGroup:
 
     def keep_grads(self, on_mask: bool, penalty: float = 0.0) -> None:
         """Zero the gradients off the mask (``on_mask``) or on it, after adding ``penalty * w``."""
-        pairs = [
-            (p.grad, m)
-            for p, m in zip(self.params, self.masks_u8, strict=True)
-            if p.grad is not None
-        ]
-        if not pairs:
-            return
-        grads, masks = [g for g, _ in pairs], [m for _, m in pairs]
+        params, masks = self.params, self.masks_u8
+        grads = [p.grad for p in params]
+        if any(g is None for g in grads):  # (rare: parameters unused in this step)
+            keep = [i for i, g in enumerate(grads) if g is not None]
+            if not keep:
+                return
+            grads = [grads[i] for i in keep]
+            params, masks = [params[i] for i in keep], [masks[i] for i in keep]
         if on_mask:
             torch._foreach_mul_(grads, masks)
             return
         if penalty:
-            params = [p for p in self.params if p.grad is not None]
             torch._foreach_add_(grads, params, alpha=penalty)
         # g - g * m: exactly 0 on the mask, g elsewhere
         torch._foreach_addcmul_(grads, grads, masks, value=-1)

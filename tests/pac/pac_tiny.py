@@ -18,6 +18,9 @@ OPTIMIZERS = {
     "radam": lambda p: torch.optim.RAdam(p, lr=0.01, decoupled_weight_decay=True, weight_decay=0.1),
     "adagrad": lambda p: torch.optim.Adagrad(p, lr=0.05, weight_decay=0.01),
     "sgd_nesterov": lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True),
+    # one fused kernel per tensor (CPU support since torch 2.4)
+    "adamw_fused": lambda p: torch.optim.AdamW(p, lr=0.01, weight_decay=0.1, fused=True),
+    "adam_fused": lambda p: torch.optim.Adam(p, lr=0.01, fused=True),
 }
 
 

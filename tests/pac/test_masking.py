@@ -215,6 +215,9 @@ def test_state_tidying_changes_no_trainable_bit(monkeypatch, phase, optimizer):
         ("calibrate", "adam", False),
         ("calibrate", "sgd", True),  # coupled weight decay moves the essential entries
         ("calibrate", "adamw", True),  # decoupled weight decay too
+        ("allocate", "adamw_fused", False),
+        ("calibrate", "adam_fused", False),
+        ("calibrate", "adamw_fused", True),
     ],
 )
 def test_restore_runs_only_where_it_can_change_something(monkeypatch, phase, optimizer, every_step):
