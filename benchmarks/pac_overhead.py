@@ -193,14 +193,40 @@ class _StepTimer(Callback):
         self.times.append(time.perf_counter() - self._t0)
 
 
+class _TimedGradientMask(GradientMask):
+    """GradientMask that times its own per-step hooks (the callback's work inside a fit)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.spent: list[float] = []  # per optimizer step
+        self._t = 0.0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        t0 = time.perf_counter()
+        super().on_train_batch_start(trainer, pl_module, batch, batch_idx)
+        self._t += time.perf_counter() - t0
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        t0 = time.perf_counter()
+        super().on_before_optimizer_step(trainer, pl_module, optimizer)
+        self._t += time.perf_counter() - t0
+
+    def _after_step(self, optimizer, args, kwargs):
+        t0 = time.perf_counter()
+        super()._after_step(optimizer, args, kwargs)
+        self.spent.append(self._t + time.perf_counter() - t0)
+        self._t = 0.0
+
+
 def bench_lightning(name, make_model, make_batch, phase, rounds=10, steps=100) -> dict:
-    """Same A/B inside Lightning fits (the step as Lightning runs it), alternating fits."""
+    """Same A/B inside Lightning fits (the step as Lightning runs it), alternating fits; the
+    masked arm also times the callback's own hooks (``callback_pct`` of the plain step)."""
     x, y = make_batch(torch.device("cpu"))
     data = DataLoader(
         TensorDataset(x.repeat(8, *[1] * (x.dim() - 1)), y.repeat(8, *[1] * (y.dim() - 1))),
         batch_size=len(x),
     )
-    times: dict[str, list[float]] = {"plain": [], "masked": []}
+    times: dict[str, list[float]] = {"plain": [], "masked": [], "callback": []}
     for r in range(2 * rounds):
         key = ("plain", "masked")[(r + r // 2) % 2]
         torch.manual_seed(0)
@@ -209,7 +235,8 @@ def bench_lightning(name, make_model, make_batch, phase, rounds=10, steps=100) -
         callbacks = [timer]
         if key == "masked":
             masks = compute_masks(MagnitudePruning().targets(model), 0.8, "layer")
-            callbacks.append(GradientMask(phase, masks=masks, verbose=False))
+            mask_cb = _TimedGradientMask(phase, masks=masks, verbose=False)
+            callbacks.append(mask_cb)
         Trainer(
             max_steps=steps,
             callbacks=callbacks,
@@ -220,6 +247,8 @@ def bench_lightning(name, make_model, make_batch, phase, rounds=10, steps=100) -
             accelerator="cpu",
         ).fit(model, data)
         times[key] += timer.times[min(10, steps // 2) :]
+        if key == "masked":
+            times["callback"] += mask_cb.spent[min(10, steps // 2) :]
     plain, masked = statistics.median(times["plain"]), statistics.median(times["masked"])
     return {
         "model": name,
@@ -227,6 +256,7 @@ def bench_lightning(name, make_model, make_batch, phase, rounds=10, steps=100) -
         "plain_ms": plain * 1e3,
         "masked_ms": masked * 1e3,
         "overhead_pct": 100 * (masked / plain - 1),
+        "callback_pct": 100 * statistics.median(times["callback"]) / plain,
     }
 
 
@@ -315,7 +345,7 @@ def main(argv=None) -> None:
             )
             print(  # the task models' own configure_optimizers: Adam, no weight decay
                 f"{r['model']:40s} {'cpu':6s} {r['phase']:9s} {'adam':6s} {r['plain_ms']:9.3f} "
-                f"{r['masked_ms']:9.3f} {r['overhead_pct']:7.2f}%",
+                f"{r['masked_ms']:9.3f} {r['overhead_pct']:7.2f}% {r['callback_pct']:7.2f}%",
                 flush=True,
             )
 
