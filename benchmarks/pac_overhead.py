@@ -6,8 +6,9 @@ gradient masking + the optimizer post-step hook, exactly the work the callback a
 Lightning fit). Step = forward, backward, [mask], optimizer step, zero_grad. Three optimizers:
 ``adamw``, AdamW with weight decay 0.01 (calibrate then restores the essential weights after
 every step, since decoupled decay moves them); ``adam``, Adam without weight decay (the shipped
-PAC configs'; both phases then cost the gradient masking alone on most steps); ``fused``, the
-same AdamW with ``fused=True``. Medians over interleaved steps;
+PAC configs'; both phases then cost the gradient masking alone on most steps); ``adamw_fused``,
+the same AdamW with ``fused=True``. Inside Lightning fits the task models' own Adam, plain
+(``adam``) and with ``fused=True`` (``adam_fused``). Medians over interleaved steps;
 target: overhead <= 5 % on CPU.
 
 Columns: ``callback`` is the callback's own work (its two hooks, timed around them) as a share of
@@ -110,7 +111,7 @@ OPTIMIZERS = {
     "adam": lambda params: torch.optim.Adam(params, lr=1e-3),
     # one fused kernel per tensor: no separate sqrt pass (so no slow sqrt of zeros), and a
     # cheaper step, against which the callback's own work weighs more
-    "fused": lambda params: torch.optim.AdamW(params, lr=1e-3, weight_decay=0.01, fused=True),
+    "adamw_fused": lambda params: torch.optim.AdamW(params, lr=1e-3, weight_decay=0.01, fused=True),
 }
 
 
@@ -218,7 +219,7 @@ class _TimedGradientMask(GradientMask):
         self._t = 0.0
 
 
-def bench_lightning(name, make_model, make_batch, phase, rounds=10, steps=100) -> dict:
+def bench_lightning(name, make_model, make_batch, phase, rounds=10, steps=100, fused=False) -> dict:
     """Same A/B inside Lightning fits (the step as Lightning runs it), alternating fits; the
     masked arm also times the callback's own hooks (``callback_pct`` of the plain step)."""
     x, y = make_batch(torch.device("cpu"))
@@ -231,6 +232,7 @@ def bench_lightning(name, make_model, make_batch, phase, rounds=10, steps=100) -
         key = ("plain", "masked")[(r + r // 2) % 2]
         torch.manual_seed(0)
         model = make_model()
+        model.fused = fused  # TaskModule: configure_optimizers passes it on
         timer = _StepTimer()
         callbacks = [timer]
         if key == "masked":
@@ -310,7 +312,7 @@ def main(argv=None) -> None:
             )
         )
     print(
-        f"{'model':40s} {'device':6s} {'phase':9s} {'optim':6s} {'plain ms':>9s} "
+        f"{'model':40s} {'device':6s} {'phase':9s} {'optim':11s} {'plain ms':>9s} "
         f"{'masked ms':>9s} {'overhead':>8s} {'callback':>8s} {'zero v':>7s} "
         f"{'mask B/param':>12s} {'stored B/param':>14s}"
     )
@@ -319,7 +321,7 @@ def main(argv=None) -> None:
             for phase in ("allocate", "calibrate"):
                 r = bench(name, make_model, make_batch, loss, device, phase, args.steps, optimizer)
                 print(
-                    f"{r['model']:40s} {r['device']:6s} {r['phase']:9s} {optimizer:6s} "
+                    f"{r['model']:40s} {r['device']:6s} {r['phase']:9s} {optimizer:11s} "
                     f"{r['plain_ms']:9.3f} {r['masked_ms']:9.3f} {r['overhead_pct']:7.2f}% "
                     f"{r['callback_pct']:7.2f}% {r['zero_v_pct']:6.1f}% "
                     f"{r['mask_bytes_per_param']:12.2f} {r['stored_bytes_per_param']:14.2f}",
@@ -339,15 +341,23 @@ def main(argv=None) -> None:
     for name, make_model, make_batch, _, device in cases:
         if device.type != "cpu" or name not in LIGHTNING_CASES:
             continue
-        for phase in ("allocate", "calibrate"):
-            r = bench_lightning(
-                name, make_model, make_batch, phase, args.lightning_rounds, args.lightning_steps
-            )
-            print(  # the task models' own configure_optimizers: Adam, no weight decay
-                f"{r['model']:40s} {'cpu':6s} {r['phase']:9s} {'adam':6s} {r['plain_ms']:9.3f} "
-                f"{r['masked_ms']:9.3f} {r['overhead_pct']:7.2f}% {r['callback_pct']:7.2f}%",
-                flush=True,
-            )
+        for fused in (False, True):
+            for phase in ("allocate", "calibrate"):
+                r = bench_lightning(
+                    name,
+                    make_model,
+                    make_batch,
+                    phase,
+                    rounds=args.lightning_rounds,
+                    steps=args.lightning_steps,
+                    fused=fused,
+                )
+                print(  # the task models' own configure_optimizers: Adam, no weight decay
+                    f"{r['model']:40s} {'cpu':6s} {r['phase']:9s} "
+                    f"{'adam_fused' if fused else 'adam':11s} {r['plain_ms']:9.3f} "
+                    f"{r['masked_ms']:9.3f} {r['overhead_pct']:7.2f}% {r['callback_pct']:7.2f}%",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -63,7 +63,7 @@ def parse_pac_overhead(text: str) -> list[dict[str, Any]]:
     rows, context = [], "bare step"
     pattern = re.compile(
         rf"^(?P<model>.+?)\s+(?P<device>cpu|cuda)\s+(?P<phase>allocate|calibrate)\s+"
-        rf"(?P<optimizer>adamw|adam|fused)\s+(?P<plain>{_NUM})\s+(?P<masked>{_NUM})\s+"
+        rf"(?P<optimizer>adamw_fused|adam_fused|adamw|adam)\s+(?P<plain>{_NUM})\s+(?P<masked>{_NUM})\s+"
         rf"(?P<overhead>{_NUM})%(?:\s+(?P<callback>{_NUM})%)?(?:\s+(?P<zero_v>{_NUM})%)?"
     )
     for line in text.splitlines():

@@ -29,6 +29,7 @@ class SmallCNN(TaskModule):
         optimizer: See :class:`~pl_pac_trs.models.base.TaskModule`.
         lr: Learning rate.
         weight_decay: Weight decay.
+        fused: Fused optimiser implementation (see :class:`~pl_pac_trs.models.base.TaskModule`).
     """
 
     def __init__(
@@ -40,8 +41,9 @@ class SmallCNN(TaskModule):
         optimizer: str = "adam",
         lr: float = 3e-3,
         weight_decay: float = 0.0,
+        fused: bool = False,
     ) -> None:
-        super().__init__(optimizer, lr, weight_decay)
+        super().__init__(optimizer, lr, weight_decay, fused)
         if num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")
         self.save_hyperparameters()

@@ -25,6 +25,7 @@ class MLPRegressor(TaskModule):
         optimizer: See :class:`~pl_pac_trs.models.base.TaskModule`.
         lr: Learning rate.
         weight_decay: Weight decay.
+        fused: Fused optimiser implementation (see :class:`~pl_pac_trs.models.base.TaskModule`).
     """
 
     def __init__(
@@ -35,8 +36,9 @@ class MLPRegressor(TaskModule):
         optimizer: str = "adam",
         lr: float = 1e-3,
         weight_decay: float = 0.0,
+        fused: bool = False,
     ) -> None:
-        super().__init__(optimizer, lr, weight_decay)
+        super().__init__(optimizer, lr, weight_decay, fused)
         if not hidden or any(h <= 0 for h in hidden):
             raise ValueError(f"hidden must be a non-empty list of positive widths, got {hidden}")
         self.save_hyperparameters()

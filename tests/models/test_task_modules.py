@@ -45,3 +45,15 @@ def test_bad_arguments():
         MLPRegressor(hidden=())
     with pytest.raises(ValueError, match="num_classes"):
         SmallCNN(num_classes=1)
+    with pytest.raises(ValueError, match=r"fused=True .* optimizer='rmsprop'"):
+        MLPRegressor(optimizer="rmsprop", fused=True)
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "sgd"])
+def test_fused_optimizer_flag(name):
+    """``fused=True`` reaches the optimiser; the default stays the non-fused implementation."""
+    fused = MLPRegressor(optimizer=name, fused=True).configure_optimizers()
+    plain = MLPRegressor(optimizer=name).configure_optimizers()
+    assert fused.defaults["fused"] is True
+    assert not plain.defaults.get("fused")
+    assert type(fused) is type(plain)
