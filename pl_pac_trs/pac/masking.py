@@ -33,7 +33,7 @@ essential entries of calibrate). So the post-step restore runs only where it can
 something: on the first step after the masks are attached (the state may hold dense-training
 moments), on tidy steps, for any other optimizer, when this callback did not mask the step's
 gradients, and in calibrate whenever a param group holding masked weights has
-``weight_decay > 0``. Every other step costs the gradient masking pass alone.
+``weight_decay != 0``. Every other step costs the gradient masking alone.
 """
 
 from __future__ import annotations
