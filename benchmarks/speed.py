@@ -16,6 +16,7 @@ Outputs ``speed.json`` / ``speed.md``.
 
 from __future__ import annotations
 
+import os
 import re
 import statistics
 import subprocess
@@ -32,17 +33,25 @@ REPO = Path(__file__).resolve().parents[1]
 _NUM = r"(-?[0-9.]+)"
 
 
-def run_trs_speed(work: Path, repeats: int, inner: int, lightning_steps: int) -> dict[str, Any]:
-    """``benchmarks/trs_speed.py`` in-process; returns its JSON payload."""
+def run_trs_speed(
+    work: Path, repeats: int, inner: int, lightning_steps: int, threads: int | None = None
+) -> dict[str, Any]:
+    """``benchmarks/trs_speed.py`` in-process; returns its JSON payload.
+
+    ``threads``: torch CPU threads for this run only (default: the current setting)."""
     from benchmarks import trs_speed
 
     argv = [
         f"--repeats={repeats}",
         f"--inner={inner}",
         f"--lightning-steps={lightning_steps}",
-        f"--out={work / 'trs_speed.json'}",
+        f"--out={work / f'trs_speed_{threads or torch.get_num_threads()}t.json'}",
     ]
-    return trs_speed.main(argv)
+    before = torch.get_num_threads()
+    try:
+        return trs_speed.main([*argv, f"--threads={threads}"] if threads else argv)
+    finally:
+        torch.set_num_threads(before)
 
 
 def _script(name: str, args: list[str]) -> str:
@@ -181,7 +190,12 @@ def run(
     out, work = Path(out), Path(work)
     work.mkdir(parents=True, exist_ok=True)
     small = budget != "full"
+    # TRS speed also at every core of the machine: batching the two rollouts into one call
+    # pays off most where each kernel call spreads over threads
+    all_threads = min(os.cpu_count() or 1, 8)
     tasks = ["trs_speed", "pac_overhead", "data_generation"]
+    if all_threads > torch.get_num_threads():
+        tasks.insert(1, "trs_speed_all_threads")
     if torch.cuda.is_available():
         tasks.append("gpu_trs")
     payload: dict[str, Any] = {"budget": budget, "machine": machine(), "errors": {}}
@@ -192,6 +206,9 @@ def run(
             if name == "trs_speed":
                 reps = (5, 3, 30) if budget == "ci" else (1, 1, 4) if small else (7, 5, 40)
                 payload[name] = run_trs_speed(work, *reps)
+            elif name == "trs_speed_all_threads":
+                reps = (5, 3, 30) if budget == "ci" else (1, 1, 4) if small else (7, 5, 40)
+                payload[name] = run_trs_speed(work, *reps, threads=all_threads)
             elif name == "pac_overhead":
                 steps, rounds, fit_steps = {"ci": (60, 4, 60), "smoke": (5, 1, 12)}.get(
                     budget, (200, 10, 100)
@@ -213,16 +230,23 @@ def run(
 
 def to_markdown(payload: dict[str, Any]) -> str:
     lines = [f"# Speed ({payload['budget']} repeat counts), medians of interleaved repeats", ""]
-    trs = payload.get("trs_speed")
-    if trs:
+    runs = [payload[k] for k in ("trs_speed", "trs_speed_all_threads") if payload.get(k)]
+    if runs:
+        threads = [f"{r['machine']['threads']} thread(s)" for r in runs]
         lines += [
             "## TRS-ODEN (exp I setting: 150 windows x 10 steps, 1x1000 MLP, leapfrog; CPU)",
             "",
-            markdown_table(["ratio", "value"], [[k, f"{v:.3f}"] for k, v in trs["ratios"].items()]),
+            markdown_table(
+                ["ratio", *threads],
+                [[k] + [f"{r['ratios'][k]:.3f}" for r in runs] for k in runs[0]["ratios"]],
+            ),
             "",
             markdown_table(
-                ["test rollout (50 traj x 200 steps)", "trajectory-steps/s"],
-                [[k, f"{v:.0f}"] for k, v in trs["test_rollout_traj_steps_per_s"].items()],
+                ["test rollout (50 traj x 200 steps), trajectory-steps/s", *threads],
+                [
+                    [k] + [f"{r['test_rollout_traj_steps_per_s'][k]:.0f}" for r in runs]
+                    for k in runs[0]["test_rollout_traj_steps_per_s"]
+                ],
             ),
             "",
         ]

@@ -213,6 +213,27 @@ def test_parse_speed_tables():
         speed.parse_pac_overhead("nothing here")
 
 
+def test_trs_speed_runs_and_speed_markdown_has_a_column_per_thread_count(tmp_path, restore_threads):
+    """trs_speed at a tiny repeat count through the runner, once per thread count, and the
+    speed page's TRS tables with one column per run."""
+    torch.set_num_threads(2)
+    one = speed.run_trs_speed(tmp_path, 1, 1, 2, threads=1)
+    assert torch.get_num_threads() == 2  # the run's thread count is undone
+    assert one["machine"]["threads"] == 1
+    med = one["median_seconds"]
+    key = "trs_one_call / trs_two_call (target < 1)"
+    assert one["ratios"][key] == med["trs_step_one_call"] / med["trs_step_two_call"]
+    two = {**one, "machine": {**one["machine"], "threads": 2}}
+    two["ratios"] = {k: 2 * v for k, v in one["ratios"].items()}
+    payload = {"budget": "smoke", "errors": {}, "gpu_run": False}
+    text = speed.to_markdown({**payload, "trs_speed": one, "trs_speed_all_threads": two})
+    header = "| ratio | 1 thread(s) | 2 thread(s) |"
+    assert header in text
+    row = next(line for line in text.splitlines() if line.startswith(f"| {key} |"))
+    assert row == f"| {key} | {one['ratios'][key]:.3f} | {2 * one['ratios'][key]:.3f} |"
+    assert "| ratio | 1 thread(s) |\n" in speed.to_markdown({**payload, "trs_speed": one})
+
+
 def test_gpu_trs_timing_code_runs_on_cpu():
     """The CUDA-only TRS timing, exercised on the CPU so that it cannot rot unseen."""
     res = speed.gpu_trs(repeats=1, device="cpu")
