@@ -203,12 +203,10 @@ def run(
     for name in bar:
         bar.set_postfix_str(name)
         try:
-            if name == "trs_speed":
+            if name in ("trs_speed", "trs_speed_all_threads"):
                 reps = (5, 3, 30) if budget == "ci" else (1, 1, 4) if small else (7, 5, 40)
-                payload[name] = run_trs_speed(work, *reps)
-            elif name == "trs_speed_all_threads":
-                reps = (5, 3, 30) if budget == "ci" else (1, 1, 4) if small else (7, 5, 40)
-                payload[name] = run_trs_speed(work, *reps, threads=all_threads)
+                threads = all_threads if name == "trs_speed_all_threads" else None
+                payload[name] = run_trs_speed(work, *reps, threads=threads)
             elif name == "pac_overhead":
                 steps, rounds, fit_steps = {"ci": (60, 4, 60), "smoke": (5, 1, 12)}.get(
                     budget, (200, 10, 100)

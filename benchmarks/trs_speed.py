@@ -144,17 +144,6 @@ def loop_vs_lightning(n_steps: int, lam: float) -> tuple[Callable, Callable]:
     return bare, lightning
 
 
-def interleaved_self_timed(fns: dict[str, Callable[[], float]], repeats: int) -> dict[str, float]:
-    """Like :func:`interleaved` for callables that time themselves (median of their returns)."""
-    for fn in fns.values():  # warm-up
-        fn()
-    samples: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            samples[name].append(fn())
-    return {k: statistics.median(v) for k, v in samples.items()}
-
-
 def rollout_fns() -> dict[str, Callable[[], None]]:
     """Forward + backward of one 10-step rollout of the 150-window batch (shared uniform grid)."""
     torch.manual_seed(0)
@@ -198,13 +187,15 @@ def timed(fn: Callable[[], None], inner: int) -> float:
     return (time.perf_counter() - t0) / inner
 
 
-def interleaved(fns: dict[str, Callable[[], None]], repeats: int, inner: int) -> dict[str, float]:
+def interleaved(fns: dict[str, Callable], repeats: int, inner: int = 1) -> dict[str, float]:
+    """Median seconds per call of each of ``fns``, run in turn ``repeats`` times (``inner`` calls
+    per sample); ``inner=0``: the callables time themselves and return their seconds."""
     for fn in fns.values():  # warm-up
         fn()
     samples: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            samples[name].append(timed(fn, inner))
+            samples[name].append(fn() if inner == 0 else timed(fn, inner))
     return {k: statistics.median(v) for k, v in samples.items()}
 
 
@@ -238,7 +229,7 @@ def main(argv: list[str] | None = None) -> dict:
     res.update(interleaved(hoden, args.repeats, args.inner))
 
     bare, lit = loop_vs_lightning(args.lightning_steps, 10.0)
-    fit = interleaved_self_timed({"bare_loop": bare, "lightning": lit}, max(5, args.repeats))
+    fit = interleaved({"bare_loop": bare, "lightning": lit}, max(5, args.repeats), inner=0)
     fit = {k: v / args.lightning_steps for k, v in fit.items()}
 
     roll = interleaved(rollout_fns(), args.repeats, args.inner)
