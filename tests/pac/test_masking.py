@@ -118,6 +118,14 @@ def test_invariants_every_optimizer_and_precision(phase, optimizer, precision):
     _invariant_case(phase, optimizer, precision, 0.05, 2, True, (6, 5), 0.7, "global", True)
 
 
+@pytest.mark.parametrize(("precision", "clip"), [("32-true", 0.05), ("bf16-mixed", None)])
+@pytest.mark.parametrize("phase", ["allocate", "calibrate"])
+def test_invariants_fused_adamw(phase, precision, clip):
+    """Fused AdamW (one kernel per tensor). Lightning refuses gradient clipping with a fused
+    optimizer under mixed precision, so bf16 runs without it."""
+    _invariant_case(phase, "adamw_fused", precision, clip, 2, True, (6, 5), 0.7, "global", True)
+
+
 @settings(max_examples=14, deadline=None)
 @given(
     phase=st.sampled_from(["allocate", "calibrate"]),
