@@ -92,8 +92,14 @@ class ResNet18Like(nn.Module):
         return self.head(self.body(x))
 
 
+def _masks(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The benchmark's masks: amount 0.8 per layer (global masks of a freshly initialised CNN
+    prune its whole head, so allocate would train only biases)."""
+    return compute_masks(MagnitudePruning().targets(model), 0.8, "layer")
+
+
 def _attach(model: nn.Module, opt: torch.optim.Optimizer, phase: str) -> GradientMask:
-    masks = compute_masks(MagnitudePruning().targets(model), 0.8, "layer")
+    masks = _masks(model)
     cb = GradientMask(phase, masks=masks, verbose=False)
     fake_trainer = SimpleNamespace(optimizers=[opt], is_global_zero=True, loggers=[], global_step=0)
     cb.attach(fake_trainer, model, cb.masks or masks)
@@ -236,8 +242,7 @@ def bench_lightning(name, make_model, make_batch, phase, rounds=10, steps=100, f
         timer = _StepTimer()
         callbacks = [timer]
         if key == "masked":
-            masks = compute_masks(MagnitudePruning().targets(model), 0.8, "layer")
-            mask_cb = _TimedGradientMask(phase, masks=masks, verbose=False)
+            mask_cb = _TimedGradientMask(phase, masks=_masks(model), verbose=False)
             callbacks.append(mask_cb)
         Trainer(
             max_steps=steps,
