@@ -34,6 +34,7 @@ import logging
 import statistics
 import time
 import timeit
+from functools import partial
 from types import SimpleNamespace
 
 import torch
@@ -41,6 +42,8 @@ from lightning.pytorch import Callback, Trainer
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from pl_pac_trs.data.digits import DigitsTransferDataModule
+from pl_pac_trs.data.friedman import FriedmanTransferDataModule
 from pl_pac_trs.models import MLPRegressor, SmallCNN
 from pl_pac_trs.pac import GradientMask, MagnitudePruning, compute_masks
 
@@ -92,14 +95,47 @@ class ResNet18Like(nn.Module):
         return self.head(self.body(x))
 
 
-def _masks(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The benchmark's masks: amount 0.8 per layer (global masks of a freshly initialised CNN
-    prune its whole head, so allocate would train only biases)."""
-    return compute_masks(MagnitudePruning().targets(model), 0.8, "layer")
+def _masks(model: nn.Module, scope: str = "global") -> dict[str, torch.Tensor]:
+    """The benchmark's masks at amount 0.8: ``global`` (the shipped configs') of the
+    source-trained weights, or ``layer`` (per-layer ranking, used for untrained models: global
+    masks of a freshly initialised CNN prune its whole head)."""
+    return compute_masks(MagnitudePruning().targets(model), 0.8, scope)
 
 
-def _attach(model: nn.Module, opt: torch.optim.Optimizer, phase: str) -> GradientMask:
-    masks = _masks(model)
+def _source_batches(task: str, batch: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Full batches of the shipped PAC source tasks' training data (as in ``configs/pac``)."""
+    if task == "friedman":
+        dm = FriedmanTransferDataModule(task="source", n_source=2000, batch_size=batch)
+    else:
+        dm = DigitsTransferDataModule(task="source", batch_size=batch)
+    dm.setup("fit")
+    return [(x, y) for x, y in dm.train_dataloader() if len(x) == batch]
+
+
+_TRAINED: dict[str, dict[str, torch.Tensor]] = {}
+
+
+def source_trained(name: str, make_model, batches, loss_fn, epochs: int) -> nn.Module:
+    """``make_model()`` after ``epochs`` passes of Adam (lr 3e-3, the shipped configs') over
+    ``batches``: masks are computed from trained weights, as in the method (cached by name)."""
+    model = make_model()
+    if name not in _TRAINED:
+        torch.manual_seed(0)
+        opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+        for _ in range(epochs):
+            for x, y in batches:
+                opt.zero_grad(set_to_none=True)
+                loss_fn(model(x), y).backward()
+                opt.step()
+        _TRAINED[name] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(_TRAINED[name])
+    return model
+
+
+def _attach(
+    model: nn.Module, opt: torch.optim.Optimizer, phase: str, scope: str = "global"
+) -> GradientMask:
+    masks = _masks(model, scope)
     cb = GradientMask(phase, masks=masks, verbose=False)
     fake_trainer = SimpleNamespace(optimizers=[opt], is_global_zero=True, loggers=[], global_step=0)
     cb.attach(fake_trainer, model, cb.masks or masks)
@@ -122,8 +158,18 @@ OPTIMIZERS = {
 
 
 def bench(
-    name, make_model, make_batch, loss_fn, device, phase, steps, optimizer="adamw", warmup=10
+    name,
+    make_model,
+    batches,
+    loss_fn,
+    device,
+    phase,
+    steps,
+    optimizer="adamw",
+    scope="global",
+    warmup=10,
 ) -> dict:
+    """Bare-loop A/B: ``make_model()`` twice (same weights), B under ``GradientMask``."""
     torch.manual_seed(0)
     a = make_model().to(device)
     b = make_model().to(device)
@@ -133,9 +179,9 @@ def bench(
     marks: dict[str, float] = {}
     # post-step hooks run in registration order: these two bracket the callback's
     opt_b.register_step_post_hook(lambda *_: marks.__setitem__("updated", _now(device)))
-    cb = _attach(b, opt_b, phase)
+    cb = _attach(b, opt_b, phase, scope)
     opt_b.register_step_post_hook(lambda *_: marks.__setitem__("restored", _now(device)))
-    batches = [make_batch(device) for _ in range(8)]
+    batches = [(x.to(device), y.to(device)) for x, y in batches[:8]]
     times: dict[str, list[float]] = {"plain": [], "masked": [], "callback": []}
 
     def step(model, opt, x, y, masked):
@@ -225,13 +271,15 @@ class _TimedGradientMask(GradientMask):
         self._t = 0.0
 
 
-def bench_lightning(name, make_model, make_batch, phase, rounds=10, steps=100, fused=False) -> dict:
+def bench_lightning(
+    name, make_model, batches, phase, scope="global", rounds=10, steps=100, fused=False
+) -> dict:
     """Same A/B inside Lightning fits (the step as Lightning runs it), alternating fits; the
     masked arm also times the callback's own hooks (``callback_pct`` of the plain step)."""
-    x, y = make_batch(torch.device("cpu"))
+    batches = batches[:8]
     data = DataLoader(
-        TensorDataset(x.repeat(8, *[1] * (x.dim() - 1)), y.repeat(8, *[1] * (y.dim() - 1))),
-        batch_size=len(x),
+        TensorDataset(torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches])),
+        batch_size=len(batches[0][0]),
     )
     times: dict[str, list[float]] = {"plain": [], "masked": [], "callback": []}
     for r in range(2 * rounds):
@@ -242,7 +290,7 @@ def bench_lightning(name, make_model, make_batch, phase, rounds=10, steps=100, f
         timer = _StepTimer()
         callbacks = [timer]
         if key == "masked":
-            mask_cb = _TimedGradientMask(phase, masks=_masks(model), verbose=False)
+            mask_cb = _TimedGradientMask(phase, masks=_masks(model, scope), verbose=False)
             callbacks.append(mask_cb)
         Trainer(
             max_steps=steps,
@@ -267,6 +315,52 @@ def bench_lightning(name, make_model, make_batch, phase, rounds=10, steps=100, f
     }
 
 
+SOURCE_EPOCHS = {"digits": 15, "friedman": 30}
+"""Source training epochs of the shipped configs (``configs/pac/<task>/prune.yaml``)."""
+
+
+def cases(masks: str = "trained", source_epochs: int | None = None) -> list[tuple]:
+    """(name, make_model, batches, loss, device, mask scope) per benchmarked model.
+
+    ``masks="trained"``: each model is first trained on its shipped PAC source task (digits
+    classes 0-5, Friedman #1 source; Adam at lr 3e-3 for ``source_epochs``, default the shipped
+    configs' epochs) and pruned with the shipped configs' global ranking, so the masks have the
+    structure the method gives them (how many hidden units lose every outgoing weight depends on
+    it). ``"fresh"``: untrained models, per-layer masks.
+    """
+    cpu = torch.device("cpu")
+    mse = nn.functional.mse_loss
+    ce = nn.functional.cross_entropy
+    specs = [
+        ("digits SmallCNN (batch 64, 8x8)", partial(SmallCNN, num_classes=6), "digits", 64, ce),
+        *(
+            (
+                f"MLP 10-{width}-{width}-1 (batch {batch})",
+                partial(MLPRegressor, hidden=(width, width)),
+                "friedman",
+                batch,
+                mse,
+            )
+            for width, batch in ((64, 64), (256, 64), (256, 256), (1024, 256))
+        ),
+    ]
+    out = []
+    for name, make, task, batch, loss in specs:
+        batches = _source_batches(task, batch)
+        if masks == "trained":
+            epochs = source_epochs or SOURCE_EPOCHS[task]
+            trained = partial(source_trained, name, make, batches, loss, epochs)
+            out.append((name, trained, batches, loss, cpu, "global"))
+        else:
+            out.append((name, make, batches, loss, cpu, "layer"))
+    if torch.cuda.is_available():
+        # no data to train on: an untrained model with per-layer masks
+        batches = [(torch.randn(128, 3, 32, 32), torch.randint(0, 40, (128,))) for _ in range(8)]
+        name = "ResNet-18-sized CNN (batch 128, 32x32)"
+        out.append((name, ResNet18Like, batches, ce, torch.device("cuda"), "layer"))
+    return out
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200)
@@ -275,56 +369,34 @@ def main(argv=None) -> None:
         "--lightning-rounds", type=int, default=10, help="alternating fits per arm (default 10)"
     )
     parser.add_argument("--lightning-steps", type=int, default=100, help="steps per fit")
+    parser.add_argument(
+        "--masks",
+        choices=("trained", "fresh"),
+        default="trained",
+        help="masks of source-trained models, global ranking (default; what the method "
+        "prunes), or of untrained models, per-layer ranking",
+    )
+    parser.add_argument(
+        "--source-epochs",
+        type=int,
+        default=None,
+        help="source training epochs before pruning (default: the shipped configs')",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    cpu = torch.device("cpu")
-    mse = nn.functional.mse_loss
-    ce = nn.functional.cross_entropy
-    cases = [
-        (
-            "digits SmallCNN (batch 64, 8x8)",
-            lambda: SmallCNN(num_classes=6),
-            lambda d: (torch.randn(64, 1, 8, 8, device=d), torch.randint(0, 6, (64,), device=d)),
-            ce,
-            cpu,
-        ),
-        *(
-            (
-                f"MLP 10-{width}-{width}-1 (batch {batch})",
-                lambda width=width: MLPRegressor(hidden=(width, width)),
-                lambda d, batch=batch: (
-                    torch.randn(batch, 10, device=d),
-                    torch.randn(batch, 1, device=d),
-                ),
-                mse,
-                cpu,
-            )
-            for width, batch in ((64, 64), (256, 64), (256, 256), (1024, 256))
-        ),
-    ]
-    if torch.cuda.is_available():
-        gpu = torch.device("cuda")
-        cases.append(
-            (
-                "ResNet-18-sized CNN (batch 128, 32x32)",
-                ResNet18Like,
-                lambda d: (
-                    torch.randn(128, 3, 32, 32, device=d),
-                    torch.randint(0, 40, (128,), device=d),
-                ),
-                ce,
-                gpu,
-            )
-        )
+    all_cases = cases(args.masks, args.source_epochs)
+    print(f"masks: {args.masks} (amount 0.8)")
     print(
         f"{'model':40s} {'device':6s} {'phase':9s} {'optim':11s} {'plain ms':>9s} "
         f"{'masked ms':>9s} {'overhead':>8s} {'callback':>8s} {'zero v':>7s} "
         f"{'mask B/param':>12s} {'stored B/param':>14s}"
     )
-    for name, make_model, make_batch, loss, device in cases:
+    for name, make_model, batches, loss, device, scope in all_cases:
         for optimizer in OPTIMIZERS:
             for phase in ("allocate", "calibrate"):
-                r = bench(name, make_model, make_batch, loss, device, phase, args.steps, optimizer)
+                r = bench(
+                    name, make_model, batches, loss, device, phase, args.steps, optimizer, scope
+                )
                 print(
                     f"{r['model']:40s} {r['device']:6s} {r['phase']:9s} {optimizer:11s} "
                     f"{r['plain_ms']:9.3f} {r['masked_ms']:9.3f} {r['overhead_pct']:7.2f}% "
@@ -343,7 +415,7 @@ def main(argv=None) -> None:
     )
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     print("\ninside Lightning fits (CPU; step = on_train_batch_start..end, alternating fits)")
-    for name, make_model, make_batch, _, device in cases:
+    for name, make_model, batches, _, device, scope in all_cases:
         if device.type != "cpu" or name not in LIGHTNING_CASES:
             continue
         for fused in (False, True):
@@ -351,8 +423,9 @@ def main(argv=None) -> None:
                 r = bench_lightning(
                     name,
                     make_model,
-                    make_batch,
+                    batches,
                     phase,
+                    scope,
                     rounds=args.lightning_rounds,
                     steps=args.lightning_steps,
                     fused=fused,

@@ -1,0 +1,74 @@
+"""``benchmarks/pac_overhead.py``: its source training, masks and A/B step, on tiny budgets."""
+
+from functools import partial
+
+import pytest
+import torch
+from torch import nn
+
+from benchmarks import pac_overhead
+from pl_pac_trs.models import MLPRegressor
+
+
+@pytest.fixture
+def friedman_batches():
+    return pac_overhead._source_batches("friedman", 64)[:4]
+
+
+def test_source_trained_lowers_the_loss_and_is_cached(friedman_batches, monkeypatch):
+    monkeypatch.setattr(pac_overhead, "_TRAINED", {})
+    mse = nn.functional.mse_loss
+    make = partial(MLPRegressor, hidden=(16, 16))
+    torch.manual_seed(0)
+    fresh = make()
+    trained = pac_overhead.source_trained("tiny", make, friedman_batches, mse, 20)
+
+    def loss(model):
+        with torch.no_grad():
+            return sum(float(mse(model(x), y)) for x, y in friedman_batches)
+
+    assert loss(trained) < 0.5 * loss(fresh)
+    again = pac_overhead.source_trained("tiny", make, friedman_batches, mse, 20)
+    assert again is not trained
+    assert all(
+        torch.equal(a, b) for a, b in zip(trained.parameters(), again.parameters(), strict=True)
+    )
+
+
+def test_source_batches_are_full_batches_of_the_shipped_tasks():
+    digits = pac_overhead._source_batches("digits", 64)
+    assert digits and all(x.shape == (64, 1, 8, 8) for x, _ in digits)
+    assert set(torch.cat([y for _, y in digits]).tolist()) == set(range(6))
+    friedman = pac_overhead._source_batches("friedman", 256)
+    assert len(friedman) == 2000 // 256  # the last, partial batch is dropped
+    assert all(x.shape == (256, 10) and y.shape == (256, 1) for x, y in friedman)
+
+
+@pytest.mark.parametrize("phase", ["allocate", "calibrate"])
+def test_bench_reports_mask_memory_and_timings(friedman_batches, phase):
+    make = partial(MLPRegressor, hidden=(16, 16))
+    r = pac_overhead.bench(
+        "tiny", make, friedman_batches, nn.functional.mse_loss, torch.device("cpu"), phase, 4,
+        optimizer="adam", scope="global", warmup=1,
+    )  # fmt: skip
+    n = 10 * 16 + 16 * 16 + 16
+    assert r["prunable_params"] == n
+    assert r["mask_bytes_per_param"] == 1.0
+    kept = n - round(0.8 * n)  # global ranking prunes exactly round(amount * total)
+    assert r["stored_bytes_per_param"] == (4 * kept / n if phase == "calibrate" else 0.0)
+    assert r["plain_ms"] > 0 and r["masked_ms"] > 0 and r["callback_pct"] > 0
+    assert 0 <= r["zero_v_pct"] <= 100
+
+
+def test_cases_train_lazily_with_global_masks(monkeypatch):
+    calls = []
+    monkeypatch.setattr(pac_overhead, "source_trained", lambda *a: calls.append(a) or a)
+    trained = pac_overhead.cases("trained", source_epochs=3)
+    assert not calls  # nothing trains until a model is made
+    names = [c[0] for c in trained]
+    assert set(pac_overhead.LIGHTNING_CASES) <= set(names)
+    assert {c[5] for c in trained if c[4].type == "cpu"} == {"global"}
+    trained[0][1]()
+    assert calls[0][0] == names[0] and calls[0][4] == 3
+    fresh = pac_overhead.cases("fresh")
+    assert {c[5] for c in fresh if c[4].type == "cpu"} == {"layer"}
