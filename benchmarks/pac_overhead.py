@@ -366,7 +366,10 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
     parser.add_argument(
-        "--lightning-rounds", type=int, default=10, help="alternating fits per arm (default 10)"
+        "--lightning-rounds",
+        type=int,
+        default=10,
+        help="alternating fits per arm (default 10; 0 skips the Lightning fits)",
     )
     parser.add_argument("--lightning-steps", type=int, default=100, help="steps per fit")
     parser.add_argument(
@@ -413,6 +416,8 @@ def main(argv=None) -> None:
         f"\nprobe: torch.sqrt over 65536 floats: zeros {sqrt_us['zeros']:.1f} us, ones "
         f"{sqrt_us['ones']:.1f} us (ratio {sqrt_us['zeros'] / sqrt_us['ones']:.2f})"
     )
+    if args.lightning_rounds < 1:
+        return
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     print("\ninside Lightning fits (CPU; step = on_train_batch_start..end, alternating fits)")
     for name, make_model, batches, _, device, scope in all_cases:
