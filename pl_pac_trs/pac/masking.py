@@ -332,16 +332,18 @@ class GradientMask(Callback):
         group = self._by_optimizer.get(id(optimizer))
         if group is None:
             return
-        with torch.no_grad():
-            if self.phase == "allocate":
-                if self.anchor_lam:
-                    for p, mask, name in zip(group.params, group.masks, group.names, strict=True):
-                        if p.grad is not None:
-                            g = p.grad
-                            g[mask] += (2 * self.anchor_lam) * (p[mask] - self._anchor[name])
-                group.keep_grads(on_mask=True)
-            else:
-                group.keep_grads(on_mask=False, penalty=2 * self.lam)
+        # No ``torch.no_grad()`` (Lightning calls this hook with grad enabled, and the context
+        # costs several microseconds a step): the in-place ops below touch only gradients and
+        # detached views of the weights, so autograd records nothing.
+        if self.phase == "allocate":
+            if self.anchor_lam:
+                for p, mask, name in zip(group.params, group.masks, group.names, strict=True):
+                    if p.grad is not None:
+                        w = p.detach()
+                        p.grad[mask] += (2 * self.anchor_lam) * (w[mask] - self._anchor[name])
+            group.keep_grads(on_mask=True)
+        else:
+            group.keep_grads(on_mask=False, penalty=2 * self.lam)
         group.grads_masked = True
 
     def _after_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
@@ -474,7 +476,7 @@ class _MaskedGroup:
             torch._foreach_mul_(grads, masks)
             return
         if penalty:
-            torch._foreach_add_(grads, params, alpha=penalty)
+            torch._foreach_add_(grads, [p.detach() for p in params], alpha=penalty)
         # g - g * m: exactly 0 on the mask, g elsewhere
         torch._foreach_addcmul_(grads, grads, masks, value=-1)
 
