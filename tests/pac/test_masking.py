@@ -285,6 +285,44 @@ def test_step_without_gradient_masking_is_still_restored(phase):
             assert torch.equal(params[name].detach()[mask], before[name][mask]), name
 
 
+@pytest.mark.parametrize(
+    ("phase", "anchor_lam"), [("allocate", 0.0), ("allocate", 0.5), ("calibrate", 0.0)]
+)
+def test_gradient_masking_under_grad_mode_records_no_graph(phase, anchor_lam):
+    """Lightning calls ``on_before_optimizer_step`` with grad enabled and the hook runs without
+    ``torch.no_grad()``: the gradients it writes must stay plain tensors, with exact values."""
+    torch.manual_seed(0)
+    model = TinyNet(hidden=(6,))
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    masks = _masks_for(model)
+    cb = GradientMask(phase, masks=masks, lam=0.25, anchor_lam=anchor_lam, verbose=False)
+    fake_trainer = SimpleNamespace(optimizers=[opt], is_global_zero=True, loggers=[], global_step=0)
+    cb.attach(fake_trainer, model, masks)
+    with torch.no_grad():  # move the weights off the anchor so that its term is not zero
+        for name, p in model.named_parameters():
+            if name in masks:
+                p.add_(0.125)
+    data = TinyData()
+    nn.functional.mse_loss(model(data.x), data.y).backward()
+    params = dict(model.named_parameters())
+    raw = {n: params[n].grad.clone() for n in masks}
+    assert torch.is_grad_enabled()
+    cb.on_before_optimizer_step(None, model, opt)
+    for name, mask in masks.items():
+        p = params[name]
+        g = p.grad
+        assert not g.requires_grad and g.grad_fn is None, name
+        w = p.detach()
+        if phase == "allocate":
+            expected = raw[name].clone()
+            if anchor_lam:
+                expected[mask] += (2 * anchor_lam) * (w[mask] - cb._anchor[name])
+            expected[~mask] = 0.0
+        else:
+            expected = torch.where(mask, torch.zeros(()), torch.add(raw[name], w, alpha=0.5))
+        assert torch.equal(g, expected), name
+
+
 def test_calibrate_penalty_pulls_redundant_to_zero():
     torch.manual_seed(0)
     norms = []
