@@ -38,7 +38,7 @@ from functools import partial
 from types import SimpleNamespace
 
 import torch
-from lightning.pytorch import Callback, Trainer
+from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -315,6 +315,85 @@ def bench_lightning(
     }
 
 
+class _PairedArms(LightningModule):
+    """Two copies of a task model in one fit (manual optimisation), stepped alternately on each
+    batch: the A/B inside Lightning without the fit-to-fit noise of separate fits. Each arm's
+    step (zero_grad, forward, backward, ``optimizer.step()`` through Lightning's optimizer
+    wrapper and its callback hooks) is timed on its own."""
+
+    def __init__(self, make_model, loss_fn, fused: bool) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        torch.manual_seed(0)
+        self.plain = make_model()
+        self.masked = make_model()
+        self.masked.load_state_dict(self.plain.state_dict())
+        for arm in (self.plain, self.masked):
+            arm.fused = fused  # TaskModule: configure_optimizers passes it on
+        self.loss_fn = loss_fn
+        self.times: dict[str, list[float]] = {"plain": [], "masked": []}
+
+    def configure_optimizers(self):
+        # after the callback's setup: calibrate has frozen the masked arm's shared parameters
+        return [self.plain.configure_optimizers(), self.masked.configure_optimizers()]
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        arms = [("plain", self.plain), ("masked", self.masked)]
+        if batch_idx % 2:
+            arms.reverse()  # alternate which goes first
+        for key, model in arms:
+            opt = self.optimizers()[0 if key == "plain" else 1]
+            t0 = time.perf_counter()
+            opt.zero_grad(set_to_none=True)
+            self.manual_backward(self.loss_fn(model(x), y))
+            opt.step()
+            self.times[key].append(time.perf_counter() - t0)
+
+
+def bench_lightning_paired(
+    name, make_model, batches, loss_fn, phase, scope="global", rounds=2, steps=300, fused=False
+) -> dict:
+    """A/B of the two arms of :class:`_PairedArms` in the same fits; ``callback_pct`` is the
+    callback's own hooks (timed inside the fit) as a share of the plain arm's step."""
+    batches = batches[:8]
+    reps = -(-steps // len(batches))
+    data = DataLoader(
+        TensorDataset(
+            torch.cat([x for x, _ in batches] * reps), torch.cat([y for _, y in batches] * reps)
+        ),
+        batch_size=len(batches[0][0]),
+    )
+    times: dict[str, list[float]] = {"plain": [], "masked": [], "callback": []}
+    skip = min(10, steps // 2)
+    for _ in range(rounds):
+        pair = _PairedArms(make_model, loss_fn, fused)
+        masks = {f"masked.{k}": m for k, m in _masks(pair.masked, scope).items()}
+        mask_cb = _TimedGradientMask(phase, masks=masks, new_modules=("plain",), verbose=False)
+        Trainer(
+            max_epochs=1,
+            limit_train_batches=steps,
+            callbacks=[mask_cb],
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            accelerator="cpu",
+        ).fit(pair, data)
+        times["plain"] += pair.times["plain"][skip:]
+        times["masked"] += pair.times["masked"][skip:]
+        times["callback"] += mask_cb.spent[skip:]
+    plain, masked = statistics.median(times["plain"]), statistics.median(times["masked"])
+    return {
+        "model": name,
+        "phase": phase,
+        "plain_ms": plain * 1e3,
+        "masked_ms": masked * 1e3,
+        "overhead_pct": 100 * (masked / plain - 1),
+        "callback_pct": 100 * statistics.median(times["callback"]) / plain,
+    }
+
+
 SOURCE_EPOCHS = {"digits": 15, "friedman": 30}
 """Source training epochs of the shipped configs (``configs/pac/<task>/prune.yaml``)."""
 
@@ -361,6 +440,15 @@ def cases(masks: str = "trained", source_epochs: int | None = None) -> list[tupl
     return out
 
 
+def _print_lightning_row(r: dict, fused: bool) -> None:
+    print(  # the task models' own configure_optimizers: Adam, no weight decay
+        f"{r['model']:40s} {'cpu':6s} {r['phase']:9s} "
+        f"{'adam_fused' if fused else 'adam':11s} {r['plain_ms']:9.3f} "
+        f"{r['masked_ms']:9.3f} {r['overhead_pct']:7.2f}% {r['callback_pct']:7.2f}%",
+        flush=True,
+    )
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200)
@@ -372,6 +460,13 @@ def main(argv=None) -> None:
         help="alternating fits per arm (default 10; 0 skips the Lightning fits)",
     )
     parser.add_argument("--lightning-steps", type=int, default=100, help="steps per fit")
+    parser.add_argument(
+        "--paired-rounds",
+        type=int,
+        default=2,
+        help="fits of the paired A/B, both arms in each fit (default 2; 0 skips them)",
+    )
+    parser.add_argument("--paired-steps", type=int, default=300, help="batches per paired fit")
     parser.add_argument(
         "--masks",
         choices=("trained", "fresh"),
@@ -416,13 +511,32 @@ def main(argv=None) -> None:
         f"\nprobe: torch.sqrt over 65536 floats: zeros {sqrt_us['zeros']:.1f} us, ones "
         f"{sqrt_us['ones']:.1f} us (ratio {sqrt_us['zeros'] / sqrt_us['ones']:.2f})"
     )
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    lightning_cases = [c for c in all_cases if c[4].type == "cpu" and c[0] in LIGHTNING_CASES]
+    if args.paired_rounds > 0:
+        print(
+            "\npaired in one Lightning fit (CPU; both arms in the same fits, manual optimisation, "
+            "step = zero_grad..optimizer.step of each arm)"
+        )
+        for name, make_model, batches, loss, _, scope in lightning_cases:
+            for fused in (False, True):
+                for phase in ("allocate", "calibrate"):
+                    r = bench_lightning_paired(
+                        name,
+                        make_model,
+                        batches,
+                        loss,
+                        phase,
+                        scope,
+                        rounds=args.paired_rounds,
+                        steps=args.paired_steps,
+                        fused=fused,
+                    )
+                    _print_lightning_row(r, fused)
     if args.lightning_rounds < 1:
         return
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     print("\ninside Lightning fits (CPU; step = on_train_batch_start..end, alternating fits)")
-    for name, make_model, batches, _, device, scope in all_cases:
-        if device.type != "cpu" or name not in LIGHTNING_CASES:
-            continue
+    for name, make_model, batches, _, _, scope in lightning_cases:
         for fused in (False, True):
             for phase in ("allocate", "calibrate"):
                 r = bench_lightning(
@@ -435,12 +549,7 @@ def main(argv=None) -> None:
                     steps=args.lightning_steps,
                     fused=fused,
                 )
-                print(  # the task models' own configure_optimizers: Adam, no weight decay
-                    f"{r['model']:40s} {'cpu':6s} {r['phase']:9s} "
-                    f"{'adam_fused' if fused else 'adam':11s} {r['plain_ms']:9.3f} "
-                    f"{r['masked_ms']:9.3f} {r['overhead_pct']:7.2f}% {r['callback_pct']:7.2f}%",
-                    flush=True,
-                )
+                _print_lightning_row(r, fused)
 
 
 if __name__ == "__main__":

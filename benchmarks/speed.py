@@ -68,7 +68,7 @@ def _script(name: str, args: list[str]) -> str:
 
 
 def parse_pac_overhead(text: str) -> list[dict[str, Any]]:
-    """Rows of ``pac_overhead.py``'s printed tables (bare steps, then inside Lightning fits)."""
+    """Rows of ``pac_overhead.py``'s tables: bare steps, paired and separate Lightning fits."""
     rows, context = [], "bare step"
     pattern = re.compile(
         rf"^(?P<model>.+?)\s+(?P<device>cpu|cuda)\s+(?P<phase>allocate|calibrate)\s+"
@@ -78,6 +78,8 @@ def parse_pac_overhead(text: str) -> list[dict[str, Any]]:
     for line in text.splitlines():
         if line.startswith("inside Lightning"):
             context = "inside Lightning fit"
+        elif line.startswith("paired in one Lightning fit"):
+            context = "paired in one Lightning fit"
         m = pattern.match(line)
         if m:
             rows.append(
@@ -208,11 +210,13 @@ def run(
                 threads = all_threads if name == "trs_speed_all_threads" else None
                 payload[name] = run_trs_speed(work, *reps, threads=threads)
             elif name == "pac_overhead":
-                steps, rounds, fit_steps = {"ci": (60, 4, 60), "smoke": (5, 1, 12)}.get(
-                    budget, (200, 10, 100)
-                )
+                steps, rounds, fit_steps, pairs, pair_steps = {
+                    "ci": (60, 4, 60, 1, 200),
+                    "smoke": (5, 1, 12, 1, 12),
+                }.get(budget, (200, 10, 100, 2, 300))
                 args = [f"--steps={steps}", f"--lightning-rounds={rounds}"]
                 args.append(f"--lightning-steps={fit_steps}")
+                args += [f"--paired-rounds={pairs}", f"--paired-steps={pair_steps}"]
                 payload[name] = parse_pac_overhead(_script("pac_overhead.py", args))
             elif name == "data_generation":
                 args = ["--repeats=1", "--attractor-count=100"] if small else ["--repeats=3"]

@@ -72,3 +72,34 @@ def test_cases_train_lazily_with_global_masks(monkeypatch):
     assert calls[0][0] == names[0] and calls[0][4] == 3
     fresh = pac_overhead.cases("fresh")
     assert {c[5] for c in fresh if c[4].type == "cpu"} == {"layer"}
+
+
+@pytest.mark.parametrize("phase", ["allocate", "calibrate"])
+def test_paired_lightning_arms_train_one_masked_copy(friedman_batches, phase, monkeypatch):
+    """The paired A/B: both arms step on every batch of one fit, and only the masked arm is
+    under the callback (its pruned / essential weights obey the phase, the plain arm's move)."""
+    pairs = []
+    real = pac_overhead._PairedArms
+    monkeypatch.setattr(pac_overhead, "_PairedArms", lambda *a: pairs.append(real(*a)) or pairs[-1])
+    make = partial(MLPRegressor, hidden=(16, 16))
+    r = pac_overhead.bench_lightning_paired(
+        "tiny", make, friedman_batches, nn.functional.mse_loss, phase, "global", rounds=1, steps=6
+    )
+    (pair,) = pairs
+    assert len(pair.times["plain"]) == len(pair.times["masked"]) == 6
+    assert r["plain_ms"] > 0 and r["masked_ms"] > 0 and r["callback_pct"] > 0
+    torch.manual_seed(0)
+    start = make()  # the arms' common starting weights (_PairedArms seeds 0 before making them)
+    masks = pac_overhead._masks(start, "global")
+    plain, masked = dict(pair.plain.named_parameters()), dict(pair.masked.named_parameters())
+    for name, mask in masks.items():
+        w0 = dict(start.named_parameters())[name].detach()
+        assert not torch.equal(plain[name].detach(), w0), name  # plain training moved it
+        w = masked[name].detach()
+        if phase == "allocate":
+            assert torch.equal(w[~mask], torch.zeros_like(w[~mask])), name
+            assert not torch.equal(w[mask], w0[mask]), name
+        else:
+            assert torch.equal(w[mask], w0[mask]), name
+    if phase == "calibrate":  # shared (unmasked) parameters of the masked arm stay frozen
+        assert torch.equal(pair.masked.head.bias, dict(start.named_parameters())["head.bias"])

@@ -182,6 +182,9 @@ MLP 10-256-256-1 (batch 64)  cpu    calibrate adam      1.919     6.581  242.94%
 
 probe: torch.sqrt over 65536 floats: zeros 219.3 us, ones 36.2 us (ratio 6.06)
 
+paired in one Lightning fit (CPU; both arms in the same fits, manual optimisation, ...)
+MLP 10-64-64-1 (batch 64)    cpu    calibrate adam_fused 0.594  0.627    5.50%    6.10%
+
 inside Lightning fits (CPU; step = on_train_batch_start..end, alternating fits)
 digits SmallCNN (batch 64)   cpu    allocate  adam     13.146    13.348    1.54%    0.71%
 """
@@ -192,11 +195,13 @@ def test_parse_speed_tables():
     assert [(r["setting"], r["phase"], r["optimizer"]) for r in rows] == [
         ("bare step", "allocate", "adamw"),
         ("bare step", "calibrate", "adam"),
+        ("paired in one Lightning fit", "calibrate", "adam_fused"),
         ("inside Lightning fit", "allocate", "adam"),
     ]
     assert rows[1]["model"] == "MLP 10-256-256-1 (batch 64)"
-    assert [r["callback_pct"] for r in rows] == [3.1, -1.5, 0.71]
-    assert [r["zero_v_pct"] for r in rows] == [0.0, 12.5, None]
+    assert [r["callback_pct"] for r in rows] == [3.1, -1.5, 6.1, 0.71]
+    assert [r["zero_v_pct"] for r in rows] == [0.0, 12.5, None, None]
+    assert (rows[2]["plain_ms"], rows[2]["masked_ms"]) == (0.594, 0.627)
     assert (rows[1]["plain_ms"], rows[1]["masked_ms"], rows[1]["overhead_pct"]) == (
         1.919,
         6.581,
