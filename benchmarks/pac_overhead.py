@@ -7,9 +7,16 @@ Lightning fit). Step = forward, backward, [mask], optimizer step, zero_grad. Thr
 ``adamw``, AdamW with weight decay 0.01 (calibrate then restores the essential weights after
 every step, since decoupled decay moves them); ``adam``, Adam without weight decay (the shipped
 PAC configs'; both phases then cost the gradient masking alone on most steps); ``adamw_fused``,
-the same AdamW with ``fused=True``. Inside Lightning fits the task models' own Adam, plain
-(``adam``) and with ``fused=True`` (``adam_fused``). Medians over interleaved steps;
-target: overhead <= 5 % on CPU.
+the same AdamW with ``fused=True``. Inside Lightning, with the task models' own Adam, plain
+(``adam``) and with ``fused=True`` (``adam_fused``), two designs: *paired*, both copies in one
+fit (manual optimisation, alternate steps, only one under the callback: the A/B without
+fit-to-fit noise), and *separate fits* alternating between the arms (the automatic-optimisation
+step as a user runs it, whole batch loop included, but with several points of fit-to-fit
+noise). Medians over interleaved steps; target: overhead <= 5 % on CPU.
+
+The models are first trained on their shipped PAC source task and pruned with the shipped
+global ranking (``--masks fresh``: untrained models, per-layer masks), so that the masks have
+the structure the method gives them.
 
 Columns: ``callback`` is the callback's own work (its two hooks, timed around them) as a share of
 the plain step. The rest of the overhead is the optimizer running slower on the pruned model:
@@ -24,7 +31,7 @@ largest for small models at small batches.
 
     python benchmarks/pac_overhead.py            # CPU: digits CNN and MLPs (+ CUDA ResNet-18
                                                  # sized CNN when torch.cuda.is_available())
-    python benchmarks/pac_overhead.py --steps 100
+    python benchmarks/pac_overhead.py --masks fresh --lightning-rounds 0 --paired-rounds 0
 """
 
 from __future__ import annotations
