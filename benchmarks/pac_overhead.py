@@ -242,6 +242,29 @@ def bench(
     }
 
 
+_QUIET_CPU = {
+    "logger": False,
+    "enable_checkpointing": False,
+    "enable_progress_bar": False,
+    "enable_model_summary": False,
+    "accelerator": "cpu",
+}
+"""Trainer options of the timed fits: nothing but the training loop."""
+
+
+def _lightning_result(name: str, phase: str, times: dict[str, list[float]]) -> dict:
+    """Medians of the two arms' steps and of the callback's own time (a share of the plain)."""
+    plain, masked = statistics.median(times["plain"]), statistics.median(times["masked"])
+    return {
+        "model": name,
+        "phase": phase,
+        "plain_ms": plain * 1e3,
+        "masked_ms": masked * 1e3,
+        "overhead_pct": 100 * (masked / plain - 1),
+        "callback_pct": 100 * statistics.median(times["callback"]) / plain,
+    }
+
+
 class _StepTimer(Callback):
     def __init__(self) -> None:
         self.times: list[float] = []
@@ -299,27 +322,11 @@ def bench_lightning(
         if key == "masked":
             mask_cb = _TimedGradientMask(phase, masks=_masks(model, scope), verbose=False)
             callbacks.append(mask_cb)
-        Trainer(
-            max_steps=steps,
-            callbacks=callbacks,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            accelerator="cpu",
-        ).fit(model, data)
+        Trainer(max_steps=steps, callbacks=callbacks, **_QUIET_CPU).fit(model, data)
         times[key] += timer.times[min(10, steps // 2) :]
         if key == "masked":
             times["callback"] += mask_cb.spent[min(10, steps // 2) :]
-    plain, masked = statistics.median(times["plain"]), statistics.median(times["masked"])
-    return {
-        "model": name,
-        "phase": phase,
-        "plain_ms": plain * 1e3,
-        "masked_ms": masked * 1e3,
-        "overhead_pct": 100 * (masked / plain - 1),
-        "callback_pct": 100 * statistics.median(times["callback"]) / plain,
-    }
+    return _lightning_result(name, phase, times)
 
 
 class _PairedArms(LightningModule):
@@ -377,28 +384,14 @@ def bench_lightning_paired(
         pair = _PairedArms(make_model, loss_fn, fused)
         masks = {f"masked.{k}": m for k, m in _masks(pair.masked, scope).items()}
         mask_cb = _TimedGradientMask(phase, masks=masks, new_modules=("plain",), verbose=False)
-        Trainer(
-            max_epochs=1,
-            limit_train_batches=steps,
-            callbacks=[mask_cb],
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            accelerator="cpu",
-        ).fit(pair, data)
+        trainer = Trainer(
+            max_epochs=1, limit_train_batches=steps, callbacks=[mask_cb], **_QUIET_CPU
+        )
+        trainer.fit(pair, data)
         times["plain"] += pair.times["plain"][skip:]
         times["masked"] += pair.times["masked"][skip:]
         times["callback"] += mask_cb.spent[skip:]
-    plain, masked = statistics.median(times["plain"]), statistics.median(times["masked"])
-    return {
-        "model": name,
-        "phase": phase,
-        "plain_ms": plain * 1e3,
-        "masked_ms": masked * 1e3,
-        "overhead_pct": 100 * (masked / plain - 1),
-        "callback_pct": 100 * statistics.median(times["callback"]) / plain,
-    }
+    return _lightning_result(name, phase, times)
 
 
 SOURCE_EPOCHS = {"digits": 15, "friedman": 30}
