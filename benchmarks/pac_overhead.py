@@ -252,6 +252,17 @@ _QUIET_CPU = {
 """Trainer options of the timed fits: nothing but the training loop."""
 
 
+def _loader(batches: list[tuple[torch.Tensor, torch.Tensor]], repeats: int = 1) -> DataLoader:
+    """The timed fits' data: ``batches`` in order, ``repeats`` times over, unshuffled."""
+    return DataLoader(
+        TensorDataset(
+            torch.cat([x for x, _ in batches] * repeats),
+            torch.cat([y for _, y in batches] * repeats),
+        ),
+        batch_size=len(batches[0][0]),
+    )
+
+
 def _lightning_result(name: str, phase: str, times: dict[str, list[float]]) -> dict:
     """Medians of the two arms' steps and of the callback's own time (a share of the plain)."""
     plain, masked = statistics.median(times["plain"]), statistics.median(times["masked"])
@@ -306,12 +317,9 @@ def bench_lightning(
 ) -> dict:
     """Same A/B inside Lightning fits (the step as Lightning runs it), alternating fits; the
     masked arm also times the callback's own hooks (``callback_pct`` of the plain step)."""
-    batches = batches[:8]
-    data = DataLoader(
-        TensorDataset(torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches])),
-        batch_size=len(batches[0][0]),
-    )
+    data = _loader(batches[:8])
     times: dict[str, list[float]] = {"plain": [], "masked": [], "callback": []}
+    skip = min(10, steps // 2)
     for r in range(2 * rounds):
         key = ("plain", "masked")[(r + r // 2) % 2]
         torch.manual_seed(0)
@@ -323,9 +331,9 @@ def bench_lightning(
             mask_cb = _TimedGradientMask(phase, masks=_masks(model, scope), verbose=False)
             callbacks.append(mask_cb)
         Trainer(max_steps=steps, callbacks=callbacks, **_QUIET_CPU).fit(model, data)
-        times[key] += timer.times[min(10, steps // 2) :]
+        times[key] += timer.times[skip:]
         if key == "masked":
-            times["callback"] += mask_cb.spent[min(10, steps // 2) :]
+            times["callback"] += mask_cb.spent[skip:]
     return _lightning_result(name, phase, times)
 
 
@@ -371,13 +379,7 @@ def bench_lightning_paired(
     """A/B of the two arms of :class:`_PairedArms` in the same fits; ``callback_pct`` is the
     callback's own hooks (timed inside the fit) as a share of the plain arm's step."""
     batches = batches[:8]
-    reps = -(-steps // len(batches))
-    data = DataLoader(
-        TensorDataset(
-            torch.cat([x for x, _ in batches] * reps), torch.cat([y for _, y in batches] * reps)
-        ),
-        batch_size=len(batches[0][0]),
-    )
+    data = _loader(batches, repeats=-(-steps // len(batches)))  # at least ``steps`` batches
     times: dict[str, list[float]] = {"plain": [], "masked": [], "callback": []}
     skip = min(10, steps // 2)
     for _ in range(rounds):
