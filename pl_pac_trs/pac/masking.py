@@ -22,7 +22,7 @@ Adagrad) the same hook also tidies the optimizer state of the frozen entries eve
 entry's update depends only on its own state, so the trainable entries follow bit for bit the
 same trajectory either way (tested). It avoids two slow CPU paths: first moments decaying into
 the denormal range after a mid-fit pruning, and ``sqrt`` of the exactly-zero second moments that
-zeroed gradients leave (about 6x slower than of non-zero values on some x86 CPUs;
+zeroed gradients leave (19-26x slower than of non-zero values on this project's x86 CPUs;
 ``benchmarks/pac_overhead.py`` probes it).
 
 Tidy state also makes the restore redundant on most steps: a frozen entry whose gradient was
