@@ -100,8 +100,13 @@ EXPERIMENTS = {
 STATE_DIM = {"exp5": 4, "exp6": 3}
 
 
+#: The field initialisation every generated config states: the reference code's (Glorot-uniform
+#: weights, zero biases), which the reproduction needs (docs/trs.md, "Initialisation").
+INIT = "reference"
+
+
 def field_config(exp: str, spec: dict, kind: str) -> dict:
-    args = {"state_dim": STATE_DIM.get(exp, 2), "hidden": spec["hidden"]}
+    args = {"state_dim": STATE_DIM.get(exp, 2), "hidden": spec["hidden"], "init": INIT}
     if spec.get("time_augmented"):  # the reference time-augments both fields (exp III)
         args["time_augmented"] = True
     name = "HODENField" if kind == "hoden" else "ODENField"

@@ -1,6 +1,6 @@
 """TRS-ODEN: time-reversal symmetric neural ODEs (fields, integrators, reversal, loss, module)."""
 
-from pl_pac_trs.trs.fields import HODENField, ODENField, mlp
+from pl_pac_trs.trs.fields import DEFAULT_INIT, INITS, HODENField, ODENField, init_linear, mlp
 from pl_pac_trs.trs.integrators import (
     RK4,
     Euler,
@@ -14,6 +14,8 @@ from pl_pac_trs.trs.module import TRSODEN
 from pl_pac_trs.trs.reversal import Reversal
 
 __all__ = [
+    "DEFAULT_INIT",
+    "INITS",
     "RK4",
     "TRSODEN",
     "Euler",
@@ -24,6 +26,7 @@ __all__ = [
     "Reversal",
     "TRSLoss",
     "TorchDiffEq",
+    "init_linear",
     "make_integrator",
     "mlp",
     "paired_rollout",

@@ -13,10 +13,52 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-__all__ = ["HODENField", "ODENField", "mlp"]
+__all__ = ["DEFAULT_INIT", "INITS", "HODENField", "ODENField", "init_linear", "mlp"]
+
+#: Weight initialisations of :func:`mlp`: ``"reference"`` is the reference code's (Keras
+#: ``Dense`` defaults: Glorot-uniform weights, bound ``sqrt(6 / (fan_in + fan_out))``, zero
+#: biases); ``"torch"`` is PyTorch's :class:`~torch.nn.Linear` default (Kaiming-uniform with
+#: ``a = sqrt(5)``, biases uniform in ``+-1/sqrt(fan_in)``).
+INITS = ("reference", "torch")
+#: The default of :func:`mlp`, :class:`ODENField` and :class:`HODENField`, chosen on validation
+#: loss over exps I-VI and two user systems (``docs/trs.md``, "Initialisation").
+DEFAULT_INIT = "reference"
 
 
-def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, last_bias: bool = False) -> nn.Sequential:
+def _check_init(init: str, owner: str) -> str:
+    if init not in INITS:
+        raise ValueError(f"{owner}: init must be one of {list(INITS)}, got {init!r}")
+    return init
+
+
+def init_linear(layer: nn.Linear, init: str = DEFAULT_INIT) -> nn.Linear:
+    """Re-initialises ``layer`` in place by ``init`` (one of :data:`INITS`) and returns it.
+
+    Args:
+        layer: the layer.
+        init: ``"reference"`` (Glorot-uniform weights, zero bias) or ``"torch"``
+            (:meth:`torch.nn.Linear.reset_parameters`).
+
+    Raises:
+        ValueError: ``init`` is not one of :data:`INITS`.
+    """
+    _check_init(init, "init_linear")
+    if init == "torch":
+        layer.reset_parameters()
+    else:
+        nn.init.xavier_uniform_(layer.weight)
+        if layer.bias is not None:
+            nn.init.zeros_(layer.bias)
+    return layer
+
+
+def mlp(
+    in_dim: int,
+    hidden: Sequence[int],
+    out_dim: int,
+    last_bias: bool = False,
+    init: str = DEFAULT_INIT,
+) -> nn.Sequential:
     """A tanh MLP ``in_dim -> hidden... -> out_dim``; the last layer has no bias by default.
 
     Args:
@@ -24,19 +66,34 @@ def mlp(in_dim: int, hidden: Sequence[int], out_dim: int, last_bias: bool = Fals
         hidden: widths of the hidden layers (may be empty: a linear map).
         out_dim: output features.
         last_bias: whether the output layer has a bias (the reference code has none).
+        init: weight initialisation, one of :data:`INITS` (see there).
+
+    Raises:
+        ValueError: a dimension is not positive, or ``init`` is unknown.
+
+    Example:
+        >>> net = mlp(2, [1000], 2, init="reference")
+        >>> float(net[0].weight.abs().max()) <= (6 / (2 + 1000)) ** 0.5, bool(net[0].bias.any())
+        (True, False)
     """
+    _check_init(init, "mlp")
     hidden = [int(h) for h in hidden]
     if in_dim < 1 or out_dim < 1 or any(h < 1 for h in hidden):
         raise ValueError(
             f"mlp: dimensions must be positive, got in_dim={in_dim}, hidden={hidden}, "
             f"out_dim={out_dim}"
         )
+
+    def linear(fan_in: int, fan_out: int, bias: bool = True) -> nn.Linear:
+        layer = nn.Linear(fan_in, fan_out, bias=bias)  # constructed with PyTorch's default
+        return init_linear(layer, init) if init != "torch" else layer
+
     layers: list[nn.Module] = []
     width = in_dim
     for h in hidden:
-        layers += [nn.Linear(width, h), nn.Tanh()]
+        layers += [linear(width, h), nn.Tanh()]
         width = h
-    layers.append(nn.Linear(width, out_dim, bias=last_bias))
+    layers.append(linear(width, out_dim, bias=last_bias))
     return nn.Sequential(*layers)
 
 
@@ -52,17 +109,25 @@ class ODENField(nn.Module):
         state_dim: dimension ``D`` of the state.
         hidden: hidden layer widths (reference: ``(1000,)`` or ``(100, 100)``).
         time_augmented: feed the time as an extra input (non-autonomous systems, exp III).
+        init: weight initialisation of the MLP, one of :data:`INITS` (``"reference"``:
+            Glorot-uniform weights and zero biases, as the reference code; ``"torch"``: PyTorch's
+            default).
     """
 
     def __init__(
-        self, state_dim: int, hidden: Sequence[int] = (1000,), time_augmented: bool = False
+        self,
+        state_dim: int,
+        hidden: Sequence[int] = (1000,),
+        time_augmented: bool = False,
+        init: str = DEFAULT_INIT,
     ) -> None:
         super().__init__()
         if int(state_dim) < 1:
             raise ValueError(f"ODENField: state_dim must be >= 1, got {state_dim!r}")
         self.state_dim = int(state_dim)
         self.time_augmented = bool(time_augmented)
-        self.net = mlp(self.state_dim + int(self.time_augmented), hidden, self.state_dim)
+        self.init = _check_init(init, "ODENField")
+        self.net = mlp(self.state_dim + int(self.time_augmented), hidden, self.state_dim, init=init)
 
     @property
     def autonomous(self) -> bool:
@@ -94,6 +159,7 @@ class HODENField(nn.Module):
         hidden: hidden widths of each of the two scalar MLPs.
         position_dim: number of position coordinates ``q`` (default ``state_dim // 2``).
         time_augmented: feed the time as an extra input of ``K`` and ``V``.
+        init: weight initialisation of both MLPs, one of :data:`INITS`.
     """
 
     #: ``dq/dt`` depends on ``p`` only and ``dp/dt`` on ``q`` only: :class:`Leapfrog` then uses
@@ -108,8 +174,10 @@ class HODENField(nn.Module):
         hidden: Sequence[int] = (1000,),
         position_dim: int | None = None,
         time_augmented: bool = False,
+        init: str = DEFAULT_INIT,
     ) -> None:
         super().__init__()
+        self.init = _check_init(init, "HODENField")
         state_dim = int(state_dim)
         if position_dim is None:
             if state_dim % 2:
@@ -126,8 +194,8 @@ class HODENField(nn.Module):
         self.position_dim = int(position_dim)
         self.time_augmented = bool(time_augmented)
         extra = int(self.time_augmented)
-        self.kinetic = mlp(state_dim - self.position_dim + extra, hidden, 1)
-        self.potential = mlp(self.position_dim + extra, hidden, 1)
+        self.kinetic = mlp(state_dim - self.position_dim + extra, hidden, 1, init=init)
+        self.potential = mlp(self.position_dim + extra, hidden, 1, init=init)
         if self.time_augmented:
             self.separable = False
 

@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+import torch
 
 from pl_pac_trs.cli import PacTrsCLI
 from pl_pac_trs.trs import TRSODEN, HODENField, ODENField, Reversal
@@ -42,6 +43,30 @@ def test_config_builds_the_reference_condition(path):
         assert model.reversal.signs.tolist() == [-1.0, -1.0, -1.0]
     # exp III (forced) fields are time-augmented, ODEN and HODEN alike (reference code)
     assert model.vector_field.time_augmented == (exp == "exp3")
+    # every config states its initialisation, and the reproduction uses the reference code's
+    text = path.read_text()
+    assert "init: reference" in text
+    assert model.vector_field.init == "reference"
+    first = next(m for m in model.vector_field.modules() if isinstance(m, torch.nn.Linear))
+    assert first.bias is not None and not first.bias.detach().any()
+
+
+def test_committed_configs_equal_the_generator_output(tmp_path, monkeypatch):
+    """configs/trs/*.yaml are what configs/trs/make_configs.py writes (no hand edits, no drift)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "make_configs", ROOT / "configs/trs/make_configs.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "HERE", tmp_path)
+    module.main()
+    generated = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*.yaml"))
+    committed = sorted(p.relative_to(ROOT / "configs" / "trs") for p in CONFIGS)
+    assert generated == committed
+    for rel in generated:
+        assert (tmp_path / rel).read_text() == (ROOT / "configs" / "trs" / rel).read_text(), rel
 
 
 @pytest.mark.slow

@@ -1,7 +1,9 @@
+import math
+
 import pytest
 import torch
 
-from pl_pac_trs.trs import RK4, Euler, HODENField, Leapfrog, ODENField
+from pl_pac_trs.trs import RK4, Euler, HODENField, Leapfrog, ODENField, mlp
 
 
 def test_oden_mlp_structure_and_time_augmentation():
@@ -176,3 +178,53 @@ def test_time_augmented_hoden_leapfrog_takes_the_generic_path_with_t():
     torch.testing.assert_close(out, torch.stack(expected, dim=1))
     # and the result depends on the time origin
     assert not torch.allclose(out, Leapfrog()(field, x0, t + 1.0))
+
+
+@pytest.mark.parametrize("hidden", [(1000,), (100, 100)])
+def test_reference_init_is_glorot_uniform_with_zero_biases(hidden):
+    torch.manual_seed(0)
+    for field, nets in (
+        (ODENField(2, hidden=hidden, init="reference"), "net"),
+        (HODENField(2, hidden=hidden, init="reference"), ("kinetic", "potential")),
+    ):
+        for name in (nets,) if isinstance(nets, str) else nets:
+            linears = [m for m in getattr(field, name) if isinstance(m, torch.nn.Linear)]
+            for layer in linears:
+                fan_out, fan_in = layer.weight.shape
+                bound = math.sqrt(6.0 / (fan_in + fan_out))
+                w = layer.weight.detach()
+                assert float(w.abs().max()) <= bound
+                # uniform on [-bound, bound]: the extremes are reached and the spread matches
+                if w.numel() >= 1000:
+                    assert float(w.abs().max()) > 0.99 * bound
+                    assert abs(float(w.std()) - bound / math.sqrt(3.0)) < 0.05 * bound
+                if layer.bias is not None:
+                    assert torch.equal(layer.bias.detach(), torch.zeros_like(layer.bias))
+            assert linears[-1].bias is None
+
+
+def test_torch_init_is_pytorch_default_and_differs_from_reference():
+    torch.manual_seed(0)
+    ref = ODENField(2, hidden=(1000,), init="reference")
+    torch.manual_seed(0)
+    plain = ODENField(2, hidden=(1000,), init="torch")
+    first = plain.net[0]
+    # Kaiming-uniform with a=sqrt(5): bound 1/sqrt(fan_in) for weights and biases
+    assert float(first.weight.abs().max()) > 0.7 > 6 / math.sqrt(2 + 1000)
+    assert float(first.weight.abs().max()) <= 1 / math.sqrt(2)
+    assert float(first.bias.abs().max()) > 0.5
+    assert float(ref.net[0].weight.abs().max()) <= math.sqrt(6 / 1002)
+    torch.manual_seed(0)
+    expected = torch.nn.Linear(2, 1000)
+    assert torch.equal(first.weight, expected.weight) and torch.equal(first.bias, expected.bias)
+    assert ref.init == "reference" and plain.init == "torch"
+
+
+@pytest.mark.parametrize("cls", [ODENField, HODENField])
+def test_unknown_init_is_rejected_with_the_choices(cls):
+    with pytest.raises(
+        ValueError, match=r"init must be one of \['reference', 'torch'\], got 'kaiming'"
+    ):
+        cls(2, hidden=(4,), init="kaiming")
+    with pytest.raises(ValueError, match="init must be one of"):
+        mlp(2, [4], 2, init="glorot")
