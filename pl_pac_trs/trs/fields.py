@@ -13,6 +13,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from pl_pac_trs.trs.tanh_mlp import is_tanh_mlp, tanh_mlp
+
 __all__ = ["DEFAULT_INIT", "INITS", "HODENField", "ODENField", "init_linear", "mlp"]
 
 #: Weight initialisations of :func:`mlp`: ``"reference"`` is the reference code's (Keras
@@ -112,6 +114,12 @@ class ODENField(nn.Module):
         init: weight initialisation of the MLP, one of :data:`INITS` (``"reference"``:
             Glorot-uniform weights and zero biases, as the reference code; ``"torch"``: PyTorch's
             default).
+        fused: evaluate the MLP as one autograd node with a hand-written backward
+            (:func:`~pl_pac_trs.trs.tanh_mlp.tanh_mlp`: the same values and gradients up to the
+            order of floating-point sums, faster); ``False``: plain autograd, needed for second
+            derivatives through the field.
+        fast_tanh: with ``fused``, ``tanh(z) = 2 sigmoid(2z) - 1`` (faster on CPU; absolute
+            error below 2.5e-7 in float32).
     """
 
     def __init__(
@@ -120,6 +128,8 @@ class ODENField(nn.Module):
         hidden: Sequence[int] = (1000,),
         time_augmented: bool = False,
         init: str = DEFAULT_INIT,
+        fused: bool = True,
+        fast_tanh: bool = True,
     ) -> None:
         super().__init__()
         if int(state_dim) < 1:
@@ -128,6 +138,8 @@ class ODENField(nn.Module):
         self.time_augmented = bool(time_augmented)
         self.init = _check_init(init, "ODENField")
         self.net = mlp(self.state_dim + int(self.time_augmented), hidden, self.state_dim, init=init)
+        self.fused = bool(fused)
+        self.fast_tanh = bool(fast_tanh)
 
     @property
     def autonomous(self) -> bool:
@@ -137,6 +149,8 @@ class ODENField(nn.Module):
     def forward(self, t: Tensor | float, x: Tensor) -> Tensor:
         if self.time_augmented:
             x = torch.cat([x, _time_column(t, x)], dim=-1)
+        if self.fused and x.dim() == 2 and is_tanh_mlp(self.net):
+            return tanh_mlp(self.net, x, fast_tanh=self.fast_tanh)
         return self.net(x)
 
 

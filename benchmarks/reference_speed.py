@@ -1,0 +1,397 @@
+"""Our TRS-ODEN against the reference code (github.com/inhuh/trs-oden), side by side, same CPU.
+
+Exp I reference setting: 150 windows x 10 leapfrog steps, full batch, 1x1000 tanh MLP, Adam
+lr 2e-4, TRS-ODEN (lam 10) and ODEN (lam 0). Arms, each a long-lived process running ONE fit that
+pauses between chunks of epochs, so the arms run interleaved (round-robin, one at a time, all
+pinned to the same cores with the same thread count):
+
+* ``reference``: the official Keras code (TF 2 + ``tf_keras``, graph mode, legacy Adam), driven
+  by :mod:`benchmarks.reference_worker` under ``--tf-python``;
+* ``lightning``: our :class:`~pl_pac_trs.trs.TRSODEN` in a Lightning ``Trainer`` (the epoch
+  timed from a callback: the Trainer's one-off set-up is not counted);
+* ``bare``: the same loss and Adam step in a bare PyTorch loop.
+
+Each reports seconds per training epoch; the table gives medians (after ``--warmup`` epochs)
+and ratios to the reference, plus each arm's loss after the same number of epochs.
+
+Getting the reference and a TensorFlow::
+
+    git clone https://github.com/inhuh/trs-oden /path/to/trs-oden
+    python -m venv /path/tfenv && /path/tfenv/bin/pip install tensorflow-cpu tf_keras scipy
+
+Run: ``python -m benchmarks.reference_speed --reference /path/to/trs-oden
+--tf-python /path/tfenv/bin/python [--threads 1] [--rounds 7] [--chunk 20]``; ``--threads 2``
+for the two-thread table, ``--full`` adds the whole 5000-epoch exp I TRS-ODEN run (fit + test)
+of each side, one after the other. ``--arms lightning,bare`` runs without the reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+ARMS = ("reference", "lightning", "bare")
+CONDITIONS = {"trs_oden": 10.0, "oden": 0.0}
+
+_MISSING_REFERENCE = (
+    "--reference: {path} is not a checkout of the reference code (no model.py); get it with\n"
+    "  git clone https://github.com/inhuh/trs-oden {path}"
+)
+_MISSING_TF = (
+    "--tf-python: {python} cannot import tensorflow and tf_keras; make one with\n"
+    "  python -m venv /path/tfenv && /path/tfenv/bin/pip install tensorflow-cpu tf_keras scipy"
+)
+
+
+# ----------------------------------------------------------------------------- our workers
+def _exp1_batch():
+    from pl_pac_trs.data import DuffingDataModule
+
+    dm = DuffingDataModule(alpha=1.0, beta=0.0, cache_dir=None)
+    dm.setup("fit")
+    return dm, next(iter(dm.train_dataloader()))
+
+
+def _protocol_wait() -> int:
+    request = json.loads(sys.stdin.readline() or '{"stop": true}')
+    if request.get("stop"):
+        raise SystemExit(0)
+    return int(request["epochs"])
+
+
+def _worker_bare(lam: float, total: int) -> None:
+    import torch
+
+    from pl_pac_trs.trs import Leapfrog, ODENField, Reversal, trs_loss
+
+    _, batch = _exp1_batch()
+    field = ODENField(2, (1000,), init="reference")
+    opt = torch.optim.Adam(field.parameters(), lr=2e-4)
+    integrator, reversal = Leapfrog(), Reversal.momentum_flip(2, 1)
+    print(json.dumps({"ready": True}), flush=True)
+    budget, times, loss = _protocol_wait(), [], float("nan")
+    for _ in range(total):
+        start = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        out = trs_loss(field, integrator, batch["x0"], batch["t"], batch["y"], reversal, lam=lam)
+        out.total.backward()
+        opt.step()
+        times.append(time.perf_counter() - start)
+        loss = float(out.total.detach())
+        budget -= 1
+        if budget == 0:
+            print(json.dumps({"times": times, "loss": loss}), flush=True)
+            times = []
+            budget = _protocol_wait()
+
+
+def _worker_lightning(lam: float, total: int) -> None:
+    import lightning.pytorch as pl
+
+    from pl_pac_trs.trs import TRSODEN, ODENField
+
+    dm, _ = _exp1_batch()
+    model = TRSODEN(ODENField(2, (1000,), init="reference"), integrator="leapfrog", lam=lam)
+
+    class Pace(pl.Callback):
+        def __init__(self) -> None:
+            self.times: list[float] = []
+            self.start = 0.0
+            self.budget = 0
+
+        def on_train_start(self, trainer, pl_module) -> None:
+            print(json.dumps({"ready": True}), flush=True)
+            self.budget = _protocol_wait()
+
+        def on_train_epoch_start(self, trainer, pl_module) -> None:
+            self.start = time.perf_counter()
+
+        def on_train_epoch_end(self, trainer, pl_module) -> None:
+            self.times.append(time.perf_counter() - self.start)
+            self.budget -= 1
+            if self.budget == 0:
+                loss = float(trainer.callback_metrics.get("train/loss", float("nan")))
+                print(json.dumps({"times": self.times, "loss": loss}), flush=True)
+                self.times = []
+                self.budget = _protocol_wait()
+
+    trainer = pl.Trainer(
+        max_epochs=total,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        log_every_n_steps=1,
+        callbacks=[Pace()],
+        accelerator="cpu",
+        devices=1,
+    )
+    trainer.fit(model, datamodule=dm)
+
+
+def worker_main(arm: str, lam: float, threads: int, total: int) -> None:
+    """Entry of a worker process of ours (``--worker``)."""
+    import logging
+    import warnings
+
+    import torch
+
+    torch.set_num_threads(threads)
+    os.environ.setdefault("WANDB_MODE", "disabled")
+    warnings.filterwarnings("ignore")
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    {"bare": _worker_bare, "lightning": _worker_lightning}[arm](lam, total)
+
+
+# ----------------------------------------------------------------------------- the driver
+class Arm:
+    """One worker process, driven through the JSON-lines protocol."""
+
+    def __init__(self, name: str, cmd: list[str], env: dict[str, str]) -> None:
+        self.name = name
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=REPO
+        )
+        self._read()  # {"ready": true}
+        self.times: list[float] = []
+        self.loss = float("nan")
+
+    def _read(self) -> dict[str, Any]:
+        while True:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"{self.name} worker exited (code {self.proc.poll()})")
+            line = line.strip()
+            if line.startswith("{"):
+                return json.loads(line)
+
+    def run(self, epochs: int) -> list[float]:
+        self.proc.stdin.write(json.dumps({"epochs": epochs}) + "\n")
+        self.proc.stdin.flush()
+        reply = self._read()
+        self.loss = reply["loss"]
+        return reply["times"]
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.write(json.dumps({"stop": True}) + "\n")
+                self.proc.stdin.flush()
+                self.proc.wait(timeout=30)
+            except (BrokenPipeError, subprocess.TimeoutExpired):
+                self.proc.kill()
+
+
+def check_reference(reference: Path, tf_python: str) -> None:
+    """Raises ``SystemExit`` (with how to get them) when the checkout or TensorFlow is missing."""
+    if not (reference / "model.py").is_file():
+        raise SystemExit(_MISSING_REFERENCE.format(path=reference))
+    probe = subprocess.run(
+        [tf_python, "-c", "import tensorflow, tf_keras"], capture_output=True, text=True
+    )
+    if probe.returncode != 0:
+        raise SystemExit(_MISSING_TF.format(python=tf_python))
+
+
+def _pin(cores: str | None) -> list[str]:
+    return ["taskset", "-c", cores] if cores and shutil.which("taskset") else []
+
+
+def arm_command(
+    arm: str, lam: float, threads: int, total: int, reference: Path | None, tf_python: str | None
+) -> list[str]:
+    if arm == "reference":
+        worker = str(HERE / "reference_worker.py")
+        return [str(tf_python), worker, str(reference), str(lam), str(threads), str(total)]
+    return [sys.executable, "-m", "benchmarks.reference_speed", "--worker", arm]
+
+
+def measure(
+    arms: Sequence[str],
+    threads: int,
+    rounds: int,
+    chunk: int,
+    warmup: int,
+    reference: Path | None = None,
+    tf_python: str | None = None,
+    cores: str | None = None,
+    conditions: Sequence[str] = tuple(CONDITIONS),
+) -> dict[str, Any]:
+    """Interleaved per-epoch times of every arm x condition; returns the payload."""
+    total = warmup + rounds * chunk
+    results: dict[str, Any] = {}
+    for cond in conditions:
+        lam = CONDITIONS[cond]
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=str(REPO))
+        env.setdefault("WANDB_MODE", "disabled")
+        live: dict[str, Arm] = {}
+        try:
+            for arm in arms:
+                cmd = _pin(cores) + arm_command(arm, lam, threads, total, reference, tf_python)
+                if arm != "reference":
+                    cmd += ["--lam", str(lam), "--threads", str(threads), "--total", str(total)]
+                live[arm] = Arm(arm, cmd, env)
+            for arm in live.values():
+                arm.run(warmup)
+            per_arm: dict[str, list[float]] = {a: [] for a in live}
+            for r in range(rounds):
+                order = list(live) if r % 2 == 0 else list(reversed(list(live)))
+                for name in order:
+                    per_arm[name] += live[name].run(chunk)
+            results[cond] = {
+                name: {
+                    "median_ms": 1e3 * statistics.median(times),
+                    "loss": live[name].loss,
+                    "epochs": total,
+                    "times_ms": [round(1e3 * t, 3) for t in times],
+                }
+                for name, times in per_arm.items()
+            }
+        finally:
+            for arm in live.values():
+                arm.close()
+    return {"threads": threads, "rounds": rounds, "chunk": chunk, "warmup": warmup, **results}
+
+
+def full_run(reference: Path, tf_python: str, threads: int, work: Path) -> dict[str, float]:
+    """Wall time of the whole 5000-epoch exp I TRS-ODEN fit + test, ours then theirs."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), WANDB_MODE="disabled")
+    work.mkdir(parents=True, exist_ok=True)
+    ours = [
+        sys.executable,
+        "-m",
+        "pl_pac_trs",
+        "fit",
+        "--config",
+        str(REPO / "configs/trs/exp1/trs_oden.yaml"),
+        "--trainer.logger=false",
+        "--trainer.enable_progress_bar=false",
+        f"--trainer.default_root_dir={work / 'ours'}",
+    ]
+    theirs = [
+        tf_python,
+        "-c",
+        "import sys, tensorflow as tf, tf_keras; tf.compat.v1.disable_eager_execution();"
+        "tf_keras.optimizers.Adam = tf_keras.optimizers.legacy.Adam;"
+        f"tf.config.threading.set_intra_op_parallelism_threads({threads});"
+        "sys.modules['keras'] = tf_keras; sys.path.insert(0, sys.argv[1]);"
+        "import runpy; sys.argv = ['train_duffing.py', '--verbose', '0', '--save_folder', "
+        "sys.argv[2]]; runpy.run_path(sys.argv[0] if False else "
+        "__import__('os').path.join(sys.path[0], 'train_duffing.py'), run_name='__main__')",
+        str(reference),
+        str(work / "theirs"),
+    ]
+    out = {}
+    for name, cmd in (("ours", ours), ("reference", theirs)):
+        start = time.perf_counter()
+        subprocess.run(cmd, check=True, env=env, cwd=work, capture_output=True)
+        out[name] = time.perf_counter() - start
+    return out
+
+
+def to_markdown(payload: dict[str, Any]) -> str:
+    lines = [
+        f"# TRS-ODEN epoch time vs the reference code ({payload['threads']} thread(s))",
+        "",
+        "Exp I reference setting, ms per training epoch, median over "
+        f"{payload['rounds']} interleaved rounds x {payload['chunk']} epochs after "
+        f"{payload['warmup']} warm-up epochs; ratio = arm / reference; loss after "
+        "the same number of epochs.",
+        "",
+        "| condition | arm | ms / epoch | ratio to reference | loss |",
+        "|---|---|---|---|---|",
+    ]
+    for cond in CONDITIONS:
+        if cond not in payload:
+            continue
+        ref = payload[cond].get("reference", {}).get("median_ms")
+        for arm, row in payload[cond].items():
+            ratio = f"{row['median_ms'] / ref:.3f}" if ref else "n/a"
+            lines.append(
+                f"| {cond} | {arm} | {row['median_ms']:.2f} | {ratio} | {row['loss']:.5f} |"
+            )
+    if "full" in payload:
+        f = payload["full"]
+        lines += [
+            "",
+            f"Whole exp I TRS-ODEN run (5000 epochs, fit + test): ours {f['ours']:.0f} s, "
+            f"reference {f['reference']:.0f} s (ratio {f['ours'] / f['reference']:.3f}).",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.reference_speed", description=__doc__)
+    p.add_argument("--reference", type=Path, help="checkout of github.com/inhuh/trs-oden")
+    p.add_argument("--tf-python", help="a Python with tensorflow and tf_keras")
+    p.add_argument("--arms", default=",".join(ARMS))
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--cores", default=None, help="taskset core list (default: 0..threads-1)")
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--chunk", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--full", action="store_true", help="also the whole 5000-epoch exp I run")
+    p.add_argument("--out", type=Path, default=Path("docs/results/reference_speed"))
+    p.add_argument("--work", type=Path, default=Path("runs/bench/reference_speed"))
+    p.add_argument("--worker", choices=("bare", "lightning"), help=argparse.SUPPRESS)
+    p.add_argument("--lam", type=float, default=10.0, help=argparse.SUPPRESS)
+    p.add_argument("--total", type=int, default=0, help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    if args.worker:
+        worker_main(args.worker, args.lam, args.threads, args.total)
+        return 0
+    arms = [a.strip() for a in args.arms.split(",") if a.strip()]
+    unknown = [a for a in arms if a not in ARMS]
+    if unknown or not arms:
+        raise SystemExit(f"--arms: {unknown or arms!r} not in {list(ARMS)}")
+    if min(args.threads, args.rounds, args.chunk) < 1 or args.warmup < 0:
+        raise SystemExit("--threads, --rounds and --chunk must be >= 1, --warmup >= 0")
+    if "reference" in arms or args.full:
+        if args.reference is None or args.tf_python is None:
+            raise SystemExit(
+                "the reference arm needs --reference (a checkout of github.com/inhuh/trs-oden) "
+                "and --tf-python (a Python with tensorflow-cpu and tf_keras); "
+                "or pass --arms lightning,bare"
+            )
+        check_reference(args.reference, args.tf_python)
+    cores = args.cores or ",".join(str(i) for i in range(args.threads))
+    payload = measure(
+        arms,
+        args.threads,
+        args.rounds,
+        args.chunk,
+        args.warmup,
+        args.reference,
+        args.tf_python,
+        cores,
+    )
+    if args.full:
+        payload["full"] = full_run(args.reference, args.tf_python, args.threads, args.work)
+    from benchmarks.common import machine, write_outputs
+
+    payload["machine"] = machine()
+    markdown = to_markdown(payload)
+    write_outputs(args.out, f"reference_speed_{args.threads}t", payload, markdown)
+    print(markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,96 @@
+import pytest
+import torch
+
+from pl_pac_trs.trs import Leapfrog, ODENField, Reversal, mlp, trs_loss
+from pl_pac_trs.trs.tanh_mlp import is_tanh_mlp, tanh_mlp
+
+
+def _grads(out, inputs, g):
+    return torch.autograd.grad(out, inputs, g)
+
+
+@pytest.mark.parametrize("hidden", [(64,), (16, 8), (5, 4, 3)])
+@pytest.mark.parametrize("last_bias", [False, True])
+@pytest.mark.parametrize("fast", [False, True])
+def test_values_and_gradients_equal_autograd_of_the_plain_mlp(hidden, last_bias, fast):
+    torch.manual_seed(0)
+    net = mlp(3, hidden, 2, last_bias=last_bias, init="torch").double()
+    x = torch.randn(11, 3, dtype=torch.float64, requires_grad=True)
+    out, ref = tanh_mlp(net, x, fast_tanh=fast), net(x)
+    g = torch.randn_like(ref)
+    inputs = [x, *net.parameters()]
+    for a, b in zip(_grads(out, inputs, g), _grads(ref, inputs, g), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-13)
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-13)
+
+
+def test_gradcheck_float64():
+    torch.manual_seed(1)
+    net = mlp(2, (6, 5), 2).double()
+    for p in net.parameters():
+        p.data.normal_()  # away from the near-linear start, so tanh' varies
+    x = torch.randn(4, 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: tanh_mlp(net, x), (x,))
+    assert torch.autograd.gradcheck(lambda x: tanh_mlp(net, x, fast_tanh=True), (x,))
+
+
+def test_fast_tanh_absolute_error_in_float32():
+    z = torch.cat([torch.linspace(-20, 20, 200001), torch.randn(100000) * 1e-4])
+    net = torch.nn.Sequential(torch.nn.Linear(1, 1), torch.nn.Tanh(), torch.nn.Linear(1, 1, False))
+    with torch.no_grad():
+        net[0].weight.fill_(1.0)
+        net[0].bias.zero_()
+        net[2].weight.fill_(1.0)
+        fast = tanh_mlp(net, z[:, None], fast_tanh=True)[:, 0]
+    exact = torch.tanh(z.double())
+    assert float((fast.double() - exact).abs().max()) < 2.5e-7
+    assert torch.all(fast.abs() <= 1.0)
+
+
+def test_no_second_derivatives_through_the_fused_node():
+    net = mlp(2, (8,), 2).double()
+    x = torch.randn(3, 2, dtype=torch.float64, requires_grad=True)
+    (gx,) = torch.autograd.grad(tanh_mlp(net, x).sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match=r"does not require grad|once_differentiable"):
+        gx.sum().backward()
+
+
+def test_is_tanh_mlp():
+    assert is_tanh_mlp(mlp(2, (4, 4), 2)) and is_tanh_mlp(mlp(2, (), 2))
+    assert not is_tanh_mlp(torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.ReLU()))
+    assert not is_tanh_mlp(torch.nn.Sequential(torch.nn.Linear(2, 4, bias=False), torch.nn.Tanh()))
+    assert not is_tanh_mlp(torch.nn.Linear(2, 2))
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_trs_loss_and_gradients_of_the_fused_field_equal_the_plain_field(fast):
+    """The exp I computation (10 leapfrog steps, forward + reversed rollout) in float32."""
+    torch.manual_seed(0)
+    fused = ODENField(2, (1000,), fused=True, fast_tanh=fast)
+    plain = ODENField(2, (1000,), fused=False)
+    plain.load_state_dict(fused.state_dict())
+    x0 = torch.randn(150, 2) * 0.5
+    t = torch.linspace(0, 1, 11).expand(150, 11)
+    y = torch.randn(150, 10, 2) * 0.5
+    rev = Reversal.momentum_flip(2, 1)
+    losses, grads = [], []
+    for field in (fused, plain):
+        out = trs_loss(field, Leapfrog(), x0, t, y, rev, lam=10.0)
+        losses.append(out.total)
+        grads.append(torch.autograd.grad(out.total, list(field.parameters())))
+    torch.testing.assert_close(losses[0], losses[1], rtol=1e-5, atol=1e-7)
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=2e-6)
+
+
+def test_fused_field_in_no_grad_rollouts_and_the_plain_switch():
+    field = ODENField(2, (16,))
+    assert field.fused and field.fast_tanh
+    x = torch.randn(5, 2)
+    with torch.no_grad():
+        out = field(0.0, x)
+    assert not out.requires_grad
+    torch.testing.assert_close(out, field.net(x), atol=3e-7, rtol=0)
+    exact = ODENField(2, (16,), fast_tanh=False)
+    exact.load_state_dict(field.state_dict())
+    torch.testing.assert_close(exact(0.0, x), exact.net(x), rtol=1e-6, atol=1e-7)
