@@ -142,14 +142,25 @@ class BatchDictDataset(Dataset):
             return {k: v[index] for k, v in self.data.items()}
         return self.data[index]
 
+    def __getitems__(self, indices: list[int]) -> dict[str, Tensor] | list[dict[str, Tensor]]:
+        """A whole batch at once (the DataLoader's batched fetch): one indexing per stacked
+        tensor instead of one dictionary per item; ragged data stay a list of items."""
+        if isinstance(self.data, dict):
+            index = torch.as_tensor(indices, dtype=torch.long)
+            return {k: v[index] for k, v in self.data.items()}
+        return [self.data[i] for i in indices]
 
-def collate_batch(items: list[dict[str, Tensor]]) -> dict[str, Tensor]:
-    """Stack a list of item dictionaries into a batch dictionary.
+
+def collate_batch(items: list[dict[str, Tensor]] | dict[str, Tensor]) -> dict[str, Tensor]:
+    """Stack a list of item dictionaries into a batch dictionary (a batch already stacked by
+    :meth:`BatchDictDataset.__getitems__` is returned as it is).
 
     Raises:
         ValueError: if items of one key have different shapes (e.g. test trajectories of different
             lengths in one batch; use a test batch size of 1 for those).
     """
+    if isinstance(items, dict):
+        return items
     batch = {}
     for key in items[0]:
         shapes = {tuple(item[key].shape) for item in items}

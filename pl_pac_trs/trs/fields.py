@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from pl_pac_trs.trs.tanh_mlp import is_tanh_mlp, tanh_mlp
+from pl_pac_trs.trs.tanh_mlp import is_tanh_mlp, tanh_mlp, tanh_mlp_leapfrog
 
 __all__ = ["DEFAULT_INIT", "INITS", "HODENField", "ODENField", "init_linear", "mlp"]
 
@@ -152,6 +152,14 @@ class ODENField(nn.Module):
         if self.fused and x.dim() == 2 and is_tanh_mlp(self.net):
             return tanh_mlp(self.net, x, fast_tanh=self.fast_tanh)
         return self.net(x)
+
+    def fused_leapfrog(self, x0: Tensor, t: Tensor, position_dim: int) -> Tensor | None:
+        """The whole leapfrog rollout as one autograd node
+        (:func:`~pl_pac_trs.trs.tanh_mlp.tanh_mlp_leapfrog`), used by
+        :class:`~pl_pac_trs.trs.Leapfrog`; ``None`` when not ``fused`` or time-augmented."""
+        if not self.fused or self.time_augmented or x0.dim() != 2 or not is_tanh_mlp(self.net):
+            return None
+        return tanh_mlp_leapfrog(self.net, x0, t, position_dim, fast_tanh=self.fast_tanh)
 
 
 class HODENField(nn.Module):

@@ -70,7 +70,9 @@ class Leapfrog(Integrator):
     is exactly time-reversible: a step of ``-h`` from ``(q'', -p'')`` returns to ``(q, -p)``
     for fields with that symmetry. Separable fields (``field.separable`` true, with
     ``velocity(p)`` and ``force(q)`` methods, like :class:`~pl_pac_trs.trs.HODENField`) take a
-    cheaper path: two half-field evaluations per step instead of three full ones.
+    cheaper path: two half-field evaluations per step instead of three full ones. Fields with a
+    ``fused_leapfrog(x0, t, position_dim)`` method (:class:`~pl_pac_trs.trs.ODENField`) may
+    compute the same rollout as one autograd node (returning ``None`` where they cannot).
 
     Args:
         position_dim: number of position coordinates ``q``; ``None``: half the state
@@ -103,6 +105,11 @@ class Leapfrog(Integrator):
         half = 0.5 * dt
         if getattr(field, "separable", False) and getattr(field, "position_dim", None) == n:
             return self._separable(field, x0, dt, half, n)
+        fused = getattr(field, "fused_leapfrog", None)
+        if fused is not None and not t.requires_grad:
+            out = fused(x0, t, n)  # the same scheme as one autograd node, or None
+            if out is not None:
+                return out
         x = x0
         q, p = x0[:, :n], x0[:, n:]
         out = []

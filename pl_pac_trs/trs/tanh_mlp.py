@@ -29,7 +29,15 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-__all__ = ["TanhMLPFunction", "is_tanh_mlp", "tanh_mlp"]
+__all__ = [
+    "LeapfrogTanhMLPFunction",
+    "TanhMLPFunction",
+    "is_tanh_mlp",
+    "mlp_backward",
+    "mlp_forward",
+    "tanh_mlp",
+    "tanh_mlp_leapfrog",
+]
 
 
 def is_tanh_mlp(net: nn.Module) -> bool:
@@ -57,59 +65,174 @@ def _mm(a: Tensor, b: Tensor) -> Tensor:
     return a @ b
 
 
+def mlp_forward(
+    x: Tensor, params: Sequence[Tensor], last_bias: bool, fast_tanh: bool
+) -> tuple[Tensor, list[Tensor]]:
+    """The MLP's output and the activations its backward needs (``[x, y_1, ..., y_L]``)."""
+    n_hidden = (len(params) - 1 - int(last_bias)) // 2
+    saved = [x]
+    a = x
+    for i in range(n_hidden):
+        weight, bias = params[2 * i], params[2 * i + 1]
+        if fast_tanh:  # tanh(z) = 2 sigmoid(2z) - 1, the 2z straight out of the product
+            a = torch.addmm(bias, a, weight.t(), beta=2, alpha=2).sigmoid_()
+            a = a.mul_(2).sub_(1)
+        else:
+            a = torch.addmm(bias, a, weight.t()).tanh_()
+        saved.append(a)
+    out = _mm(a, params[2 * n_hidden].t())
+    if last_bias:
+        out = out + params[-1]
+    return out, saved
+
+
+def mlp_backward(
+    grad: Tensor,
+    activations: Sequence[Tensor],
+    params: Sequence[Tensor],
+    last_bias: bool,
+    grads: list[Tensor | None],
+    need_input: bool,
+) -> Tensor | None:
+    """Backpropagates ``grad`` (of the output) through one evaluation: adds the parameter
+    gradients into ``grads`` (``None`` entries are set; entries for parameters that need none
+    must be ``False``) and returns the input gradient (``None`` unless ``need_input``)."""
+
+    def add(i: int, value: Tensor) -> None:
+        grads[i] = value if grads[i] is None else grads[i].add_(value)
+
+    n_hidden = len(activations) - 1
+    a = activations[-1]
+    w_index = 2 * n_hidden
+    if grads[w_index] is not False:
+        add(w_index, grad.t() @ a)
+    if last_bias and grads[-1] is not False:
+        add(len(params) - 1, grad.sum(0))
+    g = grad @ params[w_index]
+    for i in reversed(range(n_hidden)):
+        y, below = activations[i + 1], activations[i]
+        g = torch.ops.aten.tanh_backward(g, y)
+        weight_i, bias_i = 2 * i, 2 * i + 1
+        if grads[weight_i] is not False:  # g^T below, as (below^T g)^T for a narrow input
+            narrow = below.shape[1] <= _NARROW
+            add(weight_i, (below.t() @ g).t() if narrow else g.t() @ below)
+        if grads[bias_i] is not False:
+            add(bias_i, g.sum(0))
+        if i > 0 or need_input:
+            g = _mm(g, params[weight_i])
+    return g if need_input else None
+
+
+def _grad_slots(needs: Sequence[bool]) -> list[Tensor | None]:
+    return [None if need else False for need in needs]  # type: ignore[misc]
+
+
+def _finish(grads: list) -> list[Tensor | None]:
+    return [None if g is False else g for g in grads]
+
+
 class TanhMLPFunction(torch.autograd.Function):
     """``Linear -> tanh -> ... -> Linear`` as one node (see the module docstring)."""
 
     @staticmethod
     def forward(ctx, x: Tensor, fast_tanh: bool, last_bias: bool, *params: Tensor) -> Tensor:
-        n_hidden = (len(params) - 1 - int(last_bias)) // 2
-        saved: list[Tensor] = [x]
-        a = x
-        for i in range(n_hidden):
-            weight, bias = params[2 * i], params[2 * i + 1]
-            if fast_tanh:
-                a = torch.addmm(bias, a, weight.t(), beta=2, alpha=2).sigmoid_()
-                a = a.mul_(2).sub_(1)
-            else:
-                a = torch.addmm(bias, a, weight.t()).tanh_()
-            saved.append(a)
-        weight = params[2 * n_hidden]
-        out = _mm(a, weight.t())
-        if last_bias:
-            out = out + params[-1]
+        out, saved = mlp_forward(x, params, last_bias, fast_tanh)
         ctx.save_for_backward(*saved, *params)
-        ctx.n_hidden, ctx.last_bias = n_hidden, last_bias
+        ctx.n_saved, ctx.last_bias = len(saved), last_bias
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: Tensor):
-        n_hidden, last_bias = ctx.n_hidden, ctx.last_bias
         tensors = ctx.saved_tensors
-        activations, params = tensors[: n_hidden + 1], tensors[n_hidden + 1 :]
-        grads: list[Tensor | None] = [None] * len(params)
-        needs = ctx.needs_input_grad[3:]
-        grad = grad.contiguous()
-        a = activations[-1]
-        w_index = 2 * n_hidden
-        if needs[w_index]:
-            grads[w_index] = grad.t() @ a
-        if last_bias and needs[-1]:
-            grads[-1] = grad.sum(0)
-        g = grad @ params[w_index]
-        for i in reversed(range(n_hidden)):
-            y, below = activations[i + 1], activations[i]
-            g = torch.ops.aten.tanh_backward(g, y)
-            weight_i, bias_i = 2 * i, 2 * i + 1
-            if needs[weight_i]:  # g^T below, as (below^T g)^T when the layer's input is narrow
-                narrow = below.shape[1] <= _NARROW
-                grads[weight_i] = (below.t() @ g).t() if narrow else g.t() @ below
-            if needs[bias_i]:
-                grads[bias_i] = g.sum(0)
-            if i > 0 or ctx.needs_input_grad[0]:
-                g = _mm(g, params[weight_i])
-        grad_x = g if ctx.needs_input_grad[0] else None
-        return (grad_x, None, None, *grads)
+        activations, params = tensors[: ctx.n_saved], tensors[ctx.n_saved :]
+        grads = _grad_slots(ctx.needs_input_grad[3:])
+        grad_x = mlp_backward(
+            grad.contiguous(), activations, params, ctx.last_bias, grads, ctx.needs_input_grad[0]
+        )
+        return (grad_x, None, None, *_finish(grads))
+
+
+class LeapfrogTanhMLPFunction(torch.autograd.Function):
+    """A whole kick-drift-kick rollout of an autonomous tanh-MLP field as one autograd node.
+
+    The same arithmetic as :class:`~pl_pac_trs.trs.Leapfrog`'s generic path with the field
+    evaluated by :func:`mlp_forward`; the backward pass is the exact reverse-mode derivative of
+    the discrete scheme (the leapfrog's adjoint), written out, so no autograd graph of the
+    hundreds of small per-step operations is recorded. Gradients reach the parameters and
+    ``x0``; the time grid is treated as constant.
+    """
+
+    @staticmethod
+    def forward(ctx, x0, t, n, fast_tanh, last_bias, *params):
+        dt = t.diff(dim=1)
+        half = 0.5 * dt
+        q, p = x0[:, :n], x0[:, n:]
+        saved: list[list[Tensor]] = []
+        out = []
+        for k in range(dt.shape[1]):
+            h, hh = dt[:, k : k + 1], half[:, k : k + 1]
+            fa, acts_a = mlp_forward(torch.cat([q, p], 1), params, last_bias, fast_tanh)
+            p = p + hh * fa[:, n:]
+            fb, acts_b = mlp_forward(torch.cat([q, p], 1), params, last_bias, fast_tanh)
+            q = q + h * fb[:, :n]
+            x = torch.cat([q, p], 1)
+            fc, acts_c = mlp_forward(x, params, last_bias, fast_tanh)
+            p = p + hh * fc[:, n:]
+            x = torch.cat([q, p], 1)
+            saved += [acts_a, acts_b, acts_c]
+            out.append(x)
+        # saved as autograd saved tensors (freed after the backward pass unless retained)
+        ctx.save_for_backward(dt, *params, *[a for acts in saved for a in acts])
+        ctx.n, ctx.last_bias, ctx.n_params = n, last_bias, len(params)
+        return torch.stack(out, dim=1)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):
+        tensors = ctx.saved_tensors
+        n, last_bias, n_params = ctx.n, ctx.last_bias, ctx.n_params
+        dt, params, flat = tensors[0], tensors[1 : 1 + n_params], tensors[1 + n_params :]
+        per_eval = len(flat) // (3 * dt.shape[1])
+        acts = [flat[i : i + per_eval] for i in range(0, len(flat), per_eval)]
+        half = 0.5 * dt
+        grads = _grad_slots(ctx.needs_input_grad[5:])
+        grad_out = grad_out.contiguous()
+        d = grad_out.shape[2]
+        gq = torch.zeros_like(grad_out[:, 0, :n])
+        gp = torch.zeros_like(grad_out[:, 0, n:])
+        zq, zp = torch.zeros_like(gq), torch.zeros_like(gp)
+        for k in reversed(range(dt.shape[1])):
+            h, hh = dt[:, k : k + 1], half[:, k : k + 1]
+            acts_a, acts_b, acts_c = acts[3 * k : 3 * k + 3]
+            gq = gq + grad_out[:, k, :n]
+            gp = gp + grad_out[:, k, n:]
+            # p2 = p1 + hh f(q1, p1)_p
+            gx = mlp_backward(torch.cat([zq, hh * gp], 1), acts_c, params, last_bias, grads, True)
+            gq, gp = gq + gx[:, :n], gp + gx[:, n:d]
+            # q1 = q0 + h f(q0, p1)_q
+            gx = mlp_backward(torch.cat([h * gq, zp], 1), acts_b, params, last_bias, grads, True)
+            gq, gp = gq + gx[:, :n], gp + gx[:, n:d]
+            # p1 = p0 + hh f(q0, p0)_p
+            need = k > 0 or ctx.needs_input_grad[0]
+            gx = mlp_backward(torch.cat([zq, hh * gp], 1), acts_a, params, last_bias, grads, need)
+            if gx is not None:
+                gq, gp = gq + gx[:, :n], gp + gx[:, n:d]
+        grad_x0 = torch.cat([gq, gp], 1) if ctx.needs_input_grad[0] else None
+        return (grad_x0, None, None, None, None, *_finish(grads))
+
+
+def tanh_mlp_leapfrog(
+    net: nn.Sequential, x0: Tensor, t: Tensor, position_dim: int, fast_tanh: bool = False
+) -> Tensor:
+    """The leapfrog rollout ``(B, S, D)`` of the autonomous field ``net`` (:func:`is_tanh_mlp`)
+    from ``x0`` ``(B, D)`` along ``t`` ``(B, S + 1)`` as one autograd node
+    (:class:`LeapfrogTanhMLPFunction`); ``t`` must not require gradients."""
+    params = [p for layer in list(net)[::2] for p in _layer_params(layer)]
+    last_bias = net[-1].bias is not None
+    return LeapfrogTanhMLPFunction.apply(
+        x0, t, int(position_dim), bool(fast_tanh), last_bias, *params
+    )
 
 
 def tanh_mlp(net: nn.Sequential, x: Tensor, fast_tanh: bool = False) -> Tensor:

@@ -94,3 +94,43 @@ def test_fused_field_in_no_grad_rollouts_and_the_plain_switch():
     exact = ODENField(2, (16,), fast_tanh=False)
     exact.load_state_dict(field.state_dict())
     torch.testing.assert_close(exact(0.0, x), exact.net(x), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("fast", [False, True])
+@pytest.mark.parametrize("dims", [(2, 1), (4, 2), (3, 1)])
+def test_fused_leapfrog_rollout_equals_the_generic_scheme_and_its_autograd(fast, dims):
+    """Values and gradients (parameters and x0) of the one-node rollout against autograd
+    through Leapfrog's generic path, float64; forward and reversed (negative steps) halves."""
+    from pl_pac_trs.trs.tanh_mlp import tanh_mlp_leapfrog
+
+    d, n = dims
+    torch.manual_seed(0)
+    plain = ODENField(d, (12, 7), fused=False).double()
+    for p in plain.parameters():
+        p.data.normal_(0, 0.5)
+    x0 = torch.randn(6, d, dtype=torch.float64, requires_grad=True)
+    t = torch.sort(torch.rand(6, 5, dtype=torch.float64), dim=1).values
+    t = torch.cat([t[:3], -t[3:]])  # three forward and three backward (reversed-time) grids
+    ref = Leapfrog(position_dim=n)(plain, x0, t)
+    out = tanh_mlp_leapfrog(plain.net, x0, t, n, fast_tanh=fast)
+    g = torch.randn_like(ref)
+    inputs = [x0, *plain.parameters()]
+    for a, b in zip(_grads(out, inputs, g), _grads(ref, inputs, g), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-12)
+    assert torch.autograd.gradcheck(
+        lambda x: tanh_mlp_leapfrog(plain.net, x, t, n, fast_tanh=fast), (x0,)
+    )
+
+
+def test_leapfrog_takes_the_fused_rollout_only_where_it_applies():
+    torch.manual_seed(0)
+    field = ODENField(2, (8,))
+    x0, t = torch.randn(4, 2), torch.linspace(0, 1, 6).expand(4, 6)
+    out = Leapfrog()(field, x0, t)
+    assert out.grad_fn is not None and "LeapfrogTanhMLP" in type(out.grad_fn).__name__
+    timed = ODENField(2, (8,), time_augmented=True)
+    assert timed.fused_leapfrog(x0, t, 1) is None
+    assert ODENField(2, (8,), fused=False).fused_leapfrog(x0, t, 1) is None
+    t_grad = t.clone().requires_grad_(True)  # gradients w.r.t. the grid: the generic path
+    assert "LeapfrogTanhMLP" not in type(Leapfrog()(field, x0, t_grad).grad_fn).__name__
