@@ -225,7 +225,7 @@ class GradientMask(Callback):
             return None  # from pruning in this fit, or from the checkpoint being resumed
         for cb in trainer.callbacks:
             if isinstance(cb, LoadSourceWeights):
-                return load_masks(cb.checkpoint)
+                return load_masks(cb.checkpoint, trust_pickle=cb.trust_pickle)
         return None  # only a checkpoint being resumed can still provide them
 
     def _no_masks_error(self) -> ValueError:

@@ -216,7 +216,7 @@ class MagnitudePruning(Callback):
     def prune(self, trainer: Trainer, pl_module: LightningModule) -> Masks:
         """Computes masks (rank zero, broadcast), zeroes the pruned weights, logs sparsity."""
         if self.dense_checkpoint:
-            trainer.save_checkpoint(self.dense_checkpoint)
+            trainer.save_checkpoint(self.dense_checkpoint, weights_only=False)
         params = self.targets(pl_module)
         masks = compute_masks(params, self.amount, self.scope) if trainer.is_global_zero else None
         if trainer.world_size > 1:
