@@ -51,16 +51,20 @@ STATE_FILE = "pipeline_state.json"
 
 
 def _config_dir(task: str, config_dir: str | None) -> Path:
+    roots = [
+        Path.cwd() / "configs" / "pac",
+        Path(__file__).resolve().parents[2] / "configs" / "pac",
+    ]
     if config_dir:
         path = Path(config_dir)
+        roots = [path.parent]
     else:
-        candidates = [
-            Path.cwd() / "configs" / "pac" / task,
-            Path(__file__).resolve().parents[2] / "configs" / "pac" / task,
-        ]
+        candidates = [root / task for root in roots]
         path = next((p for p in candidates if p.is_dir()), candidates[0])
     if not (path / "source.yaml").is_file():
-        tasks = sorted(p.name for p in path.parent.glob("*") if (p / "source.yaml").is_file())
+        tasks = sorted(
+            {p.name for root in roots for p in root.glob("*") if (p / "source.yaml").is_file()}
+        )
         known = f"; tasks here: {', '.join(tasks)}" if tasks else ""
         raise FileNotFoundError(
             f"pac pipeline: no stage configs for task {task!r} in {str(path)!r} "
