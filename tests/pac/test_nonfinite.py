@@ -162,7 +162,7 @@ def test_no_checkpoint_with_non_finite_weights(tmp_path):
     t.fit(model, TinyData())
     with torch.no_grad():
         model.body[0].weight[~masks["body.0.weight"]] = float("inf")
-    with pytest.raises(NonFiniteError, match="'body.0.weight' holds non-finite values"):
+    with pytest.raises(NonFiniteError, match=r"'body\.0\.weight' holds non-finite values"):
         t.save_checkpoint(tmp_path / "bad.ckpt")
     assert not (tmp_path / "bad.ckpt").exists()
 
