@@ -493,6 +493,9 @@ class GradientMask(Callback):
             self._freeze_shared(module)
 
 
+_FLAT_CHECK_MAX = 1 << 20  # gradients' total size up to which the check sums a flat copy
+
+
 class _MaskedGroup:
     """The masked parameters of one optimizer, laid out for few, cheap in-place kernels.
 
@@ -525,6 +528,7 @@ class _MaskedGroup:
         # every parameter this optimizer updates: all their gradients are checked for finiteness
         # (gradient clipping would spread a NaN of any of them to the frozen entries)
         self.checked = [p for g in optimizer.param_groups for p in g["params"]]
+        self.numel = sum(p.numel() for p in self.checked)
         self.param_names = {id(p): n for n, p in params.items()}
         self.on_mask = essential is not None  # calibrate: the frozen entries are the mask's
         self.masks = [masks[n] for n in names]
@@ -566,17 +570,26 @@ class _MaskedGroup:
     def finite(self, probe: Tensor | None = None) -> bool:
         """Whether every gradient the optimizer will see, and ``probe`` (losses), is finite.
 
-        One reduction per gradient and one device sync. A NaN or infinity anywhere makes the
-        sum non-finite (as does a sum beyond the float range, which counts as non-finite). If
-        only frozen entries were non-finite (turned into NaN by the multiplicative masking),
-        they are zeroed NaN-safely and the step goes ahead.
+        One fused norm over all gradients and one device sync. A NaN or infinity anywhere makes
+        the total non-finite; then (only then) every gradient is checked exactly: if only frozen
+        entries were non-finite (turned into NaN by the multiplicative masking), they are zeroed
+        NaN-safely and the step goes ahead, and a total that merely overflowed is not a stop.
         """
-        sums = [p.grad.sum() for p in self.checked if p.grad is not None]
-        if probe is not None:
-            sums.append(probe)
-        if not sums:
+        grads = [p.grad for p in self.checked if p.grad is not None]
+        if not grads and probe is None:
             return True
-        if math.isfinite(float(torch.stack([s.float() for s in sums]).sum())):
+        # one reduction over all gradients (a NaN/inf anywhere makes it non-finite; a finite sum
+        # that overflows is re-checked exactly below). Small models: one sum over a flat copy
+        # (fewer kernels); large ones: a fused norm per tensor (no copy).
+        if not grads:
+            total: Tensor | float = 0.0
+        elif self.numel <= _FLAT_CHECK_MAX:
+            total = torch.cat([g.reshape(-1) for g in grads]).sum()
+        else:
+            total = torch.stack(torch._foreach_norm(grads)).sum()
+        if probe is not None:
+            total = total + probe
+        if math.isfinite(float(total)):
             return True
         self._rezero_frozen_grads()
         if self.first_non_finite() is not None:
