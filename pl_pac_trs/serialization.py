@@ -105,8 +105,9 @@ def load_torch_file(
         with torch.serialization.safe_globals(SAFE_GLOBALS):
             return torch.load(path, map_location=map_location, weights_only=not trusted)
     except pickle.UnpicklingError as err:
-        if not trusted and "weights only" in str(err).lower():
-            found = _unsafe_globals(path)
+        text = str(err).lower()
+        found = _unsafe_globals(path) if not trusted and "weights only" in text else []
+        if found or (not trusted and "weights only" in text and "global" in text):
             names = f" ({', '.join(found[:3])})" if found else ""
             raise UnsafeFileError(
                 f"{what} {str(path)!r} holds pickled objects{names} besides tensors and plain "
