@@ -9,6 +9,12 @@ path — is chosen in YAML by ``class_path``::
 Besides LightningCLI's ``fit``/``validate``/``test``/``predict``, ``pl-pac-trs pac ...`` runs the
 whole PAC-Net pipeline (:mod:`pl_pac_trs.pac.pipeline`).
 
+Bad input (:mod:`pl_pac_trs.cli_errors`): exit code 2 and at most three lines naming the
+argument, file or value, raised before training; ``PL_PAC_TRS_DEBUG=1`` shows the full
+traceback. Checkpoints given with ``--ckpt_path`` are read as data
+(:class:`~pl_pac_trs.serialization.SafeCheckpointIO`), checked against the configured model's
+class and shapes before anything runs.
+
 Every run saves its resolved config as ``config.yaml`` in its run directory
 (:func:`pl_pac_trs.runs.run_dir`) and, with a ``WandbLogger``, as the W&B run config. Without
 W&B credentials and without ``WANDB_MODE`` set, runs go offline
@@ -21,13 +27,19 @@ import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 from unittest import mock
 
 import yaml
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from torch import Tensor
 
 from pl_pac_trs import __version__
+from pl_pac_trs.cli_errors import DEBUG_ENV, short, trainer_culprits
 from pl_pac_trs.runs import (
     ensure_wandb_mode,
     find_wandb_logger,
@@ -35,6 +47,7 @@ from pl_pac_trs.runs import (
     run_dir,
     wandb_run_summary,
 )
+from pl_pac_trs.serialization import SafeCheckpointIO, load_torch_file
 
 __all__ = ["PacTrsCLI", "RunConfigSaver", "main"]
 
@@ -47,7 +60,9 @@ EXTRA_COMMANDS: dict[str, tuple[str, str]] = {
     ),
 }
 
-_DEBUG_ENV = "PL_PAC_TRS_DEBUG"
+_DEBUG_ENV = DEBUG_ENV
+#: ``ckpt_path`` values Lightning resolves itself (not file paths).
+_SPECIAL_CKPT = ("last", "best", "hpc", "registry")
 
 
 class RunConfigSaver(SaveConfigCallback):
@@ -76,13 +91,37 @@ class RunConfigSaver(SaveConfigCallback):
             logger.experiment.config.update(resolved, allow_val_change=True)
 
 
+def _list_extra_commands(text: str) -> str:
+    """Lightning's ``{fit,validate,test,predict}`` with this CLI's extra commands (``pac``)."""
+    commands = ",".join(("fit", "validate", "test", "predict"))
+    extended = ",".join((commands, *EXTRA_COMMANDS))
+    return text.replace("{" + commands + "}", "{" + extended + "}")
+
+
 class PacTrsArgumentParser(LightningArgumentParser):
-    """Parser whose errors are the message and a ``--help`` tip, without the 50-line usage dump."""
+    """Parser whose errors are one condensed message and a ``--help`` tip (three lines at most)."""
 
     def print_usage(self, file=None) -> None:
         if file is sys.stderr:  # only argparse's error path prints usage to stderr
             return
         super().print_usage(file)
+
+    def format_usage(self) -> str:
+        return _list_extra_commands(super().format_usage())
+
+    def format_help(self, *args, **kwargs) -> str:
+        return _list_extra_commands(super().format_help(*args, **kwargs))
+
+    def error(self, message: str, ex: Exception | None = None):
+        # jsonargparse also calls ``error`` on inner parsers that do not exit (to try the
+        # alternatives of a union): only the final, exiting call is condensed
+        if not self.exit_on_error or os.environ.get(_DEBUG_ENV):
+            return super().error(message, ex)
+        self._logger.error(message)
+        prog = self.prog.replace(" [options]", "")
+        sys.stderr.write(f"{prog}: error: {short(_list_extra_commands(message))}\n")
+        sys.stderr.write(f"(options: {prog} --help; set {_DEBUG_ENV}=1 for the details)\n")
+        self.exit(2)
 
 
 class PacTrsCLI(LightningCLI):
@@ -98,6 +137,93 @@ class PacTrsCLI(LightningCLI):
             {"prog": "pl-pac-trs", "description": _description(), "version": __version__},
         )
         super().__init__(args=list(args) if args is not None else None, run=run, **kwargs)
+
+    def _parse_ckpt_path(self) -> None:
+        """Checks ``--ckpt_path`` before Lightning reads its hyper-parameters into the config.
+
+        The file is loaded as data (clear errors for missing, empty, corrupt and unsafe files),
+        must be a Lightning checkpoint, and must be of the configured model class (Lightning
+        would otherwise swap the model class silently). Its shapes are checked against the
+        instantiated model before the subcommand runs (:meth:`_check_ckpt_shapes`).
+        """
+        self._ckpt_shapes: dict[str, tuple[int, ...]] | None = None
+        subcommand = self.config.get("subcommand")
+        if subcommand:
+            sub = self.config[subcommand]
+            ckpt_path = sub.get("ckpt_path")
+            if ckpt_path and str(ckpt_path) not in _SPECIAL_CKPT and "://" not in str(ckpt_path):
+                self._check_ckpt(str(ckpt_path), sub)
+        return super()._parse_ckpt_path()
+
+    def _check_ckpt(self, ckpt_path: str, sub: Any) -> None:
+        trusted = sub.get("weights_only") is False
+        ckpt = load_torch_file(ckpt_path, what="--ckpt_path", trust_pickle=trusted)
+        if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
+            raise ValueError(
+                f"--ckpt_path {ckpt_path!r} is not a Lightning checkpoint (no 'state_dict'); "
+                "expected a file written by ModelCheckpoint or Trainer.save_checkpoint"
+            )
+        saved = (ckpt.get("hyper_parameters") or {}).get("_class_path")
+        model = sub.get("model")
+        configured = model.get("class_path") if hasattr(model, "get") else None
+        if saved and configured and saved != configured:
+            raise ValueError(
+                f"--ckpt_path {ckpt_path!r} holds a {saved} model, but the config's model is "
+                f"{configured}; pass a checkpoint of {configured}, or the config of {saved}"
+            )
+        self._ckpt_shapes = {
+            k: tuple(v.shape) for k, v in ckpt["state_dict"].items() if isinstance(v, Tensor)
+        }
+        self._ckpt_path = ckpt_path
+
+    def _check_ckpt_shapes(self) -> None:
+        """Names the first entry of the model that a ``--ckpt_path`` checkpoint does not fit."""
+        if not self._ckpt_shapes:
+            return
+        own = {k: tuple(v.shape) for k, v in self.model.state_dict().items()}
+        if not own:  # built lazily (configure_model): Lightning checks when it loads
+            return
+        name = type(self.model).__name__
+        for key, shape in own.items():
+            saved = self._ckpt_shapes.get(key)
+            if saved is not None and saved != shape:
+                raise ValueError(
+                    f"--ckpt_path {self._ckpt_path!r} does not fit the configured {name}: "
+                    f"{key!r} has shape {saved} in the checkpoint but {shape} in the model"
+                )
+        if getattr(self.model, "strict_loading", True):
+            missing = [k for k in own if k not in self._ckpt_shapes]
+            extra = [k for k in self._ckpt_shapes if k not in own]
+            if missing or extra:
+                what = f"lacks {missing[0]!r}" if missing else f"has {extra[0]!r}, not in the model"
+                raise ValueError(
+                    f"--ckpt_path {self._ckpt_path!r} does not fit the configured {name}: "
+                    f"the checkpoint {what}"
+                )
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        """The trainer, with Lightning's configuration errors as one line naming the setting,
+        and checkpoints read as data (:class:`~pl_pac_trs.serialization.SafeCheckpointIO`)."""
+        try:
+            trainer = super().instantiate_trainer(**kwargs)
+        except (MisconfigurationException, TypeError, ValueError) as err:
+            config = self._get(self.config_init, "trainer", default={}) or {}
+            try:
+                settings = {k: v for k, v in dict(config).items() if not hasattr(v, "__dict__")}
+            except (TypeError, ValueError):
+                settings = {}
+            named = trainer_culprits(str(err), settings)
+            raise ValueError(
+                f"invalid trainer setting{f' {named}' if named else ''}: {err}"
+            ) from err
+        strategy = trainer.strategy
+        if type(strategy.checkpoint_io) is TorchCheckpointIO:
+            strategy.checkpoint_io = SafeCheckpointIO()
+        return trainer
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        self._check_ckpt_shapes()
+        return super()._run_subcommand(subcommand)
 
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
         if args is None:
@@ -124,6 +250,46 @@ def _load(target: str) -> Callable[[list[str]], int | None]:
     return getattr(importlib.import_module(module_name), func_name)
 
 
+def _check_config_files(args: Sequence[str]) -> None:
+    """Names the ``--config`` file that is not valid YAML (jsonargparse would not name it)."""
+    for i, arg in enumerate(args):
+        if arg in ("-c", "--config") and i + 1 < len(args):
+            value = args[i + 1]
+        elif arg.startswith("--config="):
+            value = arg.split("=", 1)[1]
+        else:
+            continue
+        path = Path(value)
+        if not path.is_file():
+            continue  # a missing file, or YAML given inline: jsonargparse's own message
+        try:
+            yaml.safe_load(path.read_text())
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise ValueError(
+                f"config file {str(path)!r} is not valid YAML{where}: {problem}"
+            ) from None
+        except UnicodeDecodeError:
+            raise ValueError(f"config file {str(path)!r} is not a text (YAML) file") from None
+
+
+def _unknown_command(args: Sequence[str]) -> str | None:
+    first = next((a for a in args if not a.startswith("-")), None)
+    if not args or not first or args[0].startswith("-"):
+        return None
+    known = ("fit", "validate", "test", "predict", *EXTRA_COMMANDS)
+    if first in known:
+        return None
+    return f"unknown command {first!r}; choose from {', '.join(known)}"
+
+
+def _report(err: BaseException) -> None:
+    print(f"pl-pac-trs: error: {short(str(err))}", file=sys.stderr)
+    print(f"(set {_DEBUG_ENV}=1 for the full traceback)", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``pl-pac-trs`` and ``python -m pl_pac_trs``.
 
@@ -138,6 +304,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
     ensure_wandb_mode()
     try:
+        unknown = _unknown_command(args)
+        if unknown:
+            raise ValueError(unknown)
+        _check_config_files(args)
         if args and args[0] in EXTRA_COMMANDS:
             code = _load(EXTRA_COMMANDS[args[0]][0])(args[1:]) or 0
         else:
@@ -147,14 +317,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             if summary:
                 print(summary, flush=True)
             code = 0
-    except (ValueError, FileNotFoundError, KeyError) as err:
+    except (ValueError, FileNotFoundError, KeyError, MisconfigurationException) as err:
         # Bad input detected by our own validation (config values, files, masks, ...): one clear
         # line instead of a traceback wall. PL_PAC_TRS_DEBUG=1 re-raises for the full traceback.
         if os.environ.get(_DEBUG_ENV):
             raise
-        print(f"pl-pac-trs: error: {err}", file=sys.stderr)
-        print(f"(set {_DEBUG_ENV}=1 for the full traceback)", file=sys.stderr)
+        _report(err)
         code = 2
+    except FloatingPointError as err:  # a PAC phase diverged (GradientMask's NonFiniteError)
+        if os.environ.get(_DEBUG_ENV):
+            raise
+        _report(err)
+        code = 1
     if argv is None:
         raise SystemExit(code)
     return code

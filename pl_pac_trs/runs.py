@@ -10,6 +10,9 @@ from __future__ import annotations
 import netrc
 import os
 import sys
+import threading
+import urllib.error
+import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -21,8 +24,12 @@ __all__ = [
     "find_wandb_logger",
     "finish_wandb",
     "run_dir",
+    "wandb_reachable",
     "wandb_run_summary",
 ]
+
+#: Seconds the W&B server may take to accept a TCP connection before runs go offline.
+WANDB_PROBE_TIMEOUT = 3.0
 
 
 def _wandb_host() -> str:
@@ -55,10 +62,50 @@ def ensure_wandb_mode() -> str:
     if mode:
         return mode
     if wandb_has_credentials():
-        return "online"
+        return _offline_if_unreachable()
     os.environ["WANDB_MODE"] = "offline"
     # We print where the offline run went and how to sync it ourselves, once, on rank zero.
     os.environ.setdefault("WANDB_SILENT", "true")
+    return "offline"
+
+
+def wandb_reachable(timeout: float = WANDB_PROBE_TIMEOUT) -> bool:
+    """Whether the W&B server (``WANDB_BASE_URL``) answers an HTTP request within ``timeout`` s.
+
+    Any answer below 500 counts (``/healthz`` may well be a 404 on some servers); a refused or
+    timed-out connection, a failed name lookup or a gateway error (5xx) does not. The request
+    runs in a daemon thread, so a stalled DNS lookup cannot hold the run past ``timeout``.
+    """
+    base = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").rstrip("/")
+    result: list[bool] = []
+
+    def probe() -> None:
+        try:
+            with urllib.request.urlopen(f"{base}/healthz", timeout=timeout) as response:
+                result.append(response.status < 500)
+        except urllib.error.HTTPError as err:
+            result.append(err.code < 500)
+        except (OSError, ValueError):
+            result.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(result and result[0])
+
+
+def _offline_if_unreachable() -> str:
+    """With credentials: ``"online"``, or ``"offline"`` (said once) when no server answers."""
+    if wandb_reachable():
+        return "online"
+    os.environ["WANDB_MODE"] = "offline"  # inherited by DDP workers: said once per run
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    print(
+        f"W&B: {host} is not reachable; logging offline (WANDB_MODE=offline), upload the run "
+        "later with `wandb sync <run directory>`",
+        file=sys.stderr,
+        flush=True,
+    )
     return "offline"
 
 

@@ -22,7 +22,9 @@ SHIPPED_CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
 def clean_env(home: Path) -> dict[str, str]:
     """The environment of a user with no W&B credentials and no WANDB_* settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_") and k != "NETRC"}
-    env.update(HOME=str(home), PYTHONPATH=str(ASSETS), PYTHONUNBUFFERED="1")
+    # the checked-out tree first (not whatever copy of the package is installed), then the assets
+    pythonpath = os.pathsep.join((str(ROOT), str(ASSETS)))
+    env.update(HOME=str(home), PYTHONPATH=pythonpath, PYTHONUNBUFFERED="1")
     return env
 
 

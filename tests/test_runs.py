@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 import sys
+import threading
+import time
 import zipfile
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 
 import pytest
 from lightning.pytorch import Trainer
@@ -30,17 +36,101 @@ def test_without_credentials_runs_go_offline_and_silent(no_wandb_env):
 
 
 def test_api_key_keeps_online(no_wandb_env, monkeypatch):
+    monkeypatch.setattr(runs, "wandb_reachable", lambda: True)
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
     assert runs.ensure_wandb_mode() == "online"
     assert "WANDB_MODE" not in runs.os.environ
 
 
 def test_netrc_login_keeps_online_for_its_host(no_wandb_env, monkeypatch):
+    monkeypatch.setattr(runs, "wandb_reachable", lambda: True)
     (no_wandb_env / "netrc").write_text("machine wandb.example.org\n  login user\n  password k\n")
     monkeypatch.setenv("WANDB_BASE_URL", "https://wandb.example.org")
     assert runs.ensure_wandb_mode() == "online"
     monkeypatch.setenv("WANDB_BASE_URL", "https://api.wandb.ai")
     assert runs.ensure_wandb_mode() == "offline"
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_server_with_credentials_goes_offline_fast_and_says_so_once(
+    no_wandb_env, monkeypatch, capsys
+):
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{_closed_port()}")
+    started = time.perf_counter()
+    assert runs.ensure_wandb_mode() == "offline"
+    assert runs.ensure_wandb_mode() == "offline"  # decided once: WANDB_MODE is now set
+    assert time.perf_counter() - started < 5
+    assert os.environ["WANDB_MODE"] == "offline"
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1
+    assert "WANDB_MODE=offline" in err[0] and "wandb sync" in err[0] and "127.0.0.1" in err[0]
+
+
+def test_reachable_server_with_credentials_stays_online(no_wandb_env, monkeypatch, capsys):
+    handler = type(
+        "Health", (BaseHTTPRequestHandler,), {"do_GET": _answer_404, "log_message": _quiet}
+    )
+    server = HTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.handle_request, daemon=True)
+    thread.start()
+    try:
+        monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+        monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{server.server_address[1]}")
+        assert runs.ensure_wandb_mode() == "online"
+    finally:
+        thread.join(5)
+        server.server_close()
+    assert "WANDB_MODE" not in os.environ
+    assert capsys.readouterr().err == ""
+
+
+def _answer_404(handler) -> None:
+    handler.send_response(404)  # any answer below 500: the server is there
+    handler.end_headers()
+
+
+def _quiet(*args) -> None:
+    pass
+
+
+def test_probe_gives_up_within_its_timeout(monkeypatch):
+    """A lookup or server that never answers costs the probe's timeout, not minutes."""
+
+    def stalled(*args, **kwargs):
+        time.sleep(30)
+
+    monkeypatch.setattr(runs.urllib.request, "urlopen", stalled)
+    started = time.perf_counter()
+    assert runs.wandb_reachable(timeout=1.0) is False
+    assert time.perf_counter() - started < 2.5
+
+
+@pytest.mark.slow
+def test_fit_with_api_key_and_no_server_completes_offline(tmp_path):
+    """The whole CLI run: a fake key, a closed port; offline within seconds, said once."""
+    assets = Path(__file__).parent / "cli_assets"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_") and k != "NETRC"}
+    env.update(
+        HOME=str(tmp_path),
+        PYTHONPATH=os.pathsep.join((str(ROOT), str(assets))),  # this tree, not an installed one
+        WANDB_API_KEY="x" * 40,
+        WANDB_BASE_URL=f"http://127.0.0.1:{_closed_port()}",
+    )
+    started = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-m", "pl_pac_trs", "fit", "--config", str(assets / "tiny.yaml")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert time.perf_counter() - started < 90
+    assert out.stderr.count("WANDB_MODE=offline") == 1
+    assert list((tmp_path / "runs" / "wandb").glob("offline-run-*"))
 
 
 def test_explicit_mode_is_respected(no_wandb_env, monkeypatch):

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import urlparse
 
 import numpy as np
 
 from pl_pac_trs.data.download import default_cache_dir, download_file
-from pl_pac_trs.data.tables import read_numeric_table
+from pl_pac_trs.data.tables import read_numeric_rows
 from pl_pac_trs.data.trajectories import (
     Splits,
     TrajectoryDataModule,
@@ -49,9 +50,9 @@ def load_double_oscillator(path: str | os.PathLike) -> tuple[np.ndarray, np.ndar
         ValueError: naming the file and line for a wrong column count (6 expected), a non-numeric,
             NaN or inf value, or a time column that is not strictly increasing.
     """
-    _, table = read_numeric_table(path, expected_columns=6)
+    _, table, lines = read_numeric_rows(path, expected_columns=6)
     t = table[:, 1].copy()
-    check_time_grid(t, f"{path} (column 2, time)")
+    check_time_grid(t, f"{path} (column 2, time)", lines)
     return t, table[:, 2:6] / 100.0
 
 
@@ -129,7 +130,16 @@ class DoubleOscillatorDataModule(TrajectoryDataModule):
         if self.path is not None:
             return Path(self.path).expanduser()
         cache = Path(self.cache_dir).expanduser() if self.cache_dir else default_cache_dir()
-        return download_file(self.url, self.sha256, cache_dir=cache)
+        try:
+            return download_file(self.url, self.sha256, cache_dir=cache)
+        except OSError as err:
+            dest = cache / Path(urlparse(self.url).path).name
+            reason = getattr(err.__cause__, "reason", None) or err.__cause__ or err
+            raise FileNotFoundError(
+                f"double oscillator data: download of {self.url} failed ({reason}).\n"
+                f"Pass a local copy with path= (command line: --data.init_args.path=FILE), or "
+                f"put the file at {dest}"
+            ) from err
 
     def prepare_data(self) -> None:
         """Download (local rank 0) when reading from ``url``."""

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["read_numeric_table"]
+__all__ = ["read_numeric_rows", "read_numeric_table"]
 
 
 def read_numeric_table(
@@ -24,6 +24,20 @@ def read_numeric_table(
 ) -> tuple[list[str] | None, np.ndarray]:
     """Read a numeric table into a float64 array of shape ``(rows, columns)``.
 
+    The same as :func:`read_numeric_rows` without the line numbers.
+    """
+    names, values, _ = read_numeric_rows(path, delimiter, header, expected_columns)
+    return names, values
+
+
+def read_numeric_rows(
+    path: str | os.PathLike,
+    delimiter: str | None = None,
+    header: bool = False,
+    expected_columns: int | None = None,
+) -> tuple[list[str] | None, np.ndarray, list[int]]:
+    """Read a numeric table, and the 1-based file line number of every row.
+
     Args:
         path: the text file.
         delimiter: ``None`` for whitespace-separated columns, else e.g. ``","`` (csv quoting rules).
@@ -31,7 +45,7 @@ def read_numeric_table(
         expected_columns: required number of columns; ``None``: the header's (or first row's).
 
     Returns:
-        ``(column_names or None, values)``.
+        ``(column_names or None, values, line_numbers)``.
 
     Raises:
         FileNotFoundError: if the file does not exist.
@@ -79,4 +93,4 @@ def read_numeric_table(
                     f"{path}, line {line_no}, column {c + 1}: value {cell!r} is NaN or infinite"
                 )
             values[r, c] = v
-    return names, values
+    return names, values, [n for n, _ in lines]

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pl_pac_trs.data.tables import read_numeric_table
+from pl_pac_trs.data.tables import read_numeric_rows
 from pl_pac_trs.data.trajectories import (
     SPLIT_MODES,
     Splits,
@@ -57,12 +57,13 @@ def read_trajectory_file(
     suffix = path.suffix.lower()
     if suffix == ".npz":
         ts, xs = _read_npz(path)
+        lines: list[list[int] | None] = [None] * len(ts)
     elif suffix == ".csv":
-        ts, xs = _read_csv(path, time_column, id_column, state_columns)
+        ts, xs, lines = _read_csv(path, time_column, id_column, state_columns)
     else:
         raise ValueError(f"{path}: unsupported file type {suffix!r}; expected .npz or .csv")
-    for i, t in enumerate(ts):
-        check_time_grid(t, f"{path} (trajectory {i})")
+    for i, (t, at) in enumerate(zip(ts, lines, strict=True)):
+        check_time_grid(t, f"{path} (trajectory {i})", at)
     return ts, xs
 
 
@@ -93,8 +94,8 @@ def _read_npz(path: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
 
 def _read_csv(
     path: Path, time_column: str, id_column: str, state_columns: list[str] | None
-) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    names, table = read_numeric_table(path, delimiter=",", header=True)
+) -> tuple[list[np.ndarray], list[np.ndarray], list[list[int] | None]]:
+    names, table, line_numbers = read_numeric_rows(path, delimiter=",", header=True)
     if time_column not in names:
         raise ValueError(f"{path}: no time column {time_column!r} in header {names}")
     if state_columns is None:
@@ -110,7 +111,8 @@ def _read_csv(
         groups = [np.flatnonzero(ids == i) for i in order]
     else:
         groups = [np.arange(len(table))]
-    return [t_all[g] for g in groups], [x_all[g] for g in groups]
+    lines: list[list[int] | None] = [[line_numbers[r] for r in g] for g in groups]
+    return [t_all[g] for g in groups], [x_all[g] for g in groups], lines
 
 
 class TrajectoryFileDataModule(TrajectoryDataModule):

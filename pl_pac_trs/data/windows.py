@@ -34,8 +34,15 @@ __all__ = [
 WINDOW_MODES = ("consecutive", "sliding")
 
 
-def check_time_grid(t: np.ndarray, where: str) -> None:
-    """Raise ``ValueError`` naming ``where`` unless the 1-D grid ``t`` is finite and increasing."""
+def check_time_grid(t: np.ndarray, where: str, lines: Sequence[int] | None = None) -> None:
+    """Raise ``ValueError`` naming ``where`` unless the 1-D grid ``t`` is finite and increasing.
+
+    Args:
+        t: The time grid.
+        where: What the message names (the file, the trajectory).
+        lines: The 1-based file line of every point, if it comes from a text file; else the
+            message counts points from 1.
+    """
     t = np.asarray(t)
     if t.ndim != 1:
         raise ValueError(f"{where}: time grid must be 1-D, got shape {t.shape}")
@@ -44,9 +51,13 @@ def check_time_grid(t: np.ndarray, where: str) -> None:
     bad = np.flatnonzero(np.diff(t) <= 0)
     if bad.size:
         i = int(bad[0])
+
+        def at(k: int) -> str:
+            place = f"line {lines[k]}" if lines is not None else f"point {k + 1}"
+            return f"{place} (t={float(t[k]):g})"
+
         raise ValueError(
-            f"{where}: time grid is not strictly increasing (t[{i}]={t[i]!r} is followed by "
-            f"t[{i + 1}]={t[i + 1]!r})"
+            f"{where}: time grid is not strictly increasing: {at(i)} is followed by {at(i + 1)}"
         )
 
 

@@ -8,7 +8,24 @@ from pathlib import Path
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info
 
-__all__ = ["FinalCheckpoint"]
+__all__ = ["FinalCheckpoint", "save_checkpoint_atomic"]
+
+
+def save_checkpoint_atomic(trainer: Trainer, path: str | os.PathLike) -> Path:
+    """``trainer.save_checkpoint`` under a temporary name, then renamed to ``path`` (rank zero).
+
+    A run killed while saving leaves ``<path>.partial``, never a truncated ``path``. Every rank
+    must call it (saving is collective); rank zero renames, then all ranks meet at a barrier.
+    """
+    path = Path(path)
+    if trainer.is_global_zero:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    trainer.save_checkpoint(partial, weights_only=False)  # every rank takes part; rank 0 writes
+    if trainer.is_global_zero:
+        os.replace(partial, path)
+    trainer.strategy.barrier("save_checkpoint_atomic")
+    return path
 
 
 class FinalCheckpoint(Callback):
@@ -48,12 +65,6 @@ class FinalCheckpoint(Callback):
             )
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if trainer.is_global_zero:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.path.with_name(self.path.name + ".partial")
-        trainer.save_checkpoint(partial)  # every rank takes part; rank zero writes
-        if trainer.is_global_zero:
-            os.replace(partial, self.path)
-            if self.verbose:
-                rank_zero_info(f"FinalCheckpoint: wrote {self.path}")
-        trainer.strategy.barrier("FinalCheckpoint")
+        save_checkpoint_atomic(trainer, self.path)
+        if self.verbose:
+            rank_zero_info(f"FinalCheckpoint: wrote {self.path}")

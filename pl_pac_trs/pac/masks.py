@@ -12,7 +12,6 @@ Every Lightning checkpoint written while masks exist carries them under the top-
 from __future__ import annotations
 
 import os
-import pickle
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from pl_pac_trs.pac.targets import matches_any
+from pl_pac_trs.serialization import load_torch_file
 
 __all__ = [
     "CHECKPOINT_KEY",
@@ -38,28 +38,23 @@ CHECKPOINT_KEY = "pac_masks"
 Masks = dict[str, Tensor]
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Loads a checkpoint or masks file on the CPU.
+def load_checkpoint(
+    path: str | os.PathLike, what: str = "masks/checkpoint file", trust_pickle: bool = False
+) -> dict[str, Any]:
+    """Loads a checkpoint or masks file on the CPU, as data (``weights_only=True``).
 
-    Tries ``weights_only=True`` first; Lightning checkpoints whose hyper-parameters hold arbitrary
-    objects need a full unpickle, which is then used (load only files you trust).
+    Objects a weights-only load refuses are never unpickled unless ``trust_pickle`` (or
+    ``PL_PAC_TRS_TRUST_PICKLE=1``) opts in; see :mod:`pl_pac_trs.serialization`.
 
     Raises:
         FileNotFoundError: If ``path`` does not exist.
-        ValueError: If the file is not a torch-saved dictionary.
+        ValueError: If the file is empty, corrupt, holds unsafe objects
+            (:class:`~pl_pac_trs.serialization.UnsafeFileError`) or is not a dictionary.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"masks/checkpoint file {str(path)!r} does not exist")
-    try:
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError:
-            obj = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:
-        raise ValueError(f"{str(path)!r} is not a readable torch checkpoint: {err}") from err
+    obj = load_torch_file(path, what=what, trust_pickle=trust_pickle)
     if not isinstance(obj, dict):
-        raise ValueError(f"{str(path)!r} holds a {type(obj).__name__}, expected a dictionary")
+        kind = type(obj).__name__
+        raise ValueError(f"{what} {str(path)!r} holds a {kind}, expected a dictionary")
     return obj
 
 
@@ -97,17 +92,19 @@ def save_masks(masks: Mapping[str, Tensor], path: str | os.PathLike, **metadata:
     return path
 
 
-def load_masks(path: str | os.PathLike) -> Masks:
+def load_masks(path: str | os.PathLike, trust_pickle: bool = False) -> Masks:
     """Reads masks from an exported masks file or from any checkpoint written while masks existed.
 
     Looks for the top-level :data:`CHECKPOINT_KEY`, then for a ``masks`` entry in the checkpoint's
-    callback states (``MagnitudePruning`` / ``GradientMask``).
+    callback states (``MagnitudePruning`` / ``GradientMask``). The file is loaded as data
+    (``weights_only=True``); ``trust_pickle=True`` allows a full unpickling of a trusted file.
 
     Raises:
         FileNotFoundError: If the file does not exist.
-        ValueError: If the file carries no masks or they are not bool tensors.
+        ValueError: If the file is unreadable or unsafe, carries no masks or they are not bool
+            tensors.
     """
-    obj = load_checkpoint(path)
+    obj = load_checkpoint(path, trust_pickle=trust_pickle)
     masks = obj.get(CHECKPOINT_KEY)
     if masks is None:
         for state in (obj.get("callbacks") or {}).values():

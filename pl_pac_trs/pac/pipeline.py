@@ -8,13 +8,26 @@ calibrated weights zeroed) and writes ``summary.json`` and ``summary.md`` there.
 
 Checkpoints written: ``source_dense.ckpt`` (before pruning), ``source.ckpt`` (pruned and
 allocated, carries the masks) and ``calibrate.ckpt`` (the target model), plus ``<baseline>.ckpt``.
+
+Every file is written under a temporary name and then renamed, so a killed run never leaves a
+truncated checkpoint or summary. ``config_<stage>.yaml`` is the stage's fully resolved config,
+``--set`` overrides included (``pl-pac-trs fit --config config_<stage>.yaml`` re-runs it).
+``pipeline_state.json`` records, for every finished stage, a SHA-256 of its resolved config and
+overrides, of its input checkpoints and of its outputs, and its test metrics. A re-run into the
+same directory resumes: a stage whose record still matches (same config, same inputs, outputs
+intact) is not fitted again; any other stage, and so every stage downstream of it, runs again.
+``fresh=True`` (``--fresh``) starts the directory clean instead. Which one happened is said in
+one line.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import json
+import math
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -24,6 +37,7 @@ from typing import Any
 import torch
 import yaml
 
+from pl_pac_trs.pac.checkpoint import save_checkpoint_atomic
 from pl_pac_trs.pac.masks import load_masks
 from pl_pac_trs.pac.targets import matches_any
 from pl_pac_trs.pac.transfer import LoadSourceWeights, source_state_dict, source_view
@@ -32,21 +46,29 @@ __all__ = ["BASELINES", "demo", "main", "run_pipeline"]
 
 BASELINES = ("finetune", "l2sp", "scratch", "linear_probe")
 _PATH_ARGS = ("checkpoint", "dense_checkpoint", "masks", "path")
+_OUTPUT_ARGS = ("dense_checkpoint", "path")  # what a stage's callbacks write
+STATE_FILE = "pipeline_state.json"
 
 
 def _config_dir(task: str, config_dir: str | None) -> Path:
+    roots = [
+        Path.cwd() / "configs" / "pac",
+        Path(__file__).resolve().parents[2] / "configs" / "pac",
+    ]
     if config_dir:
         path = Path(config_dir)
+        roots = [path.parent]
     else:
-        candidates = [
-            Path.cwd() / "configs" / "pac" / task,
-            Path(__file__).resolve().parents[2] / "configs" / "pac" / task,
-        ]
+        candidates = [root / task for root in roots]
         path = next((p for p in candidates if p.is_dir()), candidates[0])
     if not (path / "source.yaml").is_file():
+        tasks = sorted(
+            {p.name for root in roots for p in root.glob("*") if (p / "source.yaml").is_file()}
+        )
+        known = f"; tasks here: {', '.join(tasks)}" if tasks else ""
         raise FileNotFoundError(
             f"pac pipeline: no stage configs for task {task!r} in {str(path)!r} "
-            "(expected source.yaml, calibrate.yaml, ...); pass --config-dir"
+            f"(expected source.yaml, calibrate.yaml, ...){known}; or pass --config-dir"
         )
     return path
 
@@ -77,12 +99,39 @@ def _resolve_config(
     return cfg
 
 
-def _fit(cfg: dict[str, Any], out: Path, stage: str, extra: Sequence[str]):
+def _write_atomic(path: Path, text: str) -> None:
+    """Writes ``text`` to ``path`` under a temporary name, then renames it."""
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _fit(cfg: dict[str, Any], out: Path, stage: str, extra: Sequence[str], run: bool = True):
+    """Fits one stage (``run=False``: only builds it) through the CLI.
+
+    ``config_<stage>.yaml`` is written first from the stage config, then, once the CLI has
+    parsed it, replaced by the fully resolved config (overrides included).
+    """
     from pl_pac_trs.cli import PacTrsCLI
 
+    if not run:  # a rebuild: leave the stage's recorded config alone
+        scratch = out / f".config_{stage}.rebuild.yaml"
+        scratch.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        try:
+            return PacTrsCLI(args=["--config", str(scratch), *extra], run=False)
+        finally:
+            scratch.unlink(missing_ok=True)
     resolved = out / f"config_{stage}.yaml"
-    resolved.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return PacTrsCLI(args=["fit", "--config", str(resolved), *extra])
+    header = f"# pl-pac-trs pac: stage {stage!r}; overrides: {' '.join(extra) or 'none'}\n"
+    _write_atomic(resolved, header + yaml.safe_dump(cfg, sort_keys=False))
+
+    class StageCLI(PacTrsCLI):
+        def before_fit(self) -> None:
+            parser = self._parser(self.subcommand)
+            dumped = parser.dump(self.config[self.subcommand], skip_none=False)
+            _write_atomic(resolved, header + dumped)
+
+    return StageCLI(args=["fit", "--config", str(resolved), *extra])
 
 
 def _test(trainer, model, datamodule) -> dict[str, float]:
@@ -100,6 +149,95 @@ def _head_state(cli, checkpoint: Path) -> dict[str, torch.Tensor]:
     return {k: v for k, v in source_state_dict(checkpoint).items() if matches_any(k, skip)}
 
 
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _stage_files(cfg: dict[str, Any], out: Path, stage: str) -> tuple[list[Path], list[Path]]:
+    """The stage's input checkpoints (read by its callbacks) and its outputs."""
+    outputs = {out / f"{stage}.ckpt"}
+    paths: set[Path] = set()
+    for cb in (cfg.get("trainer") or {}).get("callbacks") or []:
+        args = cb.get("init_args") or {}
+        for key in _PATH_ARGS:
+            value = args.get(key)
+            if isinstance(value, str) and value.endswith((".ckpt", ".pt")):
+                (outputs if key in _OUTPUT_ARGS else paths).add(Path(value))
+    return sorted(paths - outputs), sorted(outputs)
+
+
+class _StageRecords:
+    """``pipeline_state.json``: what each finished stage was run from and what it produced."""
+
+    def __init__(self, out: Path, fresh: bool) -> None:
+        self.path = out / STATE_FILE
+        self.stages: dict[str, Any] = {}
+        if not fresh and self.path.is_file():
+            try:
+                self.stages = dict(json.loads(self.path.read_text()).get("stages") or {})
+            except (ValueError, AttributeError):
+                self.stages = {}
+        self.earlier = bool(self.stages)
+        self.resumed: list[str] = []
+        self.ran: list[str] = []
+
+    @staticmethod
+    def key(cfg: dict[str, Any], extra: Sequence[str]) -> str:
+        text = json.dumps({"config": cfg, "overrides": list(extra)}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def finished(self, stage: str, key: str, inputs: list[Path], outputs: list[Path]) -> Any:
+        """The recorded result of ``stage`` if it still holds, else ``None``."""
+        rec = self.stages.get(stage)
+        if not isinstance(rec, dict) or rec.get("key") != key:
+            return None
+        files = {str(p): p for p in (*inputs, *outputs)}
+        recorded = {**(rec.get("inputs") or {}), **(rec.get("outputs") or {})}
+        if set(recorded) != set(files):
+            return None
+        for name, p in files.items():
+            if not p.is_file() or _sha256(p) != recorded[name]:
+                return None
+        self.resumed.append(stage)
+        return rec.get("rows")
+
+    def record(self, stage: str, key: str, inputs: list[Path], outputs: list[Path], rows) -> None:
+        self.ran.append(stage)
+        self.stages[stage] = {
+            "key": key,
+            "inputs": {str(p): _sha256(p) for p in inputs if p.is_file()},
+            "outputs": {str(p): _sha256(p) for p in outputs if p.is_file()},
+            "rows": rows,
+        }
+        _write_atomic(self.path, json.dumps({"stages": self.stages}, indent=2))
+
+    def forget(self, stage: str) -> None:
+        if self.stages.pop(stage, None) is not None:
+            _write_atomic(self.path, json.dumps({"stages": self.stages}, indent=2))
+
+
+def _start_clean(out: Path) -> int:
+    """Removes what an earlier pipeline run wrote to ``out``; returns the number of entries."""
+    import shutil
+
+    removed = 0
+    names = [STATE_FILE, "summary.json", "summary.md"]
+    for path in out.iterdir():
+        ours = path.name in names or path.suffix in (".ckpt", ".partial")
+        ours |= path.name.startswith("config_") and path.suffix == ".yaml"
+        ours |= path.is_dir() and path.name in ("source", "calibrate", "wandb", *BASELINES)
+        if ours and path.is_dir():
+            shutil.rmtree(path)
+        elif ours:
+            path.unlink()
+        removed += ours
+    return removed
+
+
 def run_pipeline(
     task: str,
     out: str | Path | None = None,
@@ -108,6 +246,7 @@ def run_pipeline(
     config_dir: str | None = None,
     wandb: bool = True,
     extra_args: Sequence[str] = (),
+    fresh: bool = False,
 ) -> dict[str, Any]:
     """Runs source (prune + allocate), calibrate and ``baselines``; returns the summary.
 
@@ -119,78 +258,130 @@ def run_pipeline(
         config_dir: Directory of the stage configs (default ``configs/pac/<task>``).
         wandb: Keep the configs' ``WandbLogger`` (else ``logger: false``).
         extra_args: Extra LightningCLI arguments given to every stage.
+        fresh: Start ``out`` clean instead of resuming the stages an earlier run finished.
 
     Returns:
-        ``{"task", "out", "stages": {stage: {"target": {...}, "source": {...}}}, ...}``.
+        ``{"task", "out", "stages": {stage: {"target": {...}, "source": {...}}}, "resumed",
+        ...}``.
     """
     bad = [b for b in baselines if b not in BASELINES]
     if bad:
-        raise ValueError(f"unknown baseline {bad[0]!r}; choose from {BASELINES}")
-    if epochs_scale <= 0:
-        raise ValueError(f"epochs_scale must be > 0, got {epochs_scale}")
+        raise ValueError(f"unknown baseline {bad[0]!r}; choose from {', '.join(BASELINES)}")
+    scale_ok = isinstance(epochs_scale, (int, float)) and not isinstance(epochs_scale, bool)
+    if not scale_ok or not math.isfinite(epochs_scale) or epochs_scale <= 0:
+        raise ValueError(f"epochs_scale must be a finite number > 0, got {epochs_scale!r}")
     cdir = _config_dir(task, config_dir)
     for stage in ("calibrate", *baselines):
         if not (cdir / f"{stage}.yaml").is_file():
             raise FileNotFoundError(f"pac pipeline: missing stage config {cdir / stage}.yaml")
     out = Path(out or Path("runs") / "pac" / task)
     out.mkdir(parents=True, exist_ok=True)
+    removed = _start_clean(out) if fresh else 0
+    for partial in out.glob("*.partial"):  # left by a run killed while writing
+        partial.unlink()
+    records = _StageRecords(out, fresh)
     started = time.perf_counter()
     stages: dict[str, dict[str, Any]] = {}
+    extra = list(extra_args)
+
+    def stage_cfg(stage: str) -> dict[str, Any]:
+        return _resolve_config(cdir / f"{stage}.yaml", out, stage, epochs_scale, wandb)
 
     # 1. source: dense -> prune -> allocate (one fit)
-    src = _fit(
-        _resolve_config(cdir / "source.yaml", out, "source", epochs_scale, wandb),
-        out,
-        "source",
-        extra_args,
-    )
-    src.trainer.save_checkpoint(out / "source.ckpt")
-    source_dm = src.datamodule
-    source_model = src.model
+    cfg = stage_cfg("source")
+    key = records.key(cfg, extra)
+    inputs, outputs = _stage_files(cfg, out, "source")
     dense_path = out / "source_dense.ckpt"
-    if dense_path.is_file():
-        dense = copy.deepcopy(source_model)
-        dense.load_state_dict(source_state_dict(dense_path))
-        stages["source (dense)"] = {"source": _test(src.trainer, dense, source_dm)}
-    stages["source (pruned + allocated)"] = {"source": _test(src.trainer, source_model, source_dm)}
-    masks = load_masks(out / "source.ckpt")
+    context: dict[str, Any] = {}
+    rows = records.finished("source", key, inputs, outputs)
+    if rows is None:
+        records.forget("source")
+        src = _fit(cfg, out, "source", extra)
+        save_checkpoint_atomic(src.trainer, out / "source.ckpt")
+        context.update(trainer=src.trainer, model=src.model, datamodule=src.datamodule)
+        rows = {}
+        if dense_path.is_file():
+            dense = copy.deepcopy(src.model)
+            dense.load_state_dict(source_state_dict(dense_path))
+            rows["source (dense)"] = {"source": _test(src.trainer, dense, src.datamodule)}
+        rows["source (pruned + allocated)"] = {
+            "source": _test(src.trainer, src.model, src.datamodule)
+        }
+        records.record("source", key, inputs, outputs, rows)
+    stages.update(rows)
+
+    def source_context() -> dict[str, Any]:
+        """The allocated source model, its data and a trainer to test with (rebuilt on resume)."""
+        if not context:
+            built = _fit(cfg, out, "source", [*extra, "--trainer.logger=false"], run=False)
+            built.model.load_state_dict(source_state_dict(out / "source.ckpt"))
+            context.update(trainer=built.trainer, model=built.model, datamodule=built.datamodule)
+        return context
 
     # 2. calibrate, and the source task recovered from the calibrated model
-    cal = _fit(
-        _resolve_config(cdir / "calibrate.yaml", out, "calibrate", epochs_scale, wandb),
-        out,
-        "calibrate",
-        extra_args,
-    )
-    cal.trainer.save_checkpoint(out / "calibrate.ckpt")
-    row = {"target": _test(cal.trainer, cal.model, cal.datamodule)}
-    state = source_state_dict(out / "source.ckpt")
-    with source_view(cal.model, masks, source_state=state):
-        row["source"] = _test(cal.trainer, cal.model, source_dm)
-        row["source_outputs_identical"] = _identical(source_model, cal.model, source_dm)
-    stages["PAC-Net (calibrate)"] = row
+    cfg_cal = stage_cfg("calibrate")
+    key = records.key(cfg_cal, extra)
+    inputs, outputs = _stage_files(cfg_cal, out, "calibrate")
+    rows = records.finished("calibrate", key, inputs, outputs)
+    if rows is None:
+        records.forget("calibrate")
+        cal = _fit(cfg_cal, out, "calibrate", extra)
+        save_checkpoint_atomic(cal.trainer, out / "calibrate.ckpt")
+        row = {"target": _test(cal.trainer, cal.model, cal.datamodule)}
+        masks = load_masks(out / "source.ckpt")
+        state = source_state_dict(out / "source.ckpt")
+        src_ctx = source_context()
+        with source_view(cal.model, masks, source_state=state):
+            row["source"] = _test(cal.trainer, cal.model, src_ctx["datamodule"])
+            row["source_outputs_identical"] = _identical(
+                src_ctx["model"], cal.model, src_ctx["datamodule"]
+            )
+        rows = {"PAC-Net (calibrate)": row}
+        records.record("calibrate", key, inputs, outputs, rows)
+    stages.update(rows)
 
     # 3. baselines, with the source head put back for the source metrics
     for name in baselines:
-        cfg = _resolve_config(cdir / f"{name}.yaml", out, name, epochs_scale, wandb)
-        run = _fit(cfg, out, name, extra_args)
-        run.trainer.save_checkpoint(out / f"{name}.ckpt")
-        row = {"target": _test(run.trainer, run.model, run.datamodule)}
-        head = _head_state(run, dense_path) if dense_path.is_file() else {}
-        needs_head = head or _head_shape_differs(run.model, source_model)
-        if not needs_head or head:
-            with source_view(run.model, {}, source_state=head):
-                row["source"] = _test(run.trainer, run.model, source_dm)
-        stages[name] = row
+        cfg_b = stage_cfg(name)
+        key = records.key(cfg_b, extra)
+        inputs, outputs = _stage_files(cfg_b, out, name)
+        rows = records.finished(name, key, inputs, outputs)
+        if rows is None:
+            records.forget(name)
+            run = _fit(cfg_b, out, name, extra)
+            save_checkpoint_atomic(run.trainer, out / f"{name}.ckpt")
+            row = {"target": _test(run.trainer, run.model, run.datamodule)}
+            src_ctx = source_context()
+            head = _head_state(run, dense_path) if dense_path.is_file() else {}
+            needs_head = head or _head_shape_differs(run.model, src_ctx["model"])
+            if not needs_head or head:
+                with source_view(run.model, {}, source_state=head):
+                    row["source"] = _test(run.trainer, run.model, src_ctx["datamodule"])
+            rows = {name: row}
+            records.record(name, key, inputs, outputs, rows)
+        stages.update(rows)
 
+    if fresh:
+        note = f"started clean (--fresh; removed {removed} earlier entries)"
+    elif records.resumed:
+        note = (
+            f"resumed: {', '.join(records.resumed)} finished earlier with the same config and "
+            f"inputs; ran: {', '.join(records.ran) or 'nothing'}"
+        )
+    elif records.earlier:
+        note = "ran every stage again: the earlier run's configs, overrides or inputs differ"
+    else:
+        note = "new run: no finished stage to resume"
+    print(f"pac pipeline ({out}): {note}", flush=True)
     summary = {
         "task": task,
         "out": str(out),
         "seconds": round(time.perf_counter() - started, 1),
+        "resumed": records.resumed,
         "stages": stages,
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    (out / "summary.md").write_text(summary_markdown(summary))
+    _write_atomic(out / "summary.json", json.dumps(summary, indent=2))
+    _write_atomic(out / "summary.md", summary_markdown(summary))
     return summary
 
 
@@ -255,8 +446,25 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+class _Parser(argparse.ArgumentParser):
+    """Errors as two lines (the message, a ``--help`` tip) instead of the usage dump."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n(options: {self.prog} --help)\n")
+
+
+def _scale(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="pl-pac-trs pac",
         description="Run the PAC-Net pipeline (source: dense + prune + allocate; calibrate; "
         "baselines) for a task from configs/pac/<task>/ and summarise source/target metrics.",
@@ -268,7 +476,12 @@ def _parser() -> argparse.ArgumentParser:
         default="finetune",
         help=f"comma-separated baselines from {','.join(BASELINES)}; 'all' or 'none'",
     )
-    p.add_argument("--epochs-scale", type=float, default=1.0, help="multiply all max_epochs")
+    p.add_argument("--epochs-scale", type=_scale, default=1.0, help="multiply all max_epochs")
+    p.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start the output directory clean instead of resuming finished stages",
+    )
     p.add_argument("--config-dir", default=None, help="directory with the stage configs")
     p.add_argument("--no-wandb", action="store_true", help="run without the WandbLogger")
     p.add_argument(
@@ -302,6 +515,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config_dir=args.config_dir,
         wandb=not args.no_wandb,
         extra_args=extra,
+        fresh=args.fresh,
     )
     print(summary_markdown(summary), flush=True)
     print(f"written: {summary['out']}/summary.json, summary.md and the stage checkpoints")

@@ -11,6 +11,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 
+from pl_pac_trs.pac.checkpoint import save_checkpoint_atomic
 from pl_pac_trs.pac.masks import CHECKPOINT_KEY, Masks, mask_sparsity
 from pl_pac_trs.pac.targets import DEFAULT_MODULE_TYPES, select_parameters
 
@@ -216,7 +217,7 @@ class MagnitudePruning(Callback):
     def prune(self, trainer: Trainer, pl_module: LightningModule) -> Masks:
         """Computes masks (rank zero, broadcast), zeroes the pruned weights, logs sparsity."""
         if self.dense_checkpoint:
-            trainer.save_checkpoint(self.dense_checkpoint)
+            save_checkpoint_atomic(trainer, self.dense_checkpoint)
         params = self.targets(pl_module)
         masks = compute_masks(params, self.amount, self.scope) if trainer.is_global_zero else None
         if trainer.world_size > 1:

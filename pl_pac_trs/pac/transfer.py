@@ -19,9 +19,15 @@ from pl_pac_trs.pac.targets import matches_any
 __all__ = ["LoadSourceWeights", "load_source_weights", "source_state_dict", "source_view"]
 
 
-def source_state_dict(checkpoint: str | os.PathLike) -> dict[str, Tensor]:
-    """The model ``state_dict`` stored in a Lightning checkpoint (or a plain state-dict file)."""
-    obj = load_checkpoint(checkpoint)
+def source_state_dict(
+    checkpoint: str | os.PathLike, trust_pickle: bool = False
+) -> dict[str, Tensor]:
+    """The model ``state_dict`` stored in a Lightning checkpoint (or a plain state-dict file).
+
+    The file is loaded as data (``weights_only=True``); ``trust_pickle=True`` allows a full
+    unpickling of a trusted legacy file (see :mod:`pl_pac_trs.serialization`).
+    """
+    obj = load_checkpoint(checkpoint, what="source checkpoint", trust_pickle=trust_pickle)
     state = obj.get("state_dict", obj)
     tensors = {k: v for k, v in state.items() if isinstance(v, Tensor)}
     if not tensors:
@@ -34,6 +40,7 @@ def load_source_weights(
     checkpoint: str | os.PathLike | Mapping[str, Tensor],
     skip: Sequence[str] = (),
     strict: bool = True,
+    trust_pickle: bool = False,
 ) -> list[str]:
     """Copies the source weights into ``model``, except the entries matching ``skip``.
 
@@ -50,7 +57,10 @@ def load_source_weights(
     Raises:
         ValueError: Naming the first entry whose shape differs or which is missing.
     """
-    state = dict(checkpoint) if isinstance(checkpoint, Mapping) else source_state_dict(checkpoint)
+    if isinstance(checkpoint, Mapping):
+        state = dict(checkpoint)
+    else:
+        state = source_state_dict(checkpoint, trust_pickle=trust_pickle)
     own = model.state_dict()
     copied: list[str] = []
     for name, target in own.items():
@@ -86,21 +96,30 @@ class LoadSourceWeights(Callback):
         checkpoint: The (allocated) source checkpoint.
         skip: Name patterns of modules that are new for the target (kept as initialised).
         strict: See :func:`load_source_weights`.
+        trust_pickle: Allow a full unpickling of a trusted legacy checkpoint (default: the file
+            is loaded as data, ``weights_only=True``; see :mod:`pl_pac_trs.serialization`).
     """
 
     def __init__(
-        self, checkpoint: str | os.PathLike, skip: Sequence[str] = (), strict: bool = True
+        self,
+        checkpoint: str | os.PathLike,
+        skip: Sequence[str] = (),
+        strict: bool = True,
+        trust_pickle: bool = False,
     ) -> None:
         if not os.path.isfile(checkpoint):
             raise FileNotFoundError(f"LoadSourceWeights: checkpoint {str(checkpoint)!r} not found")
         self.checkpoint = checkpoint
         self.skip = (skip,) if isinstance(skip, str) else tuple(skip)
         self.strict = strict
+        self.trust_pickle = bool(trust_pickle)
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage != "fit":
             return
-        copied = load_source_weights(pl_module, self.checkpoint, self.skip, self.strict)
+        copied = load_source_weights(
+            pl_module, self.checkpoint, self.skip, self.strict, trust_pickle=self.trust_pickle
+        )
         rank_zero_info(f"LoadSourceWeights: {len(copied)} entries from {self.checkpoint}")
 
 

@@ -130,3 +130,41 @@ def test_stage_by_stage_through_the_cli(tmp_path, monkeypatch):
     (runs / "source.ckpt").unlink()
     fit("source", "--trainer.max_epochs=31")  # prunes at the start of epoch 30
     assert load_masks(runs / "source.ckpt").keys() == pruned.keys()
+
+
+@pytest.mark.slow
+def test_rerun_resumes_finished_stages_and_reruns_what_changed(tmp_path, capsys):
+    """A killed run (simulated: a stage's checkpoint removed, a half-written file left) re-run
+    into the same directory: finished stages with the same inputs are resumed, the rest re-run;
+    other overrides re-run everything; --fresh starts clean. Each case is said in one line."""
+    out = tmp_path / "friedman"
+    base = ["pac", "friedman", "--out", str(out), "--no-wandb", "--epochs-scale", "0.02"]
+    base += ["--baselines", "finetune", *TINY["friedman"]]
+
+    def run(*extra):
+        assert cli_main([*base, *extra]) == 0
+        lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("pac pipeline")]
+        assert len(lines) == 1
+        return lines[0], json.loads((out / "summary.json").read_text())
+
+    line, first = run()
+    assert "new run" in line
+    for stage in ("source", "calibrate", "finetune"):
+        text = (out / f"config_{stage}.yaml").read_text()
+        assert "--data.init_args.n_source=300" in text.splitlines()[0]  # the overrides, recorded
+        assert "n_source: 300" in text  # and applied in the resolved config
+    calibrated = (out / "calibrate.ckpt").read_bytes()
+    line, again = run()
+    assert "resumed: source, calibrate, finetune" in line and "ran: nothing" in line
+    assert again["stages"] == first["stages"]
+    (out / "calibrate.ckpt").unlink()  # killed before calibrate finished writing
+    (out / "calibrate.ckpt.partial").write_bytes(b"half a checkpoint")
+    line, resumed = run()
+    assert "resumed: source, finetune" in line and "ran: calibrate" in line
+    assert not list(out.glob("*.partial"))
+    assert (out / "calibrate.ckpt").read_bytes() == calibrated  # same inputs, same result
+    assert resumed["stages"] == first["stages"]
+    line, _ = run("--set", "seed_everything=3")
+    assert "ran every stage again" in line
+    line, _ = run("--fresh")
+    assert "started clean" in line
