@@ -76,6 +76,7 @@ def _worker_bare(lam: float, total: int) -> None:
     from pl_pac_trs.trs import Leapfrog, ODENField, Reversal, trs_loss
 
     _, batch = _exp1_batch()
+    torch.manual_seed(0)
     field = ODENField(2, (1000,), init="reference")
     opt = torch.optim.Adam(field.parameters(), lr=2e-4)
     integrator, reversal = Leapfrog(), Reversal.momentum_flip(2, 1)
@@ -98,10 +99,12 @@ def _worker_bare(lam: float, total: int) -> None:
 
 def _worker_lightning(lam: float, total: int) -> None:
     import lightning.pytorch as pl
+    import torch
 
     from pl_pac_trs.trs import TRSODEN, ODENField
 
     dm, _ = _exp1_batch()
+    torch.manual_seed(0)  # the same initial weights as the bare arm
     model = TRSODEN(ODENField(2, (1000,), init="reference"), integrator="leapfrog", lam=lam)
 
     class Pace(pl.Callback):
@@ -134,7 +137,7 @@ def _worker_lightning(lam: float, total: int) -> None:
         enable_model_summary=False,
         limit_val_batches=0,
         num_sanity_val_steps=0,
-        log_every_n_steps=1,
+        log_every_n_steps=10,  # the shipped configs' cadence
         callbacks=[Pace()],
         accelerator="cpu",
         devices=1,
@@ -266,16 +269,21 @@ def measure(
     return {"threads": threads, "rounds": rounds, "chunk": chunk, "warmup": warmup, **results}
 
 
-def full_run(reference: Path, tf_python: str, threads: int, work: Path) -> dict[str, float]:
-    """Wall time of the whole 5000-epoch exp I TRS-ODEN fit + test, ours then theirs."""
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), WANDB_MODE="disabled")
+def full_run(
+    reference: Path, tf_python: str, threads: int, work: Path, cores: str | None = None
+) -> dict[str, float]:
+    """Wall time of the whole 5000-epoch exp I TRS-ODEN fit + test, ours (the shipped config
+    through :func:`~pl_pac_trs.experiment.run_config`) then theirs (``train_duffing.py``)."""
+    env = dict(
+        os.environ, OMP_NUM_THREADS=str(threads), WANDB_MODE="disabled", PYTHONPATH=str(REPO)
+    )
+    work = work.resolve()
     work.mkdir(parents=True, exist_ok=True)
     ours = [
         sys.executable,
-        "-m",
-        "pl_pac_trs",
-        "fit",
-        "--config",
+        "-c",
+        "import sys; from pl_pac_trs.experiment import run_config; "
+        "run_config([sys.argv[1]], sys.argv[2:])",
         str(REPO / "configs/trs/exp1/trs_oden.yaml"),
         "--trainer.logger=false",
         "--trainer.enable_progress_bar=false",
@@ -283,21 +291,16 @@ def full_run(reference: Path, tf_python: str, threads: int, work: Path) -> dict[
     ]
     theirs = [
         tf_python,
-        "-c",
-        "import sys, tensorflow as tf, tf_keras; tf.compat.v1.disable_eager_execution();"
-        "tf_keras.optimizers.Adam = tf_keras.optimizers.legacy.Adam;"
-        f"tf.config.threading.set_intra_op_parallelism_threads({threads});"
-        "sys.modules['keras'] = tf_keras; sys.path.insert(0, sys.argv[1]);"
-        "import runpy; sys.argv = ['train_duffing.py', '--verbose', '0', '--save_folder', "
-        "sys.argv[2]]; runpy.run_path(sys.argv[0] if False else "
-        "__import__('os').path.join(sys.path[0], 'train_duffing.py'), run_name='__main__')",
+        str(HERE / "reference_worker.py"),
+        "--full",
         str(reference),
+        str(threads),
         str(work / "theirs"),
     ]
     out = {}
     for name, cmd in (("ours", ours), ("reference", theirs)):
         start = time.perf_counter()
-        subprocess.run(cmd, check=True, env=env, cwd=work, capture_output=True)
+        subprocess.run(_pin(cores) + cmd, check=True, env=env, cwd=work, capture_output=True)
         out[name] = time.perf_counter() - start
     return out
 
@@ -383,7 +386,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cores,
     )
     if args.full:
-        payload["full"] = full_run(args.reference, args.tf_python, args.threads, args.work)
+        payload["full"] = full_run(args.reference, args.tf_python, args.threads, args.work, cores)
     from benchmarks.common import machine, write_outputs
 
     payload["machine"] = machine()

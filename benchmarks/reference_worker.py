@@ -10,7 +10,9 @@ which is how it ran when it was published.
 Protocol (one JSON line each way): the worker prints ``{"ready": true}``; the parent sends
 ``{"epochs": N}`` and receives ``{"times": [...], "loss": L}`` (seconds per training epoch, the
 loss after the last epoch), until it sends ``{"stop": true}``. Usage:
-``python benchmarks/reference_worker.py REFERENCE_DIR LAMBDA THREADS TOTAL_EPOCHS``.
+``python benchmarks/reference_worker.py REFERENCE_DIR LAMBDA THREADS TOTAL_EPOCHS``;
+``python benchmarks/reference_worker.py --full REFERENCE_DIR THREADS SAVE_DIR`` runs the
+reference's ``train_duffing.py`` (exp I TRS-ODEN, 5000 epochs and the test) once.
 """
 
 from __future__ import annotations
@@ -32,7 +34,27 @@ def alias_keras(tf, tf_keras) -> None:
         sys.modules[f"keras.{sub}"] = getattr(tf_keras, sub)
 
 
+def full(reference: str, threads: int, save_dir: str) -> int:
+    """The reference's own ``train_duffing.py`` at its defaults (exp I TRS-ODEN, lam 10, 5000
+    epochs, then the test rollouts), for the whole-run wall time."""
+    import runpy
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import tensorflow as tf
+    import tf_keras
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    alias_keras(tf, tf_keras)
+    sys.path.insert(0, reference)
+    sys.argv = ["train_duffing.py", "--verbose", "0", "--save_folder", save_dir]
+    runpy.run_path(os.path.join(reference, "train_duffing.py"), run_name="__main__")
+    return 0
+
+
 def main() -> int:
+    if sys.argv[1] == "--full":
+        return full(sys.argv[2], int(sys.argv[3]), sys.argv[4])
     reference, lam, threads, total = (
         sys.argv[1],
         float(sys.argv[2]),

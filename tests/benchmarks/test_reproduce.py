@@ -272,3 +272,19 @@ def test_pac_lambda_check_edits_only_the_gradient_mask(tmp_path):
         pac_lambda_check._with_lam(config, 0.0, tmp_path / "c.ckpt")
     with pytest.raises(SystemExit, match=r"config_calibrate\.yaml not found"):
         pac_lambda_check.main([str(tmp_path)])
+
+
+def test_official_comparison_flags_cells_against_their_targets():
+    from benchmarks.reproduce_trs import official_rows
+
+    summary = {
+        "1": {
+            "trs_oden": {"traj_mse": {"mean": 0.36, "std": 0.0, "values": [0.36]}},
+            "oden": {"traj_mse": {"mean": 6.5, "std": 0.0, "values": [6.5]}},
+        }
+    }
+    rows = {(r[1], r[2]): r for r in official_rows(summary)}
+    assert set(rows) == {("TRS-ODEN", "traj"), ("ODEN", "traj")}  # only cells both have
+    trs, oden = rows["TRS-ODEN", "traj"], rows["ODEN", "traj"]
+    assert trs[4:] == ["0.31", "1.16", "<= 1.2", "yes"]
+    assert oden[4:] == ["4.05", "1.60", "<= 1.5", "no"]
