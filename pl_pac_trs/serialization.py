@@ -40,13 +40,15 @@ __all__ = [
 TRUST_ENV = "PL_PAC_TRS_TRUST_PICKLE"
 
 #: Classes allowed besides ``torch.load``'s own weights-only set: plain-data containers that
-#: hyper-parameters of Lightning checkpoints may hold (paths, Lightning's ``AttributeDict``).
+#: hyper-parameters of Lightning checkpoints may hold (paths, Lightning's ``AttributeDict``,
+#: ranges).
 SAFE_GLOBALS: list[type] = [
     AttributeDict,
     pathlib.PosixPath,
     pathlib.PurePosixPath,
     pathlib.WindowsPath,
     pathlib.PureWindowsPath,
+    range,  # e.g. a hyper-parameter `range(...)`: rebuilt from three ints, runs no code
 ]
 
 
