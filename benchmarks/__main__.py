@@ -2,6 +2,10 @@
 
 Reproduces the TRS-ODEN and PAC-Net experiments and collects the speed benchmarks, writing JSON +
 markdown into ``--out`` (default ``docs/results``). See ``docs/results.md``.
+
+``python -m benchmarks gpu [--device cuda] [--budget full|smoke] [--out DIR]``: the GPU checks of
+:mod:`benchmarks.gpu` (one report, ``gpu.json`` / ``gpu.md``; under 8 minutes on one GPU; not
+part of ``all``). Exits non-zero when one of its checks fails.
 """
 
 from __future__ import annotations
@@ -21,13 +25,20 @@ def _parser() -> argparse.ArgumentParser:
         description="Reproduce TRS-ODEN (exps I-VI) and PAC-Net (friedman, digits, duffing) and "
         "collect speed ratios; results as JSON + markdown.",
     )
-    p.add_argument("suite", choices=("trs", "pac", "speed", "all"))
+    p.add_argument("suite", choices=("trs", "pac", "speed", "all", "gpu"))
     p.add_argument(
         "--budget",
         choices=("ci", "full", "smoke"),
-        default="ci",
+        default=None,
         help="ci: quick configs, ~20 min TRS / ~15 min PAC on 2 CPU cores; full: the reference "
-        "configs (GPU advised); smoke: seconds, for the tests",
+        "configs (GPU advised); smoke: seconds, for the tests (default ci; gpu suite: full "
+        "or smoke, default full)",
+    )
+    p.add_argument(
+        "--device",
+        default="cuda",
+        help="gpu suite: the device, cuda[:N] or cpu (default cuda; cpu with --budget smoke is "
+        "the suite's CPU smoke test)",
     )
     p.add_argument(
         "--seeds", type=int, default=None, help="model seeds (default: 3 for trs, 5 for pac)"
@@ -82,6 +93,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     _quiet()
     progress = not args.no_progress
+    if args.suite == "gpu":
+        from benchmarks import gpu
+
+        if args.budget == "ci":
+            raise SystemExit("the gpu suite has the budgets full and smoke, not ci")
+        payload = gpu.run(
+            args.device, args.out, args.work / "gpu", args.budget or "full", progress=progress
+        )
+        print(gpu.to_markdown(payload), flush=True)
+        print(f"written: {args.out / 'gpu'}.json, {args.out / 'gpu'}.md", flush=True)
+        return 1 if payload["failed"] else 0
+    args.budget = args.budget or "ci"
     suites = ("trs", "pac", "speed") if args.suite == "all" else (args.suite,)
     for suite in suites:
         if suite == "trs":

@@ -81,25 +81,40 @@ class _Block(nn.Module):
 
 
 class ResNet18Like(nn.Module):
-    """ResNet-18 layout (BasicBlocks [2, 2, 2, 2], 64..512 channels, ~11 M parameters)."""
+    """ResNet-18 layout (BasicBlocks [2, 2, 2, 2], 64..512 channels, ~11 M parameters).
 
-    def __init__(self, num_classes: int = 40) -> None:
+    ``width``: channels of the first stage (default 64, ResNet-18's; the stages have ``width``,
+    ``2 width``, ``4 width``, ``8 width``); a narrow one keeps the layout for quick CPU runs."""
+
+    def __init__(self, num_classes: int = 40, width: int = 64) -> None:
         super().__init__()
         layers: list[nn.Module] = [
-            nn.Conv2d(3, 64, 3, 1, 1, bias=False),
-            nn.BatchNorm2d(64),
+            nn.Conv2d(3, width, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(width),
             nn.ReLU(),
         ]
-        cin = 64
-        for cout, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+        cin = width
+        for factor, stride in ((1, 1), (2, 2), (4, 2), (8, 2)):
+            cout = factor * width
             layers += [_Block(cin, cout, stride), _Block(cout, cout, 1)]
             cin = cout
         layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
         self.body = nn.Sequential(*layers)
-        self.head = nn.Linear(512, num_classes)
+        self.head = nn.Linear(8 * width, num_classes)
 
     def forward(self, x):
         return self.head(self.body(x))
+
+
+def resnet_batches(
+    batch: int = 128, size: int = 32, count: int = 8, num_classes: int = 40
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Random image batches for :class:`ResNet18Like` (it has no task to train on: untrained,
+    per-layer masks): ``count`` pairs of ``(batch, 3, size, size)`` images and class labels."""
+    return [
+        (torch.randn(batch, 3, size, size), torch.randint(0, num_classes, (batch,)))
+        for _ in range(count)
+    ]
 
 
 def _masks(model: nn.Module, scope: str = "global") -> dict[str, torch.Tensor]:
@@ -175,8 +190,13 @@ def bench(
     optimizer="adamw",
     scope="global",
     warmup=10,
+    autocast: torch.dtype | None = None,
 ) -> dict:
-    """Bare-loop A/B: ``make_model()`` twice (same weights), B under ``GradientMask``."""
+    """Bare-loop A/B: ``make_model()`` twice (same weights), B under ``GradientMask``.
+
+    ``autocast``: run forward and loss under ``torch.autocast(device.type, dtype=autocast)``
+    (e.g. ``torch.bfloat16``: the step of a ``precision="bf16-mixed"`` fit, fp32 weights and
+    optimizer); ``None``: full precision."""
     torch.manual_seed(0)
     a = make_model().to(device)
     b = make_model().to(device)
@@ -193,7 +213,8 @@ def bench(
 
     def step(model, opt, x, y, masked):
         t0 = _now(device)
-        loss = loss_fn(model(x), y)
+        with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
+            loss = loss_fn(model(x), y)
         loss.backward()
         if masked:
             t1 = _now(device)
@@ -436,9 +457,8 @@ def cases(masks: str = "trained", source_epochs: int | None = None) -> list[tupl
             out.append((name, make, batches, loss, cpu, "layer"))
     if torch.cuda.is_available():
         # no data to train on: an untrained model with per-layer masks
-        batches = [(torch.randn(128, 3, 32, 32), torch.randint(0, 40, (128,))) for _ in range(8)]
         name = "ResNet-18-sized CNN (batch 128, 32x32)"
-        out.append((name, ResNet18Like, batches, ce, torch.device("cuda"), "layer"))
+        out.append((name, ResNet18Like, resnet_batches(), ce, torch.device("cuda"), "layer"))
     return out
 
 
