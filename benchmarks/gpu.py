@@ -49,6 +49,7 @@ from typing import Any
 import torch
 
 from benchmarks.common import markdown_table, write_outputs
+from benchmarks.reproduce_trs import SMOKE_EXTRA
 
 REPO = Path(__file__).resolve().parents[1]
 EXP6 = REPO / "configs" / "trs" / "exp6"
@@ -87,16 +88,10 @@ EXP6_FULL = (
     "--data.init_args.num_train=200",
     "--data.init_args.num_val=20",
 )
-EXP6_SMOKE = (
+EXP6_SMOKE = (  # the TRS reproduction's tiny exp VI
     "--trainer.max_epochs=2",
     "--trainer.check_val_every_n_epoch=2",
-    "--data.init_args.num_train=4",
-    "--data.init_args.train_steps=20",
-    "--data.init_args.train_span=1.0",
-    "--data.init_args.num_val=2",
-    "--data.init_args.num_test=2",
-    "--data.init_args.test_steps=20",
-    "--data.init_args.test_span=1.0",
+    *SMOKE_EXTRA[6],
 )
 
 BUDGETS: dict[str, Budget] = {

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import markdown_table, mean_std, write_outputs
-from benchmarks.reproduce_trs import EXPERIMENTS, NAMES, config_path, overrides
+from benchmarks.reproduce_trs import EXPERIMENTS, NAMES, config_path, overrides, run_overrides
 
 INITS = ("reference", "torch")
 INIT_KEY = "--model.init_args.vector_field.init_args.init={}"
@@ -131,12 +131,7 @@ def user_config(path: Path, csv: Path, lam: float, time_weighted: bool, lr: floa
 
 def _common(seed: int, root: Path, epochs: int) -> list[str]:
     return [
-        f"--seed_everything={seed}",
-        "--trainer.logger=false",
-        "--trainer.enable_progress_bar=false",
-        "--trainer.enable_checkpointing=false",
-        "--trainer.enable_model_summary=false",
-        f"--trainer.default_root_dir={root}",
+        *run_overrides(seed, root),
         f"--trainer.max_epochs={epochs}",
         f"--trainer.check_val_every_n_epoch={epochs}",
     ]

@@ -113,9 +113,10 @@ def config_path(exp: int, condition: str, budget: str) -> Path:
     return (base if budget == "full" else base / "quick") / f"{condition}.yaml"
 
 
-def overrides(exp: int, budget: str, seed: int, root: Path, cache: Path) -> list[str]:
-    """The command-line overrides of one benchmark run."""
-    args = [
+def run_overrides(seed: int, root: Path) -> list[str]:
+    """What every benchmark fit overrides: the model seed, no logger, progress bar,
+    checkpoints or summary, and its own run directory."""
+    return [
         f"--seed_everything={seed}",
         "--trainer.logger=false",
         "--trainer.enable_progress_bar=false",
@@ -123,6 +124,11 @@ def overrides(exp: int, budget: str, seed: int, root: Path, cache: Path) -> list
         "--trainer.enable_model_summary=false",
         f"--trainer.default_root_dir={root}",
     ]
+
+
+def overrides(exp: int, budget: str, seed: int, root: Path, cache: Path) -> list[str]:
+    """The command-line overrides of one benchmark run."""
+    args = run_overrides(seed, root)
     if exp == 5:
         if EXP5_DATA.is_file():
             args.append(f"--data.init_args.path={EXP5_DATA}")
