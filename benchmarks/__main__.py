@@ -65,6 +65,18 @@ def _parser() -> argparse.ArgumentParser:
         help="torch CPU threads (default 1: the small models here run faster on one thread, "
         "and much faster when other processes share the cores)",
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="trs suite: fits at once, each in its own one-thread process (default 1)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="trs suite: keep the fits already in the job log (<work>/trs/<budget>_runs.jsonl)",
+    )
+    p.add_argument("--name", default=None, help="stem of the output files (default: the suite)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
@@ -85,6 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     if args.seeds is not None and args.seeds < 1:
         raise SystemExit(f"--seeds must be >= 1, got {args.seeds}")
+    if args.workers < 1:
+        raise SystemExit(f"--workers must be >= 1, got {args.workers}")
     if args.threads < 1:
         raise SystemExit(f"--threads must be >= 1, got {args.threads}")
     os.environ.setdefault("WANDB_MODE", "disabled")  # bench runs log nothing to W&B
@@ -119,6 +133,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.work / "trs",
                 progress=progress,
                 conditions=args.conditions.split(",") if args.conditions else None,
+                workers=args.workers,
+                resume=args.resume,
+                name=args.name or "trs",
             )
             print(reproduce_trs.to_markdown(payload), flush=True)
         elif suite == "pac":
@@ -141,7 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             payload = speed.run(args.out, args.work / "speed", args.budget, progress=progress)
             print(speed.to_markdown(payload), flush=True)
-        print(f"written: {args.out / suite}.json, {args.out / suite}.md", flush=True)
+        stem = args.out / (args.name or suite)
+        print(f"written: {stem}.json, {stem}.md", flush=True)
     return 0
 
 

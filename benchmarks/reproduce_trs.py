@@ -17,9 +17,13 @@ Budgets:
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import time
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +147,52 @@ def overrides(exp: int, budget: str, seed: int, root: Path, cache: Path) -> list
     return args
 
 
+def _fit_one(
+    exp: int, cond: str, seed: int, budget: str, work: str, threads: int | None = None
+) -> dict[str, Any]:
+    """One fit + test; the record that :func:`run` keeps (and appends to its job log)."""
+    from pl_pac_trs.experiment import run_config
+
+    if threads is not None:  # a worker process: quiet, its own thread count, no W&B
+        import torch
+
+        from benchmarks.__main__ import _quiet
+
+        os.environ.setdefault("WANDB_MODE", "disabled")
+        torch.set_num_threads(threads)
+        _quiet()
+    root = Path(work) / f"exp{exp}" / cond / f"seed{seed}"
+    t0 = time.perf_counter()
+    res = run_config(
+        [config_path(exp, cond, budget)], overrides(exp, budget, seed, root, Path(work) / "cache")
+    )
+    return {
+        "exp": exp,
+        "condition": cond,
+        "seed": seed,
+        "budget": budget,
+        "test": res.test_metrics,
+        "fit": res.fit_metrics,
+        "seconds": round(time.perf_counter() - t0, 2),
+        "run_dir": None if res.run_dir is None else str(res.run_dir),
+    }
+
+
+def _read_log(path: Path, budget: str) -> dict[tuple[int, str, int], dict[str, Any]]:
+    """Finished runs of this budget in a job log (one JSON record a line); torn lines skipped."""
+    done: dict[tuple[int, str, int], dict[str, Any]] = {}
+    if not path.is_file():
+        return done
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if rec.get("budget") == budget:
+            done[(rec["exp"], rec["condition"], rec["seed"])] = rec
+    return done
+
+
 def run(
     experiments: Sequence[int] = tuple(EXPERIMENTS),
     budget: str = "ci",
@@ -152,26 +202,35 @@ def run(
     plots: bool = True,
     progress: bool = True,
     conditions: Sequence[str] | None = None,
+    workers: int = 1,
+    resume: bool = False,
+    name: str = "trs",
 ) -> dict[str, Any]:
     """Runs the conditions of ``experiments`` for ``seeds`` model seeds; writes trs.json/md.
+
+    Every finished fit is appended at once to the job log ``work/<budget>_runs.jsonl``, so a
+    long run that is stopped loses at most the fits in flight.
 
     Args:
         experiments: Experiment numbers (1-6).
         budget: ``ci``, ``full`` or ``smoke``.
         seeds: Number of model seeds (0 .. seeds-1).
-        out: Where ``trs.json``, ``trs.md`` and the plots go.
-        work: Scratch directory for run directories and the data cache.
+        out: Where ``<name>.json``, ``<name>.md`` and the plots go.
+        work: Scratch directory for run directories, the data cache and the job log.
         plots: Copy seed 0's phase-portrait / energy / Lyapunov plots into ``out/trs/``.
         progress: Show a tqdm progress bar.
         conditions: Only these conditions (e.g. ``("oden", "trs_oden")``) of each experiment
             that has them; ``None``: all.
+        workers: Fits run at once, each in its own process with one torch thread (1: in this
+            process, with its thread setting). The longest fits start first.
+        resume: Take the fits already in the job log instead of running them again (same
+            budget, experiment, condition and seed); otherwise the log is started afresh.
+        name: Stem of the output files.
 
     Returns:
         The JSON payload.
     """
     from tqdm.auto import tqdm
-
-    from pl_pac_trs.experiment import run_config
 
     if budget not in BUDGETS:
         raise ValueError(f"budget must be one of {BUDGETS}, got {budget!r}")
@@ -180,6 +239,8 @@ def run(
         raise ValueError(f"unknown experiment {bad[0]!r}; choose from {sorted(EXPERIMENTS)}")
     if seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {seeds}")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
     if conditions is not None:
         known = {c for e in experiments for c in EXPERIMENTS[e]}
         unknown = [c for c in conditions if c not in known]
@@ -192,29 +253,53 @@ def run(
         e: [c for c in EXPERIMENTS[e] if conditions is None or c in conditions] for e in experiments
     }
     out, work = Path(out), Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    log = work / f"{budget}_runs.jsonl"
+    done = _read_log(log, budget) if resume else {}
+    if not resume:
+        log.unlink(missing_ok=True)
     jobs = [(e, c, s) for e in experiments for c in chosen[e] for s in range(seeds)]
+    done = {j: done[j] for j in jobs if j in done}
+    todo = [j for j in jobs if j not in done]
+    # longest first, so that the workers finish together: HODEN (a gradient of the network
+    # inside the loss) and RK4 (exp III, VI: four field calls a step) take the longest
+    todo.sort(key=lambda j: (j[1].endswith("hoden"), j[0] in (3, 6), j[1].startswith("trs")))
+    todo.reverse()
+    records = dict(done)
+    bar = tqdm(total=len(jobs), initial=len(done), desc=f"trs {budget}", disable=not progress)
+    started = time.perf_counter()
+
+    def finished(rec: dict[str, Any]) -> None:
+        records[(rec["exp"], rec["condition"], rec["seed"])] = rec
+        with log.open("a") as f:
+            f.write(json.dumps(rec, default=str) + "\n")
+        bar.set_postfix_str(f"exp{rec['exp']} {rec['condition']} seed {rec['seed']}")
+        bar.update()
+
+    if workers == 1:
+        for exp, cond, seed in todo:
+            finished(_fit_one(exp, cond, seed, budget, str(work)))
+    else:
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            futures = [pool.submit(_fit_one, *j, budget, str(work), 1) for j in todo]
+            for future in as_completed(futures):
+                finished(future.result())
+    bar.close()
     results: dict[str, dict[str, list[dict[str, float]]]] = {}
     seconds: dict[str, dict[str, list[float]]] = {}
     fit: dict[str, dict[str, list[dict[str, float]]]] = {}
-    bar = tqdm(jobs, desc=f"trs {budget}", disable=not progress, unit="fit")
-    started = time.perf_counter()
-    for exp, cond, seed in bar:
-        bar.set_postfix_str(f"exp{exp} {cond} seed {seed}")
-        root = work / f"exp{exp}" / cond / f"seed{seed}"
-        t0 = time.perf_counter()
-        res = run_config(
-            [config_path(exp, cond, budget)], overrides(exp, budget, seed, root, work / "cache")
-        )
-        dt = time.perf_counter() - t0
-        results.setdefault(str(exp), {}).setdefault(cond, []).append(res.test_metrics)
-        fit.setdefault(str(exp), {}).setdefault(cond, []).append(res.fit_metrics)
-        seconds.setdefault(str(exp), {}).setdefault(cond, []).append(round(dt, 2))
-        if plots and seed == 0 and cond in PLOT_CONDITIONS and res.run_dir is not None:
-            _copy_plots(Path(res.run_dir), out / "trs", exp, cond)
+    for exp, cond, seed in jobs:  # in job order, whatever order they finished in
+        rec = records[(exp, cond, seed)]
+        results.setdefault(str(exp), {}).setdefault(cond, []).append(rec["test"])
+        fit.setdefault(str(exp), {}).setdefault(cond, []).append(rec["fit"])
+        seconds.setdefault(str(exp), {}).setdefault(cond, []).append(rec["seconds"])
+        if plots and seed == 0 and cond in PLOT_CONDITIONS and rec.get("run_dir"):
+            _copy_plots(Path(rec["run_dir"]), out / "trs", exp, cond)
     payload = {
         "budget": budget,
         "seeds": list(range(seeds)),
         "machine": machine(),
+        "workers": workers,
         "seconds_total": round(time.perf_counter() - started, 1),
         "ci_epochs": CI_EPOCHS if budget == "ci" else None,
         "configs": {
@@ -228,7 +313,7 @@ def run(
         "summary": summarise(results),
     }
     payload["comparisons"] = comparisons(payload["summary"])
-    write_outputs(out, "trs", payload, to_markdown(payload))
+    write_outputs(out, name, payload, to_markdown(payload))
     return payload
 
 

@@ -4,10 +4,12 @@ Any ``LightningModule`` / ``LightningDataModule`` — from this package or from 
 path — is chosen in YAML by ``class_path``::
 
     pl-pac-trs fit --config configs/trs/exp1/quick/trs_oden.yaml --trainer.max_epochs=50
+    pl-pac-trs fit --config trs/exp1/quick/trs_oden   # a shipped config by name, from anywhere
     python -m pl_pac_trs test --config my.yaml --ckpt_path runs/.../last.ckpt
 
 Besides LightningCLI's ``fit``/``validate``/``test``/``predict``, ``pl-pac-trs pac ...`` runs the
-whole PAC-Net pipeline (:mod:`pl_pac_trs.pac.pipeline`).
+whole PAC-Net pipeline (:mod:`pl_pac_trs.pac.pipeline`) and ``pl-pac-trs configs`` lists, shows
+and copies out the shipped configs (:mod:`pl_pac_trs.cli_configs`).
 
 Bad input (:mod:`pl_pac_trs.cli_errors`): exit code 2 and at most three lines naming the
 argument, file or value, raised before training; ``PL_PAC_TRS_DEBUG=1`` shows the full
@@ -34,12 +36,15 @@ from unittest import mock
 import yaml
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import Tensor
 
 from pl_pac_trs import __version__
+from pl_pac_trs.cli_configs import resolve_config_args
 from pl_pac_trs.cli_errors import DEBUG_ENV, short, trainer_culprits
+from pl_pac_trs.noise import prepare_wandb_loggers, quiet_known_noise
 from pl_pac_trs.runs import (
     ensure_wandb_mode,
     find_wandb_logger,
@@ -57,6 +62,10 @@ EXTRA_COMMANDS: dict[str, tuple[str, str]] = {
     "pac": (
         "pl_pac_trs.pac.pipeline:main",
         "run the PAC-Net pipeline (source, allocate, calibrate)",
+    ),
+    "configs": (
+        "pl_pac_trs.cli_configs:main",
+        "list, show or copy out the shipped configs (any runs by name: --config trs/exp1/oden)",
     ),
 }
 
@@ -128,6 +137,7 @@ class PacTrsCLI(LightningCLI):
     """LightningCLI with subclass mode for model and data and per-run config saving."""
 
     def __init__(self, args: Sequence[str] | None = None, run: bool = True, **kwargs) -> None:
+        quiet_known_noise()
         kwargs.setdefault("subclass_mode_model", True)
         kwargs.setdefault("subclass_mode_data", True)
         kwargs.setdefault("save_config_callback", RunConfigSaver)
@@ -216,10 +226,20 @@ class PacTrsCLI(LightningCLI):
             raise ValueError(
                 f"invalid trainer setting{f' {named}' if named else ''}: {err}"
             ) from err
+        prepare_wandb_loggers(trainer)
         strategy = trainer.strategy
         if type(strategy.checkpoint_io) is TorchCheckpointIO:
             strategy.checkpoint_io = SafeCheckpointIO()
         return trainer
+
+    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list) -> Trainer:
+        # ``--trainer.enable_checkpointing=false`` turns off the config's own ModelCheckpoint
+        # callbacks (every shipped config has one) instead of failing on them
+        configured = config.get("callbacks")
+        if config.get("enable_checkpointing") is False and configured is not None:
+            configured = configured if isinstance(configured, list) else [configured]
+            config["callbacks"] = [c for c in configured if not isinstance(c, ModelCheckpoint)]
+        return super()._instantiate_trainer(config, callbacks)
 
     def _run_subcommand(self, subcommand: str) -> None:
         self._check_ckpt_shapes()
@@ -299,7 +319,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
         The exit code (also raised as ``SystemExit`` when run as a script).
     """
-    args = list(sys.argv[1:] if argv is None else argv)
+    args = resolve_config_args(sys.argv[1:] if argv is None else argv)
+    if argv is None:  # shipped config names as paths, for DDP workers relaunched from sys.argv
+        sys.argv[1:] = args
     # Lightning's own use of deprecated jsonargparse APIs is not the user's concern.
     os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
     ensure_wandb_mode()
@@ -317,7 +339,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             if summary:
                 print(summary, flush=True)
             code = 0
-    except (ValueError, FileNotFoundError, KeyError, MisconfigurationException) as err:
+    except (
+        ValueError,
+        FileNotFoundError,
+        FileExistsError,
+        KeyError,
+        MisconfigurationException,
+    ) as err:
         # Bad input detected by our own validation (config values, files, masks, ...): one clear
         # line instead of a traceback wall. PL_PAC_TRS_DEBUG=1 re-raises for the full traceback.
         if os.environ.get(_DEBUG_ENV):

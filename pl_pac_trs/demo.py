@@ -14,18 +14,17 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from pl_pac_trs.configs import config_path
 from pl_pac_trs.runs import ensure_wandb_mode
 
 __all__ = ["main"]
 
-ROOT = Path(__file__).resolve().parents[1]
-TRS_CONDITIONS = {"ODEN": "oden.yaml", "TRS-ODEN": "trs_oden.yaml"}
+TRS_CONDITIONS = {"ODEN": "trs/exp1/quick/oden", "TRS-ODEN": "trs/exp1/quick/trs_oden"}
 
 
 def _trs_part(out: Path, epochs: int | None) -> None:
     from pl_pac_trs.experiment import run_config
 
-    config_dir = ROOT / "configs" / "trs" / "exp1" / "quick"
     results = {}
     for label, name in TRS_CONDITIONS.items():
         overrides = [
@@ -36,8 +35,8 @@ def _trs_part(out: Path, epochs: int | None) -> None:
         ]
         if epochs is not None:
             overrides.append(f"--trainer.max_epochs={epochs}")
-        print(f"\n== TRS: training {label} ({config_dir / name})", flush=True)
-        results[label] = run_config([config_dir / name], overrides)
+        print(f"\n== TRS: training {label} (pl-pac-trs fit --config {name})", flush=True)
+        results[label] = run_config([config_path(name)], overrides)
 
     print("\nTRS-ODEN demo: Duffing exp I (quick budget), test rollouts from clean initial states")
     print(f"  {'model':10s} {'trajectory MSE x1e2':>22s} {'energy MSE x1e2':>22s}")

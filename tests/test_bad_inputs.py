@@ -85,7 +85,8 @@ def files(tmp_path_factory):
     (bad / "tabs.yaml").write_text("trainer:\n\tmax_epochs: 3\n")
     (bad / "binary.yaml").write_bytes(b"\xff\xfe\x00\x01" * 10)
     cal = yaml.safe_load(Path(CALIBRATE).read_text())
-    cal["trainer"]["callbacks"][0]["init_args"]["checkpoint"] = str(bad / "evil.ckpt")
+    (load,) = [c for c in cal["trainer"]["callbacks"] if c["class_path"].endswith("SourceWeights")]
+    load["init_args"]["checkpoint"] = str(bad / "evil.ckpt")
     (bad / "calibrate_evil.yaml").write_text(yaml.safe_dump(cal))
     (bad / "grid.csv").write_text("trajectory,t,q,p\n0,0.0,1,0\n0,0.1,1,0\n0,0.1,1,0\n0,0.3,1,0\n")
     return {"dir": d, "work": work, "out": out, "good": good, "bad": bad}

@@ -8,24 +8,35 @@ import subprocess
 import sys
 import threading
 import time
-import zipfile
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
 from lightning.pytorch import Trainer
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
 from pl_pac_trs import runs
 
 ROOT = runs.Path(__file__).resolve().parents[1]
 
 
+KEY = "k" * 40  # the shape of a W&B API key (40+ word characters)
+
+
 @pytest.fixture
 def no_wandb_env(monkeypatch, tmp_path):
-    for key in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_BASE_URL", "WANDB_SILENT"):
+    """No W&B mode, key, server or settings from the machine: a private netrc and config dir."""
+    for key in (
+        "WANDB_MODE",
+        "WANDB_API_KEY",
+        "WANDB_IDENTITY_TOKEN_FILE",
+        "WANDB_BASE_URL",
+        "WANDB_SILENT",
+    ):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb_config"))
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     return tmp_path
 
 
@@ -44,11 +55,113 @@ def test_api_key_keeps_online(no_wandb_env, monkeypatch):
 
 def test_netrc_login_keeps_online_for_its_host(no_wandb_env, monkeypatch):
     monkeypatch.setattr(runs, "wandb_reachable", lambda: True)
-    (no_wandb_env / "netrc").write_text("machine wandb.example.org\n  login user\n  password k\n")
+    netrc = f"machine wandb.example.org\n  login user\n  password {KEY}\n"
+    (no_wandb_env / "netrc").write_text(netrc)
     monkeypatch.setenv("WANDB_BASE_URL", "https://wandb.example.org")
     assert runs.ensure_wandb_mode() == "online"
     monkeypatch.setenv("WANDB_BASE_URL", "https://api.wandb.ai")
     assert runs.ensure_wandb_mode() == "offline"
+
+
+def test_wandb_login_netrc_is_detected(no_wandb_env, monkeypatch):
+    """The entry `wandb login` writes today (wandb's own writer, for wandb's default server) is
+    found; the old parser looked for `api.wandb.ai` only and ran such a user offline."""
+    from wandb.sdk.lib import urls, wbauth
+
+    assert runs.wandb_credentials() is None
+    wbauth.write_netrc_auth(host=urls.DEFAULT_BASE_URL, api_key=KEY)  # what `wandb login` calls
+    text = (no_wandb_env / "netrc").read_text()
+    assert f"password {KEY}" in text
+    assert "machine api.wandb.ai" not in text  # another host than the one the old check read
+    assert runs.wandb_base_url() == urls.DEFAULT_BASE_URL
+    assert runs.wandb_credentials() == "netrc"
+    monkeypatch.setattr(runs, "wandb_reachable", lambda: True)
+    assert runs.ensure_wandb_mode() == "online"
+    assert "WANDB_MODE" not in os.environ
+
+
+def test_netrc_in_home_as_wandb_login_writes_it(no_wandb_env, monkeypatch):
+    """No NETRC variable: ~/.netrc, with the lines wandb 0.31 writes for its default server."""
+    monkeypatch.delenv("NETRC")
+    monkeypatch.setenv("HOME", str(no_wandb_env))
+    assert runs.wandb_has_credentials() is False
+    (no_wandb_env / ".netrc").write_text(
+        f"machine api.forge.coreweave.com\n  login user\n  password {KEY}\n"
+    )
+    assert runs.wandb_has_credentials() is True
+    # an entry from an older `wandb login` (api.wandb.ai) serves the same cloud
+    (no_wandb_env / ".netrc").write_text(f"machine api.wandb.ai\n  login user\n  password {KEY}\n")
+    assert runs.wandb_credentials() == "netrc"
+
+
+def test_api_key_is_detected_and_nothing_is_not(no_wandb_env, monkeypatch):
+    (no_wandb_env / "netrc").write_text(f"machine other.example.org\n  login u\n  password {KEY}\n")
+    assert runs.wandb_credentials() is None
+    assert runs.wandb_has_credentials() is False
+    monkeypatch.setenv("WANDB_API_KEY", KEY)
+    assert runs.wandb_credentials() == "WANDB_API_KEY"
+
+
+def test_wandb_login_host_is_read_from_wandb_settings(no_wandb_env, monkeypatch):
+    """`wandb login --host URL` keeps the server in wandb's settings file, the key in netrc."""
+    settings = no_wandb_env / "wandb_config" / "settings"
+    settings.parent.mkdir()
+    settings.write_text("[default]\nbase_url = https://wandb.example.org/\n")
+    (no_wandb_env / "netrc").write_text(f"machine api.wandb.ai\n  login user\n  password {KEY}\n")
+    assert runs.wandb_base_url() == "https://wandb.example.org"
+    assert runs.wandb_credentials() is None  # a key for another server does not count
+    (no_wandb_env / "netrc").write_text(
+        f"machine wandb.example.org\n  login user\n  password {KEY}\n"
+    )
+    assert runs.wandb_credentials() == "netrc"
+    monkeypatch.setenv("WANDB_BASE_URL", "https://api.wandb.ai")  # the variable wins
+    assert runs.wandb_credentials() is None
+
+
+def test_wandb_offline_setting_is_respected(no_wandb_env, monkeypatch):
+    settings = no_wandb_env / "wandb_config" / "settings"
+    settings.parent.mkdir()
+    settings.write_text("[default]\nmode = offline\n")
+    monkeypatch.setenv("WANDB_API_KEY", KEY)
+    monkeypatch.setattr(runs, "wandb_reachable", lambda: pytest.fail("probed"))
+    assert runs.ensure_wandb_mode() == "offline"
+
+
+def test_netrc_fallback_without_wandbs_credential_module(no_wandb_env, monkeypatch):
+    """Should wandb move its credential module, the netrc file is read here, for the same hosts."""
+    monkeypatch.setitem(sys.modules, "wandb.sdk.lib.wbauth", None)  # import fails
+    assert runs.wandb_credentials() is None
+    (no_wandb_env / "netrc").write_text(
+        f"machine api.forge.coreweave.com\n  login user\n  password {KEY}\n"
+    )
+    assert runs.wandb_credentials() == "netrc"
+    monkeypatch.setenv("WANDB_BASE_URL", "https://wandb.example.org")
+    assert runs.wandb_credentials() is None
+
+
+def test_detection_leaves_wandbs_settings_unloaded(tmp_path):
+    """wandb freezes its settings when first loaded: had the detection loaded them, the
+    WANDB_MODE=offline it sets afterwards would be ignored and wandb.init would ask for a login.
+    A fresh process, no credentials, no terminal: the run must come out offline."""
+    code = (
+        "from pl_pac_trs import runs\n"
+        "assert runs.ensure_wandb_mode() == 'offline'\n"
+        "from wandb.sdk import wandb_setup\n"
+        "s = wandb_setup._singleton\n"
+        "assert s is None or s.settings_if_loaded is None, 'wandb settings were loaded'\n"
+        "import wandb\n"
+        f"run = wandb.init(project='p', dir={str(tmp_path)!r})\n"
+        "print('mode', run.settings.mode)\n"
+        "run.finish()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_") and k != "NETRC"}
+    env.update(HOME=str(tmp_path), PYTHONPATH=str(ROOT), WANDB_CONFIG_DIR=str(tmp_path / "cfg"))
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "mode offline" in out.stdout
 
 
 def _closed_port() -> int:
@@ -146,29 +259,16 @@ def test_run_dir_without_wandb_is_the_log_dir(tmp_path):
     assert runs.wandb_run_summary(trainer) is None
 
 
-@pytest.mark.slow
-def test_wheel_is_complete(tmp_path):
-    """`pip wheel .` builds a wheel whose own files import and provide the console script."""
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
-         str(tmp_path / "dist"), str(ROOT)],
-        check=True, timeout=300,
-    )  # fmt: skip
-    (wheel,) = (tmp_path / "dist").glob("pl_pac_trs-*.whl")
-    with zipfile.ZipFile(wheel) as archive:
-        names = archive.namelist()
-        entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-        assert "pl-pac-trs = pl_pac_trs.cli:main" in archive.read(entry_points).decode()
-    assert not any(n.startswith(("tests/", "configs/", "notebooks/")) for n in names)
-    target = tmp_path / "site"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), wheel],
-        check=True, timeout=300,
-    )  # fmt: skip
-    code = "import pl_pac_trs, pl_pac_trs.cli; print(pl_pac_trs.__file__)"
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, env={"PYTHONPATH": str(target)},
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().startswith(str(target))
+def test_run_dir_with_wandb_disabled_is_the_runs_own_root(tmp_path, monkeypatch):
+    """WANDB_MODE=disabled hands every run one shared temporary ``files`` directory: outputs go
+    to the trainer's ``default_root_dir`` instead, and no W&B note is printed."""
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    roots = [tmp_path / "a", tmp_path / "b"]
+    dirs = []
+    for root in roots:
+        logger = WandbLogger(project="p", save_dir=str(tmp_path / "wandb"))
+        trainer = Trainer(logger=logger, default_root_dir=root)
+        dirs.append(runs.run_dir(trainer))
+        assert runs.wandb_run_summary(trainer) is None
+        runs.finish_wandb()
+    assert dirs == roots and all(d.is_dir() for d in dirs)

@@ -15,6 +15,8 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, TensorDataset
 
+from pl_pac_trs.data.sampling import EpochSeededSampler
+
 __all__ = ["DigitsTransferDataModule"]
 
 
@@ -97,7 +99,8 @@ class DigitsTransferDataModule(LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         data = self.sets["train"]
-        return DataLoader(data, batch_size=min(self.hparams.batch_size, len(data)), shuffle=True)
+        batch_size = min(self.hparams.batch_size, len(data))
+        return DataLoader(data, batch_size=batch_size, sampler=EpochSeededSampler(data))
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.sets["val"], batch_size=512)

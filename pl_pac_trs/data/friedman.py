@@ -16,6 +16,8 @@ from lightning.pytorch import LightningDataModule
 from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
+from pl_pac_trs.data.sampling import EpochSeededSampler
+
 __all__ = ["FriedmanTask", "FriedmanTransferDataModule", "friedman1"]
 
 
@@ -116,7 +118,7 @@ class FriedmanTransferDataModule(LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         bs = min(self.hparams.batch_size, len(self.train_set))
-        return DataLoader(self.train_set, batch_size=bs, shuffle=True)
+        return DataLoader(self.train_set, batch_size=bs, sampler=EpochSeededSampler(self.train_set))
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val_set, batch_size=512)

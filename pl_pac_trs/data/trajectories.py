@@ -24,6 +24,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from pl_pac_trs.data.cache import cache_path, load_cached_arrays, save_arrays_atomic
+from pl_pac_trs.data.sampling import EpochSeededSampler
 from pl_pac_trs.data.windows import (
     WINDOW_MODES,
     BatchDictDataset,
@@ -255,14 +256,15 @@ class TrajectoryDataModule(pl.LightningDataModule):
         return DataLoader(
             dataset,
             batch_size=batch_size or max(len(dataset), 1),
-            shuffle=shuffle,
+            sampler=EpochSeededSampler(dataset) if shuffle else None,
             collate_fn=collate_batch,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
 
     def train_dataloader(self) -> DataLoader:
-        """Shuffled windows; full batch when ``batch_size`` is None."""
+        """Windows shuffled per epoch (:class:`EpochSeededSampler`); full batch when
+        ``batch_size`` is None."""
         self._require_setup()
         return self._loader(self.train_dataset, self.batch_size, shuffle=True)
 

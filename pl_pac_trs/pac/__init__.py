@@ -9,6 +9,7 @@ Typical use (see ``docs/pac.md``)::
                        GradientMask("calibrate", lam=0.01, new_modules=["head"])])
 """
 
+from pl_pac_trs.pac.artifacts import WandbArtifacts
 from pl_pac_trs.pac.baselines import L2SP, LinearProbe
 from pl_pac_trs.pac.checkpoint import FinalCheckpoint
 from pl_pac_trs.pac.masking import GradientMask
@@ -36,6 +37,7 @@ __all__ = [
     "LinearProbe",
     "LoadSourceWeights",
     "MagnitudePruning",
+    "WandbArtifacts",
     "apply_masks",
     "compute_masks",
     "load_masks",

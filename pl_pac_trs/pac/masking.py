@@ -335,6 +335,11 @@ class GradientMask(Callback):
                     opt,
                 )
                 self._handles.append(opt.register_step_post_hook(self._after_step))
+        steps = (self._restored or {}).get("optimizer_steps") if resumed else None
+        if isinstance(steps, list) and len(steps) == len(self._by_optimizer):
+            # a resumed fit keeps the tidying cadence of the interrupted one (bit-exact state)
+            for group, count in zip(self._by_optimizer.values(), steps, strict=True):
+                group.steps = int(count)
         # DDP: every rank sees the same (all-reduced) gradients but its own loss; a rank stopping
         # alone would hang the others, so only the gradients decide there
         self._probe_losses = getattr(trainer, "world_size", 1) == 1
@@ -480,6 +485,8 @@ class GradientMask(Callback):
 
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"phase": self.phase, "masks": self.masks}
+        if self._by_optimizer:  # optimizer steps since the masks were attached, per optimizer
+            state["optimizer_steps"] = [g.steps for g in self._by_optimizer.values()]
         if self._anchor:
             state["anchor"] = self._anchor
         return state

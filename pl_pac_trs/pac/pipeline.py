@@ -1,6 +1,7 @@
 """The whole PAC-Net pipeline in one command: ``pl-pac-trs pac TASK``.
 
-Runs the stage configs of ``configs/pac/TASK/`` in order -- ``source`` (dense training, pruning,
+Runs the stage configs of ``configs/pac/TASK/`` (in the working directory if there is one, else
+the shipped configs, :mod:`pl_pac_trs.configs`) in order -- ``source`` (dense training, pruning,
 allocate in one fit), ``calibrate`` and the chosen baselines -- with every checkpoint path
 pointed into the output directory, then tests each stage on the target task and on the source
 task (PAC-Net's source metrics are taken inside :func:`~pl_pac_trs.pac.source_view`, with the
@@ -18,6 +19,11 @@ same directory resumes: a stage whose record still matches (same config, same in
 intact) is not fitted again; any other stage, and so every stage downstream of it, runs again.
 ``fresh=True`` (``--fresh``) starts the directory clean instead. Which one happened is said in
 one line.
+
+With W&B, each stage that runs logs to a run of its own and the summary is logged as a table
+(:func:`log_summary_wandb`); ``--artifacts`` adds :class:`~pl_pac_trs.pac.WandbArtifacts` to every
+stage; ``--lam`` / ``--amount`` set calibrate's λ and the pruned share (what the shipped W&B
+sweep ``configs/sweeps/pac_friedman.yaml`` varies).
 """
 
 from __future__ import annotations
@@ -37,12 +43,13 @@ from typing import Any
 import torch
 import yaml
 
+from pl_pac_trs.configs import configs_root
 from pl_pac_trs.pac.checkpoint import save_checkpoint_atomic
 from pl_pac_trs.pac.masks import load_masks
 from pl_pac_trs.pac.targets import matches_any
 from pl_pac_trs.pac.transfer import LoadSourceWeights, source_state_dict, source_view
 
-__all__ = ["BASELINES", "demo", "main", "run_pipeline"]
+__all__ = ["BASELINES", "demo", "log_summary_wandb", "main", "run_pipeline"]
 
 BASELINES = ("finetune", "l2sp", "scratch", "linear_probe")
 _PATH_ARGS = ("checkpoint", "dense_checkpoint", "masks", "path")
@@ -53,7 +60,7 @@ STATE_FILE = "pipeline_state.json"
 def _config_dir(task: str, config_dir: str | None) -> Path:
     roots = [
         Path.cwd() / "configs" / "pac",
-        Path(__file__).resolve().parents[2] / "configs" / "pac",
+        configs_root() / "pac",  # the shipped configs (installed with the package)
     ]
     if config_dir:
         path = Path(config_dir)
@@ -137,6 +144,14 @@ def _fit(cfg: dict[str, Any], out: Path, stage: str, extra: Sequence[str], run: 
 def _test(trainer, model, datamodule) -> dict[str, float]:
     results = trainer.test(model, datamodule=datamodule, verbose=False)
     return {k: float(v) for k, v in (results[0] if results else {}).items()}
+
+
+def _target_metrics(trainer, model, datamodule) -> dict[str, float]:
+    """The target task's validation (``val/...``: what to choose settings on, e.g. in a sweep)
+    and test (``test/...``) metrics of the fitted stage."""
+    results = trainer.validate(model, datamodule=datamodule, verbose=False)
+    val = {k: float(v) for k, v in (results[0] if results else {}).items()}
+    return {**val, **_test(trainer, model, datamodule)}
 
 
 def _head_state(cli, checkpoint: Path) -> dict[str, torch.Tensor]:
@@ -238,6 +253,109 @@ def _start_clean(out: Path) -> int:
     return removed
 
 
+def _check_lam(lam: Any) -> float | None:
+    ok = isinstance(lam, (int, float)) and not isinstance(lam, bool)
+    if lam is not None and (not ok or not math.isfinite(lam) or lam < 0):
+        raise ValueError(f"lam must be a finite number >= 0 (calibrate's λ), got {lam!r}")
+    return None if lam is None else float(lam)
+
+
+def _check_amount(amount: Any) -> float | None:
+    ok = isinstance(amount, (int, float)) and not isinstance(amount, bool)
+    if amount is not None and (not ok or not 0 <= amount < 1):
+        raise ValueError(f"amount must be a fraction in [0, 1) (pruned share), got {amount!r}")
+    return None if amount is None else float(amount)
+
+
+def _set_callback_arg(cfg: dict[str, Any], cls: str, key: str, value: Any, what: str) -> None:
+    """Sets ``key`` of the stage config's ``cls`` callbacks; there must be one."""
+    found = [
+        cb
+        for cb in (cfg.get("trainer") or {}).get("callbacks") or []
+        if str(cb.get("class_path", "")).rsplit(".", 1)[-1] == cls
+    ]
+    if not found:
+        raise ValueError(f"pac pipeline: {what} needs a {cls} callback in the stage config")
+    for cb in found:
+        cb.setdefault("init_args", {})[key] = value
+
+
+def _in_sweep() -> bool:
+    """Whether a ``wandb agent`` launched this process (it then expects a single run)."""
+    return bool(os.environ.get("WANDB_SWEEP_ID"))
+
+
+def _end_stage_run() -> None:
+    """Closes the stage's W&B run so that the next stage gets its own (not under a sweep)."""
+    if not _in_sweep():
+        from pl_pac_trs.runs import finish_wandb
+
+        finish_wandb()
+
+
+def _slug(text: str) -> str:
+    return "_".join("".join(c if c.isalnum() else " " for c in text.lower()).split())
+
+
+def log_summary_wandb(summary: dict[str, Any], cfg: dict[str, Any]) -> str | None:
+    """Logs the pipeline summary to W&B: a table ``pac/summary`` and flat summary metrics.
+
+    The metrics are named ``summary/<stage>/<target|source>/<metric>`` with the stage in
+    lower case and underscores (``summary/pac_net_calibrate/target/val/mse``: a sweep's
+    ``metric.name``). Under a ``wandb agent`` they go to the agent's run (the stages' run);
+    otherwise to a run of their own named ``summary`` (job type ``pac-summary``) in the project
+    and group of the stage config's ``WandbLogger``.
+
+    Args:
+        summary: What :func:`run_pipeline` returns.
+        cfg: A resolved stage config (its ``WandbLogger`` init args name the project).
+
+    Returns:
+        The W&B run's id, or ``None`` when the config has no ``WandbLogger`` or W&B is disabled.
+    """
+    logger = (cfg.get("trainer") or {}).get("logger")
+    if not isinstance(logger, dict) or not str(logger.get("class_path", "")).endswith(
+        "WandbLogger"
+    ):
+        return None
+    if os.environ.get("WANDB_MODE") == "disabled":
+        return None
+    import wandb as wb
+
+    init = logger.get("init_args") or {}
+    run = wb.run
+    if run is None:
+        run = wb.init(
+            project=init.get("project"),
+            entity=init.get("entity"),
+            group=init.get("group"),
+            dir=init.get("save_dir"),
+            name="summary",
+            job_type="pac-summary",
+            config={"task": summary["task"], "out": summary["out"]},
+        )
+    sides = ("target", "source")
+    rows = summary["stages"].values()
+    columns = sorted({f"{side}/{k}" for row in rows for side in sides for k in row.get(side, {})})
+    data = []
+    metrics: dict[str, Any] = {}
+    for stage, row in summary["stages"].items():
+        cells = [row.get(c.split("/", 1)[0], {}).get(c.split("/", 1)[1]) for c in columns]
+        data.append([stage, *cells])
+        for column, value in zip(columns, cells, strict=True):
+            if value is not None:
+                metrics[f"summary/{_slug(stage)}/{column}"] = value
+        if "source_outputs_identical" in row:
+            metrics[f"summary/{_slug(stage)}/source_outputs_identical"] = bool(
+                row["source_outputs_identical"]
+            )
+    run.log({"pac/summary": wb.Table(columns=["stage", *columns], data=data)})
+    run.summary.update(metrics)
+    run_id = run.id
+    run.finish()
+    return run_id
+
+
 def run_pipeline(
     task: str,
     out: str | Path | None = None,
@@ -247,18 +365,31 @@ def run_pipeline(
     wandb: bool = True,
     extra_args: Sequence[str] = (),
     fresh: bool = False,
+    artifacts: bool = False,
+    lam: float | None = None,
+    amount: float | None = None,
 ) -> dict[str, Any]:
     """Runs source (prune + allocate), calibrate and ``baselines``; returns the summary.
 
+    With W&B (``wandb=True`` and a ``WandbLogger`` in the configs) every stage that runs logs to
+    a W&B run of its own, and the summary goes to W&B too (:func:`log_summary_wandb`); under a
+    ``wandb agent`` (a sweep) all stages and the summary share the agent's run.
+
     Args:
-        task: Name of a directory under ``configs/pac`` (``friedman``, ``digits``).
+        task: Name of a directory under ``configs/pac`` (``friedman``, ``digits``, ``duffing``).
         out: Output directory (default ``runs/pac/<task>``).
         baselines: Any of ``finetune``, ``l2sp``, ``scratch``, ``linear_probe``.
         epochs_scale: Multiplies every stage's ``max_epochs`` (and the pruning epoch).
-        config_dir: Directory of the stage configs (default ``configs/pac/<task>``).
+        config_dir: Directory of the stage configs (default ``configs/pac/<task>`` in the
+            working directory if it exists, else the shipped ``pac/<task>``).
         wandb: Keep the configs' ``WandbLogger`` (else ``logger: false``).
         extra_args: Extra LightningCLI arguments given to every stage.
         fresh: Start ``out`` clean instead of resuming the stages an earlier run finished.
+        artifacts: Add :class:`~pl_pac_trs.pac.WandbArtifacts` to every stage (checkpoints and
+            masks as W&B artifacts, the source checkpoint as the input of the later stages);
+            needs ``wandb``.
+        lam: Overrides the calibrate stage's ``GradientMask`` λ (for sweeps).
+        amount: Overrides the source stage's ``MagnitudePruning`` amount (for sweeps).
 
     Returns:
         ``{"task", "out", "stages": {stage: {"target": {...}, "source": {...}}}, "resumed",
@@ -270,6 +401,9 @@ def run_pipeline(
     scale_ok = isinstance(epochs_scale, (int, float)) and not isinstance(epochs_scale, bool)
     if not scale_ok or not math.isfinite(epochs_scale) or epochs_scale <= 0:
         raise ValueError(f"epochs_scale must be a finite number > 0, got {epochs_scale!r}")
+    lam, amount = _check_lam(lam), _check_amount(amount)
+    if artifacts and not wandb:
+        raise ValueError("pac pipeline: --artifacts logs to W&B; drop --no-wandb")
     cdir = _config_dir(task, config_dir)
     for stage in ("calibrate", *baselines):
         if not (cdir / f"{stage}.yaml").is_file():
@@ -285,7 +419,21 @@ def run_pipeline(
     extra = list(extra_args)
 
     def stage_cfg(stage: str) -> dict[str, Any]:
-        return _resolve_config(cdir / f"{stage}.yaml", out, stage, epochs_scale, wandb)
+        cfg = _resolve_config(cdir / f"{stage}.yaml", out, stage, epochs_scale, wandb)
+        if lam is not None and stage == "calibrate":
+            _set_callback_arg(cfg, "GradientMask", "lam", lam, "--lam")
+        if amount is not None and stage == "source":
+            _set_callback_arg(cfg, "MagnitudePruning", "amount", amount, "--amount")
+        if artifacts:
+            callbacks = cfg["trainer"].get("callbacks") or []
+            cfg["trainer"]["callbacks"] = [
+                *callbacks,
+                {
+                    "class_path": "pl_pac_trs.pac.WandbArtifacts",
+                    "init_args": {"stage": stage, "prefix": _slug(out.name) or "pac"},
+                },
+            ]
+        return cfg
 
     # 1. source: dense -> prune -> allocate (one fit)
     cfg = stage_cfg("source")
@@ -308,6 +456,7 @@ def run_pipeline(
             "source": _test(src.trainer, src.model, src.datamodule)
         }
         records.record("source", key, inputs, outputs, rows)
+        _end_stage_run()
     stages.update(rows)
 
     def source_context() -> dict[str, Any]:
@@ -327,7 +476,7 @@ def run_pipeline(
         records.forget("calibrate")
         cal = _fit(cfg_cal, out, "calibrate", extra)
         save_checkpoint_atomic(cal.trainer, out / "calibrate.ckpt")
-        row = {"target": _test(cal.trainer, cal.model, cal.datamodule)}
+        row = {"target": _target_metrics(cal.trainer, cal.model, cal.datamodule)}
         masks = load_masks(out / "source.ckpt")
         state = source_state_dict(out / "source.ckpt")
         src_ctx = source_context()
@@ -338,6 +487,7 @@ def run_pipeline(
             )
         rows = {"PAC-Net (calibrate)": row}
         records.record("calibrate", key, inputs, outputs, rows)
+        _end_stage_run()
     stages.update(rows)
 
     # 3. baselines, with the source head put back for the source metrics
@@ -350,7 +500,7 @@ def run_pipeline(
             records.forget(name)
             run = _fit(cfg_b, out, name, extra)
             save_checkpoint_atomic(run.trainer, out / f"{name}.ckpt")
-            row = {"target": _test(run.trainer, run.model, run.datamodule)}
+            row = {"target": _target_metrics(run.trainer, run.model, run.datamodule)}
             src_ctx = source_context()
             head = _head_state(run, dense_path) if dense_path.is_file() else {}
             needs_head = head or _head_shape_differs(run.model, src_ctx["model"])
@@ -359,6 +509,7 @@ def run_pipeline(
                     row["source"] = _test(run.trainer, run.model, src_ctx["datamodule"])
             rows = {name: row}
             records.record(name, key, inputs, outputs, rows)
+            _end_stage_run()
         stages.update(rows)
 
     if fresh:
@@ -382,6 +533,11 @@ def run_pipeline(
     }
     _write_atomic(out / "summary.json", json.dumps(summary, indent=2))
     _write_atomic(out / "summary.md", summary_markdown(summary))
+    if wandb:
+        try:
+            log_summary_wandb(summary, cfg)
+        except Exception as err:  # the results are on disk: W&B trouble is a warning here
+            print(f"pac pipeline: summary not logged to W&B: {err}", file=sys.stderr)
     return summary
 
 
@@ -463,13 +619,29 @@ def _scale(text: str) -> float:
     return value
 
 
+def _lam_arg(text: str) -> float:
+    try:
+        return _check_lam(float(text))  # type: ignore[return-value]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}") from err
+
+
+def _amount_arg(text: str) -> float:
+    try:
+        return _check_amount(float(text))  # type: ignore[return-value]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"must be a fraction in [0, 1), got {text!r}") from err
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="pl-pac-trs pac",
         description="Run the PAC-Net pipeline (source: dense + prune + allocate; calibrate; "
-        "baselines) for a task from configs/pac/<task>/ and summarise source/target metrics.",
+        "baselines) for a task from configs/pac/<task>/ (the working directory's, else the "
+        "shipped ones) and summarise source/target metrics.",
     )
-    p.add_argument("task", help="task name: a directory of configs/pac (friedman, digits)")
+    tasks = ", ".join(sorted(p.name for p in (configs_root() / "pac").iterdir() if p.is_dir()))
+    p.add_argument("task", help=f"task name: a directory of configs/pac ({tasks})")
     p.add_argument("--out", default=None, help="output directory (default runs/pac/<task>)")
     p.add_argument(
         "--baselines",
@@ -484,6 +656,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--config-dir", default=None, help="directory with the stage configs")
     p.add_argument("--no-wandb", action="store_true", help="run without the WandbLogger")
+    p.add_argument(
+        "--artifacts",
+        action="store_true",
+        help="log every stage's checkpoint and masks as W&B artifacts, with their lineage",
+    )
+    p.add_argument("--lam", type=_lam_arg, default=None, help="calibrate's λ (GradientMask lam)")
+    p.add_argument(
+        "--amount", type=_amount_arg, default=None, help="source's pruned share (0 <= a < 1)"
+    )
     p.add_argument(
         "--set",
         action="append",
@@ -516,6 +697,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         wandb=not args.no_wandb,
         extra_args=extra,
         fresh=args.fresh,
+        artifacts=args.artifacts,
+        lam=args.lam,
+        amount=args.amount,
     )
     print(summary_markdown(summary), flush=True)
     print(f"written: {summary['out']}/summary.json, summary.md and the stage checkpoints")

@@ -11,16 +11,19 @@ from pl_pac_trs.trs.integrators import (
 )
 from pl_pac_trs.trs.loss import TRSLoss, paired_rollout, trs_loss, trs_terms
 from pl_pac_trs.trs.module import TRSODEN
+from pl_pac_trs.trs.optim import OPTIMIZERS, KerasAdam, make_optimizer
 from pl_pac_trs.trs.reversal import Reversal
 
 __all__ = [
     "DEFAULT_INIT",
     "INITS",
+    "OPTIMIZERS",
     "RK4",
     "TRSODEN",
     "Euler",
     "HODENField",
     "Integrator",
+    "KerasAdam",
     "Leapfrog",
     "ODENField",
     "Reversal",
@@ -28,6 +31,7 @@ __all__ = [
     "TorchDiffEq",
     "init_linear",
     "make_integrator",
+    "make_optimizer",
     "mlp",
     "paired_rollout",
     "trs_loss",

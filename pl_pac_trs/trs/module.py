@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from pl_pac_trs.metrics import EnergyMSE, TrajectoryMSE
 from pl_pac_trs.trs.integrators import RK4, Integrator, Leapfrog, make_integrator
 from pl_pac_trs.trs.loss import TRSLoss, trs_loss
+from pl_pac_trs.trs.optim import OPTIMIZERS, make_optimizer
 from pl_pac_trs.trs.reversal import Reversal
 
 __all__ = ["TRSODEN"]
@@ -58,6 +59,9 @@ class TRSODEN(pl.LightningModule):
         compile_field: wrap the field in :func:`torch.compile` (off by default).
         num_plot: test trajectories drawn in the phase-portrait / energy figures (0: no plots).
         lyapunov: also compute and plot the finite-time Lyapunov curve at test time (attractor).
+        optimizer: ``"adam"`` (:class:`torch.optim.Adam`, eps 1e-8) or ``"keras_adam"``
+            (:class:`~pl_pac_trs.trs.KerasAdam`: the reference code's legacy Keras Adam, eps
+            1e-7 on the uncorrected second moment; the exp V reproduction configs use it).
     """
 
     def __init__(
@@ -73,6 +77,7 @@ class TRSODEN(pl.LightningModule):
         compile_field: bool = False,
         num_plot: int = 3,
         lyapunov: bool = False,
+        optimizer: str = "adam",
     ) -> None:
         super().__init__()
         if not isinstance(vector_field, nn.Module):
@@ -83,6 +88,10 @@ class TRSODEN(pl.LightningModule):
             raise ValueError(f"TRSODEN: lam must be a finite number >= 0, got {lam!r}")
         if not (isinstance(lr, (int, float)) and lr > 0):
             raise ValueError(f"TRSODEN: lr must be > 0, got {lr!r}")
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(
+                f"TRSODEN: optimizer must be one of {list(OPTIMIZERS)}, got {optimizer!r}"
+            )
         if int(num_plot) < 0:
             raise ValueError(f"TRSODEN: num_plot must be >= 0, got {num_plot!r}")
         if reversal is not None and not isinstance(reversal, Reversal):
@@ -99,6 +108,7 @@ class TRSODEN(pl.LightningModule):
         self.reversal = reversal
         self.lr = float(lr)
         self.weight_decay = float(weight_decay)
+        self.optimizer_name = optimizer
         self.batched_rollout = bool(batched_rollout)
         self.compile_field = bool(compile_field)
         self.num_plot = int(num_plot)
@@ -414,6 +424,9 @@ class TRSODEN(pl.LightningModule):
         return self.rollout(x0, t)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(
-            self.vector_field.parameters(), lr=self.lr, weight_decay=self.weight_decay
+        return make_optimizer(
+            self.optimizer_name,
+            self.vector_field.parameters(),
+            lr=self.lr,
+            weight_decay=self.weight_decay,
         )

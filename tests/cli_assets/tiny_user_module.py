@@ -1,7 +1,10 @@
 """A user's own LightningModule / DataModule, imported by class_path from outside the package."""
 
+import os
+import signal
+
 import torch
-from lightning.pytorch import LightningDataModule, LightningModule
+from lightning.pytorch import Callback, LightningDataModule, LightningModule
 from torch.utils.data import DataLoader, TensorDataset
 
 
@@ -43,3 +46,15 @@ class TinyData(LightningDataModule):
 
     def val_dataloader(self):
         return DataLoader(self.dataset, batch_size=self.batch_size)
+
+
+class KillAtEpoch(Callback):
+    """Kills its own process (SIGKILL, as an out-of-memory killer or a pre-empted job would) at
+    the end of training epoch ``epoch`` (1-based), before any checkpoint of that epoch."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.current_epoch + 1 == self.epoch:
+            os.kill(os.getpid(), signal.SIGKILL)
