@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from pl_pac_trs.trs.tanh_grad import is_scalar_tanh_mlp, tanh_mlp_input_grad
 from pl_pac_trs.trs.tanh_mlp import is_tanh_mlp, tanh_mlp, tanh_mlp_leapfrog
 
 __all__ = ["DEFAULT_INIT", "INITS", "HODENField", "ODENField", "init_linear", "mlp"]
@@ -167,10 +168,16 @@ class ODENField(nn.Module):
 class HODENField(nn.Module):
     """HODEN: Hamiltonian field of a separable ``H(q, p) = K(p) + V(q)`` learned by two MLPs.
 
-    ``dq/dt = dK/dp`` and ``dp/dt = -dV/dq`` by autograd. The derivatives are taken under a local
-    :func:`torch.enable_grad`, so the field also works in ``torch.no_grad()`` / eval rollouts; the
-    graph of the derivatives is only kept (``create_graph``) when the caller has gradients
-    enabled, i.e. when training.
+    ``dq/dt = dK/dp`` and ``dp/dt = -dV/dq``. With ``fused`` (the default) and ``K``, ``V`` the
+    tanh MLPs this class builds, each derivative is computed in closed form as one autograd node
+    with a hand-written backward (:func:`~pl_pac_trs.trs.tanh_grad.tanh_mlp_input_grad`: the
+    gradient of a tanh MLP written as a forward computation that reuses the ``tanh`` outputs), so
+    training takes one ordinary backward pass instead of autograd's double backward; values and
+    gradients equal the autograd path's up to the order of floating-point sums. Otherwise
+    (``fused=False``, or nets replaced by other modules; see :meth:`closed_form`) the derivatives
+    are taken by :func:`torch.autograd.grad` under a local :func:`torch.enable_grad`, the graph
+    of the derivatives kept (``create_graph``) only when the caller has gradients enabled, i.e.
+    when training. Both paths work in ``torch.no_grad()`` / eval rollouts.
 
     Time-augmented (``time_augmented=True``, non-autonomous systems, exp III as in the reference
     code): ``H(q, p, t) = K(p, t) + V(q, t)``, the time appended as an extra input feature of each
@@ -184,6 +191,12 @@ class HODENField(nn.Module):
         position_dim: number of position coordinates ``q`` (default ``state_dim // 2``).
         time_augmented: feed the time as an extra input of ``K`` and ``V``.
         init: weight initialisation of both MLPs, one of :data:`INITS`.
+        fused: compute ``dK/dp`` and ``dV/dq`` in closed form as one autograd node each (see
+            above); ``False``: plain autograd, needed for derivatives of the field's backward
+            pass (e.g. a Jacobian penalty differentiated w.r.t. the parameters).
+        fast_tanh: with ``fused``, ``tanh(z) = 2 sigmoid(2z) - 1`` (faster on CPU; absolute
+            error below 2.5e-7 in float32). Off by default: unlike the closed form, it changes
+            the numbers.
     """
 
     #: ``dq/dt`` depends on ``p`` only and ``dp/dt`` on ``q`` only: :class:`Leapfrog` then uses
@@ -199,6 +212,8 @@ class HODENField(nn.Module):
         position_dim: int | None = None,
         time_augmented: bool = False,
         init: str = DEFAULT_INIT,
+        fused: bool = True,
+        fast_tanh: bool = False,
     ) -> None:
         super().__init__()
         self.init = _check_init(init, "HODENField")
@@ -220,6 +235,8 @@ class HODENField(nn.Module):
         extra = int(self.time_augmented)
         self.kinetic = mlp(state_dim - self.position_dim + extra, hidden, 1, init=init)
         self.potential = mlp(self.position_dim + extra, hidden, 1, init=init)
+        self.fused = bool(fused)
+        self.fast_tanh = bool(fast_tanh)
         if self.time_augmented:
             self.separable = False
 
@@ -252,9 +269,18 @@ class HODENField(nn.Module):
             tc = torch.broadcast_to(t, x.shape[:-1])[..., None]
         return (self._eval(self.kinetic, p, tc) + self._eval(self.potential, q, tc)).squeeze(-1)
 
+    def closed_form(self, net: nn.Module) -> bool:
+        """Whether the derivative of ``net`` (:attr:`kinetic` or :attr:`potential`) takes the
+        closed-form node: ``fused`` and ``net`` a scalar tanh MLP
+        (:func:`~pl_pac_trs.trs.tanh_grad.is_scalar_tanh_mlp`)."""
+        return self.fused and is_scalar_tanh_mlp(net)
+
     def _grad(self, net: nn.Module, z: Tensor, t: Tensor | float | None) -> Tensor:
-        create_graph = torch.is_grad_enabled()
         tc = self._time(t, z)
+        if z.dim() == 2 and self.closed_form(net):
+            x = z if tc is None else torch.cat([z, tc], dim=-1)
+            return tanh_mlp_input_grad(net, x, z.shape[1], fast_tanh=self.fast_tanh)
+        create_graph = torch.is_grad_enabled()
         with torch.enable_grad():
             if not z.requires_grad:
                 z = z.detach().requires_grad_(True)
@@ -272,8 +298,11 @@ class HODENField(nn.Module):
         return -self._grad(self.potential, q, t)
 
     def forward(self, t: Tensor | float, x: Tensor) -> Tensor:
-        create_graph = torch.is_grad_enabled()
         n = self.position_dim
+        if x.dim() == 2 and self.closed_form(self.kinetic) and self.closed_form(self.potential):
+            q, p = x[:, :n], x[:, n:]
+            return torch.cat([self._grad(self.kinetic, p, t), -self._grad(self.potential, q, t)], 1)
+        create_graph = torch.is_grad_enabled()
         tc = self._time(t, x)
         with torch.enable_grad():
             q, p = x[..., :n], x[..., n:]

@@ -8,13 +8,11 @@ where the epsilon sits: after ``t`` steps it updates
 
 with ``m``, ``v`` the *uncorrected* moment estimates, i.e. PyTorch's Adam with the step-dependent
 epsilon ``eps / sqrt(1 - beta2^t)`` (about ``3.2e-6`` at the first step, ``1.3e-7`` after 1000)
-instead of the constant ``1e-8``. The two agree where gradients are much larger than that; they
-part where they are not. The exp V HODEN (real double oscillator) starts with small gradients
-(median entry 5e-5, 8 % below 1e-6, at the reference initialisation), and its fit, a separable
-Hamiltonian that cannot follow the damped record, depends on the path: from the same initial weights (the reference's own, seed 0), 5000 epochs of the
-reference code gave test MSE x1e2 body1 12.93 / body2 16.29, ``TRSODEN`` with this optimiser
-13.01 / 16.38, with :class:`torch.optim.Adam` 28.96 / 26.57 (and with ``eps=1e-7`` 41.0 / 29.8:
-the step-dependent epsilon matters, not only its size).
+instead of the constant ``1e-8``. The two agree where gradients are much larger than that and
+part where they are not: the exp V HODEN (real double oscillator) starts with small gradients at
+the reference initialisation, and its fit depends on the optimiser's path. The measurements
+(same initial weights in both codes, and the spread over seeds) are in ``docs/trs.md``
+("Optimiser").
 """
 
 from __future__ import annotations
