@@ -190,6 +190,7 @@ def _load() -> list[float] | None:
 
 
 def _run(args: argparse.Namespace) -> dict:
+    """The timings and checks of every setting and arm (the JSON payload)."""
     arms = ["autograd", "closed_form"]
     arms += ["plain_ops"] * args.plain_ops + ["fast_tanh"] * args.fast_tanh
     load_before = _load()

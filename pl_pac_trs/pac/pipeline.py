@@ -23,7 +23,7 @@ one line.
 With W&B, each stage that runs logs to a run of its own and the summary is logged as a table
 (:func:`log_summary_wandb`); ``--artifacts`` adds :class:`~pl_pac_trs.pac.WandbArtifacts` to every
 stage; ``--lam`` / ``--amount`` set calibrate's λ and the pruned share (what the shipped W&B
-sweep ``configs/sweeps/pac_friedman.yaml`` varies).
+sweep ``configs/sweeps/pac_friedman.yml`` varies).
 """
 
 from __future__ import annotations

@@ -123,7 +123,8 @@ def input_grad_forward(
         c = g @ weights[i]
         cs.insert(0, c)
         g = _tanh_backward(c, acts[i])
-    return _narrow(g, weights[0][:, :n]), InputGradSaved(acts, cs)
+    w_in = weights[0] if n == weights[0].shape[1] else weights[0][:, :n]
+    return _narrow(g, w_in), InputGradSaved(acts, cs)
 
 
 def input_grad_backward(
@@ -162,8 +163,9 @@ def input_grad_backward(
     # 1. the gradient chain, upwards (0-based): grad = g_0 W_0[:, :n], g_i = s_i * c_i,
     # c_i = g_{i+1} W_{i+1}, c_{L-1} = w_out. Each s_i = 1 - a_i^2 also gets the gradient
     # -2 a_i (dg_i * c_i); ``chain`` holds a_i * dg_i * c_i (the -2 is applied below).
+    w_in = weights[0] if n == weights[0].shape[1] else weights[0][:, :n]
     w0_chain = (grad.t() @ g_of(0)).t() if need_params[0] else None  # g_0^T grad, (h_0, n)
-    dg = grad @ weights[0][:, :n].t()
+    dg = grad @ w_in.t()
     chain: list[Tensor] = []
     for i in range(n_layers):
         a = acts[i + 1]
@@ -196,7 +198,7 @@ def input_grad_backward(
                 w0 = (below.t() @ du).t().mul_(-2.0) if below.shape[1] <= _NARROW else None
                 w0 = torch.mm(du.t(), below).mul_(-2.0) if w0 is None else w0
                 if w0_chain is not None:
-                    w0[:, :n] += w0_chain
+                    (w0 if n == w0.shape[1] else w0[:, :n]).add_(w0_chain)
                 out[0] = w0
         if i > 0:
             da = chain[i - 1].addmm_(du, weights[i])
