@@ -76,6 +76,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="trs suite: keep the fits already in the job log (<work>/trs/<budget>_runs.jsonl)",
     )
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="trs suite: run nothing, report the fits in the job log (missing cells stay empty)",
+    )
     p.add_argument("--name", default=None, help="stem of the output files (default: the suite)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
@@ -136,6 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 workers=args.workers,
                 resume=args.resume,
                 name=args.name or "trs",
+                report_only=args.report_only,
             )
             print(reproduce_trs.to_markdown(payload), flush=True)
         elif suite == "pac":

@@ -205,6 +205,7 @@ def run(
     workers: int = 1,
     resume: bool = False,
     name: str = "trs",
+    report_only: bool = False,
 ) -> dict[str, Any]:
     """Runs the conditions of ``experiments`` for ``seeds`` model seeds; writes trs.json/md.
 
@@ -226,6 +227,8 @@ def run(
         resume: Take the fits already in the job log instead of running them again (same
             budget, experiment, condition and seed); otherwise the log is started afresh.
         name: Stem of the output files.
+        report_only: Run nothing: report the fits already in the job log (implies ``resume``;
+            missing cells stay empty).
 
     Returns:
         The JSON payload.
@@ -255,11 +258,13 @@ def run(
     out, work = Path(out), Path(work)
     work.mkdir(parents=True, exist_ok=True)
     log = work / f"{budget}_runs.jsonl"
-    done = _read_log(log, budget) if resume else {}
-    if not resume:
+    done = _read_log(log, budget) if resume or report_only else {}
+    if not (resume or report_only):
         log.unlink(missing_ok=True)
     jobs = [(e, c, s) for e in experiments for c in chosen[e] for s in range(seeds)]
     done = {j: done[j] for j in jobs if j in done}
+    if report_only:
+        jobs = [j for j in jobs if j in done]
     todo = [j for j in jobs if j not in done]
     # longest first, so that the workers finish together: HODEN (a gradient of the network
     # inside the loss) and RK4 (exp III, VI: four field calls a step) take the longest

@@ -288,3 +288,36 @@ def test_official_comparison_flags_cells_against_their_targets():
     trs, oden = rows["TRS-ODEN", "traj"], rows["ODEN", "traj"]
     assert trs[4:] == ["0.31", "1.16", "<= 1.2", "yes"]
     assert oden[4:] == ["4.05", "1.60", "<= 1.5", "no"]
+
+
+@pytest.mark.slow
+def test_trs_job_log_workers_resume_and_report_only(tmp_path, restore_threads, monkeypatch):
+    """Fits in two worker processes give the numbers of in-process fits; every fit is in the job
+    log as it ends; ``resume`` runs only what is missing; ``report_only`` runs nothing."""
+    common = dict(budget="smoke", seeds=1, plots=False, progress=False, conditions=["oden"])
+    one = reproduce_trs.run([1], out=tmp_path / "a", work=tmp_path / "wa", **common)
+    two = reproduce_trs.run([1, 4], out=tmp_path / "b", work=tmp_path / "wb", workers=2, **common)
+    assert two["runs"]["1"] == one["runs"]["1"]  # same fit, other process
+    log = tmp_path / "wb" / "smoke_runs.jsonl"
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert sorted((r["exp"], r["condition"], r["seed"]) for r in records) == [
+        (1, "oden", 0),
+        (4, "oden", 0),
+    ]
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("a finished fit was run again")
+
+    monkeypatch.setattr(reproduce_trs, "_fit_one", no_fit)
+    again = reproduce_trs.run(
+        [1, 4], out=tmp_path / "c", work=tmp_path / "wb", resume=True, **common
+    )
+    assert again["runs"] == two["runs"]
+    log.write_text(log.read_text().splitlines()[0] + "\n{torn line\n")  # one fit left, one torn
+    kept = records[0]
+    report = reproduce_trs.run(
+        [1, 4], out=tmp_path / "d", work=tmp_path / "wb", report_only=True, **common
+    )
+    assert list(report["runs"]) == [str(kept["exp"])]
+    assert report["runs"][str(kept["exp"])]["oden"] == [kept["test"]]
+    assert (tmp_path / "d" / "trs.md").is_file()
