@@ -259,14 +259,13 @@ def test_run_dir_without_wandb_is_the_log_dir(tmp_path):
     assert runs.wandb_run_summary(trainer) is None
 
 
-def test_run_dir_with_wandb_disabled_is_the_runs_own_root(tmp_path, monkeypatch):
+def test_run_dir_with_wandb_disabled_is_the_runs_own_root(tmp_path):
     """WANDB_MODE=disabled hands every run one shared temporary ``files`` directory: outputs go
     to the trainer's ``default_root_dir`` instead, and no W&B note is printed."""
-    monkeypatch.setenv("WANDB_MODE", "disabled")
     roots = [tmp_path / "a", tmp_path / "b"]
     dirs = []
-    for root in roots:
-        logger = WandbLogger(project="p", save_dir=str(tmp_path / "wandb"))
+    for root in roots:  # mode as WANDB_MODE=disabled sets it (wandb's settings may be loaded)
+        logger = WandbLogger(project="p", save_dir=str(tmp_path / "wandb"), mode="disabled")
         trainer = Trainer(logger=logger, default_root_dir=root)
         dirs.append(runs.run_dir(trainer))
         assert runs.wandb_run_summary(trainer) is None

@@ -24,6 +24,7 @@ from wandb.sdk.launch.sweeps.utils import create_sweep_command, create_sweep_com
 from wandb_records import _chunks
 
 from pl_pac_trs.cli import PacTrsCLI
+from pl_pac_trs.cli_configs import resolve_config_args
 from pl_pac_trs.pac import GradientMask, load_masks
 from pl_pac_trs.pac.pipeline import _parser
 
@@ -88,13 +89,14 @@ def test_sweep_files_satisfy_wandbs_sweep_schema(path):
     assert sweeps.schema_violations_from_proposed_config(broken)
 
 
-def test_trs_sweep_lambda_reaches_the_model(monkeypatch):
+def test_trs_sweep_lambda_reaches_the_model(monkeypatch, tmp_path):
     sweep = _load("trs_exp1.yml")
     assert set(sweep["parameters"]) == {"model.lam"}
-    monkeypatch.chdir(ROOT)  # the agent runs from the repository root
+    monkeypatch.chdir(tmp_path)  # the agent may run anywhere: the config is named, not a path
     for lam in _samples(sweep["parameters"]["model.lam"]):
         args = _cli_args(agent_argv(sweep, {"model.lam": lam}))
         assert args[0] == "fit" and f"--model.lam={lam}" in args
+        args = resolve_config_args(args)  # as `pl-pac-trs` does before parsing
         cli = PacTrsCLI(args=[*args[1:], "--trainer.logger=false"], run=False)
         assert cli.model.lam == lam
 
