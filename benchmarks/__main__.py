@@ -11,12 +11,12 @@ part of ``all``). Exits non-zero when one of its checks fails.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
+
+from benchmarks.common import quiet
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -86,17 +86,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _quiet() -> None:
-    import lightning.pytorch  # noqa: F401  (its loggers exist only after the import)
-
-    for name in list(logging.root.manager.loggerDict):
-        if name.startswith(("lightning", "pl_pac_trs")):
-            logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", category=UserWarning)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    warnings.filterwarnings("ignore", category=FutureWarning)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns 0 on success."""
     args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
@@ -110,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    _quiet()
+    quiet()
     progress = not args.no_progress
     if args.suite == "gpu":
         from benchmarks import gpu

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import platform
 import statistics
 import time
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -57,3 +59,15 @@ def write_outputs(out_dir: Path, name: str, payload: dict, markdown: str) -> tup
     json_path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
     md_path.write_text(markdown.rstrip() + "\n")
     return json_path, md_path
+
+
+def quiet() -> None:
+    """Lightning's and the package's log lines and Python warnings off (benchmark output)."""
+    import lightning.pytorch  # noqa: F401  (its loggers exist only after the import)
+
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith(("lightning", "pl_pac_trs")):
+            logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)

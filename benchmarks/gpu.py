@@ -13,7 +13,7 @@ raised (a check that raises is recorded as ``error`` with its message):
    rollout call and with two. Medians of interleaved repeats, ``torch.cuda.synchronize()`` around
    each step, ratios. A compile that fails is recorded with its error and the rest goes on.
 2. **Exp VI** (strange attractor): the shipped ``configs/trs/exp6/{oden,trs_oden}.yaml`` through
-   :func:`pl_pac_trs.experiment.run_config` on the device at the reduced budget of
+   :func:`pl_pac_trs.apps.experiment.run_config` on the device at the reduced budget of
    :data:`BUDGETS` (epochs and data sizes stated in the report): test metrics and wall time.
 3. **GradientMask overhead** on a ResNet-18-sized CNN (``benchmarks/pac_overhead.py``'s
    :func:`~benchmarks.pac_overhead.bench`), fp32 and under ``torch.autocast(bfloat16)`` (the
@@ -356,7 +356,7 @@ def exp6(device: torch.device, budget: Budget, work: Path) -> dict[str, Any]:
     """The shipped exp VI configs (ODEN, TRS-ODEN) fitted and tested on ``device`` at the
     budget's reduced sizes; test metrics and wall time per condition."""
     from benchmarks.reproduce_trs import overrides
-    from pl_pac_trs.experiment import run_config
+    from pl_pac_trs.apps.experiment import run_config
 
     if device.type == "cuda":
         index = 0 if device.index is None else device.index

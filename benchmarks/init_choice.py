@@ -205,7 +205,7 @@ def prepare(job: dict[str, Any]) -> None:
 
 def run_job(job: dict[str, Any], result: Path) -> dict[str, Any]:
     """Fit + test one job; writes ``result`` atomically and returns it."""
-    from pl_pac_trs.experiment import run_config
+    from pl_pac_trs.apps.experiment import run_config
 
     prepare(job)
     t0 = time.perf_counter()

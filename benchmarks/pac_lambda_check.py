@@ -19,30 +19,20 @@ import tempfile
 import warnings
 from pathlib import Path
 
-import yaml
 
+def _fit(config: Path, scratch: Path, lam: float | None = None) -> dict[str, float]:
+    """Fits a finished pipeline's resolved stage config again, its checkpoint written to
+    ``scratch`` (``lam``: calibrate's ``GradientMask`` λ); the final train/val metrics."""
+    from pl_pac_trs.apps.pipeline import StageOverrides, fit_stage
 
-def _with_lam(config: dict, lam: float, checkpoint: Path) -> dict:
-    """The calibrate config with ``GradientMask(lam=lam)``, writing its checkpoint elsewhere."""
-    callbacks = config["trainer"]["callbacks"]
-    names = [cb["class_path"].rsplit(".", 1)[-1] for cb in callbacks]
-    if "GradientMask" not in names:
-        raise ValueError("config_calibrate.yaml has no GradientMask callback")
-    for cb, name in zip(callbacks, names, strict=True):
-        if name == "GradientMask":
-            cb["init_args"]["lam"] = lam
-        elif name == "FinalCheckpoint":
-            cb["init_args"]["path"] = str(checkpoint)
-    return config
-
-
-def _fit(config: dict, scratch: Path) -> dict[str, float]:
-    from pl_pac_trs.experiment import run_config
-
-    path = scratch / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    metrics = run_config([path], test=False).fit_metrics
-    return {k: v for k, v in metrics.items() if k.startswith(("train/", "val/"))}
+    callback_args = {"FinalCheckpoint": {"path": str(scratch / "stage.ckpt")}}
+    if lam is not None:
+        callback_args["GradientMask"] = {"lam": lam}
+    overrides = StageOverrides(
+        out=config.parent, root_dir=scratch, wandb=False, callback_args=callback_args
+    )
+    metrics = fit_stage(config, overrides).trainer.callback_metrics
+    return {k: float(v) for k, v in metrics.items() if k.startswith(("train/", "val/"))}
 
 
 def main(argv=None) -> None:
@@ -62,9 +52,8 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
         for lam in lams:
-            config = _with_lam(yaml.safe_load(calibrate.read_text()), lam, scratch / "cal.ckpt")
-            rows.append((f"PAC-Net calibrate, lam={lam:g}", _fit(config, scratch)))
-        rows.append(("fine-tuning", _fit(yaml.safe_load(finetune.read_text()), scratch)))
+            rows.append((f"PAC-Net calibrate, lam={lam:g}", _fit(calibrate, scratch, lam)))
+        rows.append(("fine-tuning", _fit(finetune, scratch)))
     keys = sorted({k for _, m in rows for k in m})
     print(f"{'run':32s} " + " ".join(f"{k:>12s}" for k in keys))
     for name, metrics in rows:

@@ -273,7 +273,7 @@ def full_run(
     reference: Path, tf_python: str, threads: int, work: Path, cores: str | None = None
 ) -> dict[str, float]:
     """Wall time of the whole 5000-epoch exp I TRS-ODEN fit + test, ours (the shipped config
-    through :func:`~pl_pac_trs.experiment.run_config`) then theirs (``train_duffing.py``)."""
+    through :func:`~pl_pac_trs.apps.experiment.run_config`) then theirs (``train_duffing.py``)."""
     env = dict(
         os.environ, OMP_NUM_THREADS=str(threads), WANDB_MODE="disabled", PYTHONPATH=str(REPO)
     )
@@ -282,7 +282,7 @@ def full_run(
     ours = [
         sys.executable,
         "-c",
-        "import sys; from pl_pac_trs.experiment import run_config; "
+        "import sys; from pl_pac_trs.apps.experiment import run_config; "
         "run_config([sys.argv[1]], sys.argv[2:])",
         str(REPO / "configs/trs/exp1/trs_oden.yaml"),
         "--trainer.logger=false",

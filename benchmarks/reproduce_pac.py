@@ -1,6 +1,6 @@
 """PAC-Net reproduction: target error of PAC-Net and the baselines, source retention, two sweeps.
 
-Every seed runs the whole pipeline (:func:`pl_pac_trs.pac.pipeline.run_pipeline`: source fit with
+Every seed runs the whole pipeline (:func:`pl_pac_trs.apps.pipeline.run_pipeline`: source fit with
 pruning + allocate, calibrate, and the baselines scratch / finetune / linear_probe / l2sp) with
 ``--seed_everything=<seed>`` given to every stage. The data keep the configs' seeds (Friedman
 ``data_seed`` 0, task seeds 0/1; digits split seed; Duffing train seed 0 / test seed 999), so the
@@ -15,13 +15,10 @@ Budgets: ``full`` = the shipped epochs (``epochs_scale`` 1); ``ci`` = :data:`CI_
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from benchmarks.common import fmt_mean_std, machine, markdown_table, mean_std, write_outputs
 
@@ -59,31 +56,8 @@ def _metric(task: str, metrics: dict[str, float]) -> float | None:
     return transform(metrics[key]) if key in metrics else None
 
 
-def pruned_config_dir(task: str, amount: float, dest: Path) -> Path:
-    """A copy of ``configs/pac/<task>`` whose source config prunes ``amount`` of the weights.
-
-    The pruning callback sits in a list (``trainer.callbacks``), which LightningCLI cannot
-    override by index from the command line, so the sweep writes a changed copy instead.
-    """
-    if not 0.0 < amount < 1.0:
-        raise ValueError(f"pruning amount must be in (0, 1), got {amount}")
-    dest.mkdir(parents=True, exist_ok=True)
-    for path in (CONFIGS / task).glob("*.yaml"):
-        shutil.copyfile(path, dest / path.name)
-    cfg = yaml.safe_load((CONFIGS / task / "source.yaml").read_text())
-    found = False
-    for cb in cfg["trainer"].get("callbacks") or []:
-        if cb["class_path"].endswith("MagnitudePruning"):
-            cb["init_args"]["amount"] = amount
-            found = True
-    if not found:
-        raise ValueError(f"configs/pac/{task}/source.yaml has no MagnitudePruning callback")
-    (dest / "source.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    return dest
-
-
-def _pipeline(task, out, baselines, scale, seed, extra=(), config_dir=None) -> dict[str, Any]:
-    from pl_pac_trs.pac.pipeline import run_pipeline
+def _pipeline(task, out, baselines, scale, seed, extra=(), amount=None) -> dict[str, Any]:
+    from pl_pac_trs.apps.pipeline import run_pipeline
 
     args = [f"--seed_everything={seed}", *extra]
     return run_pipeline(
@@ -91,7 +65,7 @@ def _pipeline(task, out, baselines, scale, seed, extra=(), config_dir=None) -> d
         out=out,
         baselines=baselines,
         epochs_scale=scale,
-        config_dir=str(config_dir) if config_dir else None,
+        amount=amount,
         wandb=False,
         extra_args=args,
     )
@@ -228,8 +202,7 @@ def run_sweeps(
                 extra=[f"--data.init_args.n_target={value}"],
             )
         else:
-            cdir = pruned_config_dir("friedman", value, work / f"configs_pruning{value}")
-            summary = _pipeline("friedman", work / tag, ("finetune",), scale, seed, config_dir=cdir)
+            summary = _pipeline("friedman", work / tag, ("finetune",), scale, seed, amount=value)
         row = extract("friedman", summary)
         point = result[kind].setdefault(str(value), {"PAC-Net": [], "fine-tuning": []})
         point["PAC-Net"].append(row["target"]["PAC-Net (0.8, λ=0.01)"])

@@ -1,10 +1,11 @@
 """TRS-ODEN reproduction: reference experiments I-VI, every condition, several model seeds.
 
 Each (experiment, condition, seed) is one fit + test of a shipped config through
-:func:`pl_pac_trs.experiment.run_config`. Model seeds vary through ``--seed_everything``; the data
-keep the reference seeds of the configs (train seed 0, test seed 999 / 2000), so every seed sees
-the same trajectories. Results: mean ± std over seeds of the test metrics (x1e2, as the reference
-code reports them), written as ``trs.json`` and ``trs.md``.
+:func:`pl_pac_trs.apps.experiment.run_config`. Model seeds vary through
+``--seed_everything``; the data keep the reference seeds of the configs (train seed 0, test
+seed 999 / 2000), so every seed sees the same trajectories. Results: mean ± std over seeds of
+the test metrics (x1e2, as the reference code reports them), written as ``trs.json`` and
+``trs.md``.
 
 Budgets:
 
@@ -151,16 +152,16 @@ def _fit_one(
     exp: int, cond: str, seed: int, budget: str, work: str, threads: int | None = None
 ) -> dict[str, Any]:
     """One fit + test; the record that :func:`run` keeps (and appends to its job log)."""
-    from pl_pac_trs.experiment import run_config
+    from pl_pac_trs.apps.experiment import run_config
 
     if threads is not None:  # a worker process: quiet, its own thread count, no W&B
         import torch
 
-        from benchmarks.__main__ import _quiet
+        from benchmarks.common import quiet
 
         os.environ.setdefault("WANDB_MODE", "disabled")
         torch.set_num_threads(threads)
-        _quiet()
+        quiet()
     root = Path(work) / f"exp{exp}" / cond / f"seed{seed}"
     t0 = time.perf_counter()
     res = run_config(

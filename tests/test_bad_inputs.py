@@ -17,10 +17,10 @@ import pytest
 import torch
 import yaml
 
-from pl_pac_trs.cli import main
+from pl_pac_trs.apps.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-ASSETS = Path(__file__).parent / "cli_assets"
+ASSETS = Path(__file__).parent / "apps" / "cli_assets"
 TINY = str(ASSETS / "tiny.yaml")
 EXP1 = str(ROOT / "configs/trs/exp1/quick/trs_oden.yaml")
 EXP5 = str(ROOT / "configs/trs/exp5/quick/oden.yaml")

@@ -61,7 +61,7 @@ def test_wheel_holds_the_configs_and_no_checkout_is_used(wheel_env):
     with zipfile.ZipFile(wheel_env["wheel"]) as archive:
         names = archive.namelist()
         entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-        assert "pl-pac-trs = pl_pac_trs.cli:main" in archive.read(entry_points).decode()
+        assert "pl-pac-trs = pl_pac_trs.apps.cli:main" in archive.read(entry_points).decode()
     assert not any(n.startswith(("tests/", "configs/", "notebooks/", "benchmarks/")) for n in names)
     assert "pl_pac_trs/configs/sweeps/pac_friedman.yml" in names  # the W&B sweeps too
     shipped = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "configs").rglob("*.yaml"))

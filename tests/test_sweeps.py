@@ -23,10 +23,10 @@ from wandb.proto import wandb_internal_pb2
 from wandb.sdk.launch.sweeps.utils import create_sweep_command, create_sweep_command_args
 from wandb_records import _chunks
 
-from pl_pac_trs.cli import PacTrsCLI
-from pl_pac_trs.cli_configs import resolve_config_args
+from pl_pac_trs.apps.cli import PacTrsCLI
+from pl_pac_trs.apps.config_commands import resolve_config_args
+from pl_pac_trs.apps.pipeline.command import build_parser
 from pl_pac_trs.pac import GradientMask, load_masks
-from pl_pac_trs.pac.pipeline import _parser
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEPS = sorted((ROOT / "configs" / "sweeps").glob("*.yml"))
@@ -108,14 +108,14 @@ def test_pac_sweep_parameters_are_pipeline_options():
     for lam, amount in zip(lams * 5, _samples(sweep["parameters"]["amount"]), strict=False):
         args = _cli_args(agent_argv(sweep, {"lam": lam, "amount": amount}))
         assert args[:2] == ["pac", "friedman"]
-        parsed = _parser().parse_args(args[1:])
+        parsed = build_parser().parse_args(args[1:])
         assert (parsed.lam, parsed.amount) == (lam, amount)
 
 
 def test_pipeline_options_refuse_what_the_callbacks_would(capsys):
     for bad in (["--lam=-1"], ["--lam=nan"], ["--amount=1"], ["--amount=x"]):
         with pytest.raises(SystemExit) as exit_info:
-            _parser().parse_args(["friedman", *bad])
+            build_parser().parse_args(["friedman", *bad])
         assert exit_info.value.code == 2
         assert bad[0].split("=")[0] in capsys.readouterr().err
 

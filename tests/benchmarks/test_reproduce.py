@@ -131,27 +131,6 @@ def test_pac_smoke_tables(tmp_path, restore_threads):
     assert src_rows[-1] == ["PAC-Net source outputs bit-identical (all seeds)", "True"]
 
 
-def test_pruned_config_dir_changes_only_the_amount(tmp_path):
-    import yaml
-
-    dest = reproduce_pac.pruned_config_dir("friedman", 0.9, tmp_path / "cfg")
-    new = yaml.safe_load((dest / "source.yaml").read_text())
-    old = yaml.safe_load((reproduce_pac.CONFIGS / "friedman" / "source.yaml").read_text())
-    amounts = [
-        cb["init_args"]["amount"]
-        for cb in new["trainer"]["callbacks"]
-        if "amount" in cb.get("init_args", {})
-    ]
-    assert amounts == [0.9]
-    for cb in old["trainer"]["callbacks"]:
-        if cb["class_path"].endswith("MagnitudePruning"):
-            cb["init_args"]["amount"] = 0.9
-    assert new == old
-    assert (dest / "calibrate.yaml").is_file()
-    with pytest.raises(ValueError, match="pruning amount"):
-        reproduce_pac.pruned_config_dir("friedman", 1.0, tmp_path / "bad")
-
-
 def test_sweep_plots_written(tmp_path):
     result = {
         "n_target": {"10": {"PAC-Net": [0.5, 0.6], "fine-tuning": [0.7, 0.8]}},

@@ -304,7 +304,7 @@ def test_a_directory_is_not_a_checkpoint_path(tmp_path):
 def test_pipeline_artifacts_lineage_and_summary_table(offline):
     """`pl-pac-trs pac --artifacts`: a W&B run per stage, each stage's artifacts, calibrate and
     fine-tuning using the source stage's artifacts (same content), and a summary run."""
-    from pl_pac_trs.cli import main as cli_main
+    from pl_pac_trs.apps.cli import main as cli_main
 
     out = offline / "friedman"
     argv = ["pac", "friedman", "--out", str(out), "--artifacts", "--epochs-scale", "0.02"]

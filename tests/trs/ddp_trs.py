@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from pl_pac_trs.cli import PacTrsCLI
+from pl_pac_trs.apps.cli import PacTrsCLI
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs/trs/exp1/quick/trs_oden.yaml"
 DATA = {

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pl_pac_trs.cli import PacTrsCLI
+from pl_pac_trs.apps.cli import PacTrsCLI
 from pl_pac_trs.trs import TRSODEN, HODENField, KerasAdam, ODENField, Reversal
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,7 +77,7 @@ def test_committed_configs_equal_the_generator_output(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_quick_trs_hoden_config_fits_and_tests(tmp_path):
-    from pl_pac_trs.experiment import run_config
+    from pl_pac_trs.apps.experiment import run_config
 
     run = run_config(
         [ROOT / "configs/trs/exp2/quick/trs_hoden.yaml"],

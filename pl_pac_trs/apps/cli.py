@@ -8,19 +8,19 @@ path — is chosen in YAML by ``class_path``::
     python -m pl_pac_trs test --config my.yaml --ckpt_path runs/.../last.ckpt
 
 Besides LightningCLI's ``fit``/``validate``/``test``/``predict``, ``pl-pac-trs pac ...`` runs the
-whole PAC-Net pipeline (:mod:`pl_pac_trs.pac.pipeline`) and ``pl-pac-trs configs`` lists, shows
-and copies out the shipped configs (:mod:`pl_pac_trs.cli_configs`).
+whole PAC-Net pipeline (:mod:`pl_pac_trs.apps.pipeline`) and ``pl-pac-trs configs`` lists, shows
+and copies out the shipped configs (:mod:`pl_pac_trs.apps.config_commands`).
 
-Bad input (:mod:`pl_pac_trs.cli_errors`): exit code 2 and at most three lines naming the
+Bad input (:mod:`pl_pac_trs.apps.errors`): exit code 2 and at most three lines naming the
 argument, file or value, raised before training; ``PL_PAC_TRS_DEBUG=1`` shows the full
 traceback. Checkpoints given with ``--ckpt_path`` are read as data
 (:class:`~pl_pac_trs.serialization.SafeCheckpointIO`), checked against the configured model's
 class and shapes before anything runs.
 
 Every run saves its resolved config as ``config.yaml`` in its run directory
-(:func:`pl_pac_trs.runs.run_dir`) and, with a ``WandbLogger``, as the W&B run config. Without
+(:func:`pl_pac_trs.apps.runs.run_dir`) and, with a ``WandbLogger``, as the W&B run config. Without
 W&B credentials and without ``WANDB_MODE`` set, runs go offline
-(:func:`pl_pac_trs.runs.ensure_wandb_mode`).
+(:func:`pl_pac_trs.apps.runs.ensure_wandb_mode`).
 """
 
 from __future__ import annotations
@@ -39,20 +39,20 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
-from torch import Tensor
 
 from pl_pac_trs import __version__
-from pl_pac_trs.cli_configs import resolve_config_args
-from pl_pac_trs.cli_errors import DEBUG_ENV, short, trainer_culprits
-from pl_pac_trs.noise import prepare_wandb_loggers, quiet_known_noise
-from pl_pac_trs.runs import (
+from pl_pac_trs.apps.checkpoints import check_fits, checkpoint_shapes
+from pl_pac_trs.apps.config_commands import resolve_config_args
+from pl_pac_trs.apps.errors import DEBUG_ENV, short, trainer_culprits
+from pl_pac_trs.apps.noise import prepare_wandb_loggers, quiet_known_noise
+from pl_pac_trs.apps.runs import (
     ensure_wandb_mode,
     find_wandb_logger,
     finish_wandb,
     run_dir,
     wandb_run_summary,
 )
-from pl_pac_trs.serialization import SafeCheckpointIO, load_torch_file
+from pl_pac_trs.serialization import SafeCheckpointIO
 
 __all__ = ["PacTrsCLI", "RunConfigSaver", "main"]
 
@@ -60,11 +60,11 @@ __all__ = ["PacTrsCLI", "RunConfigSaver", "main"]
 #: remaining argv and returns an exit code.
 EXTRA_COMMANDS: dict[str, tuple[str, str]] = {
     "pac": (
-        "pl_pac_trs.pac.pipeline:main",
+        "pl_pac_trs.apps.pipeline:main",
         "run the PAC-Net pipeline (source, allocate, calibrate)",
     ),
     "configs": (
-        "pl_pac_trs.cli_configs:main",
+        "pl_pac_trs.apps.config_commands:main",
         "list, show or copy out the shipped configs (any runs by name: --config trs/exp1/oden)",
     ),
 }
@@ -78,7 +78,7 @@ class RunConfigSaver(SaveConfigCallback):
     """Saves the resolved config to the run directory and to the W&B run config.
 
     Unlike the stock callback, which writes to ``trainer.log_dir`` (shared by every W&B run under
-    the same ``save_dir``), the config goes to :func:`pl_pac_trs.runs.run_dir`, one per run.
+    the same ``save_dir``), the config goes to :func:`pl_pac_trs.apps.runs.run_dir`, one per run.
     """
 
     def __init__(self, *args, **kwargs) -> None:
@@ -166,50 +166,12 @@ class PacTrsCLI(LightningCLI):
         return super()._parse_ckpt_path()
 
     def _check_ckpt(self, ckpt_path: str, sub: Any) -> None:
-        trusted = sub.get("weights_only") is False
-        ckpt = load_torch_file(ckpt_path, what="--ckpt_path", trust_pickle=trusted)
-        if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
-            raise ValueError(
-                f"--ckpt_path {ckpt_path!r} is not a Lightning checkpoint (no 'state_dict'); "
-                "expected a file written by ModelCheckpoint or Trainer.save_checkpoint"
-            )
-        saved = (ckpt.get("hyper_parameters") or {}).get("_class_path")
-        model = sub.get("model")
-        configured = model.get("class_path") if hasattr(model, "get") else None
-        if saved and configured and saved != configured:
-            raise ValueError(
-                f"--ckpt_path {ckpt_path!r} holds a {saved} model, but the config's model is "
-                f"{configured}; pass a checkpoint of {configured}, or the config of {saved}"
-            )
-        self._ckpt_shapes = {
-            k: tuple(v.shape) for k, v in ckpt["state_dict"].items() if isinstance(v, Tensor)
-        }
+        self._ckpt_shapes = checkpoint_shapes(ckpt_path, sub)
         self._ckpt_path = ckpt_path
 
     def _check_ckpt_shapes(self) -> None:
-        """Names the first entry of the model that a ``--ckpt_path`` checkpoint does not fit."""
-        if not self._ckpt_shapes:
-            return
-        own = {k: tuple(v.shape) for k, v in self.model.state_dict().items()}
-        if not own:  # built lazily (configure_model): Lightning checks when it loads
-            return
-        name = type(self.model).__name__
-        for key, shape in own.items():
-            saved = self._ckpt_shapes.get(key)
-            if saved is not None and saved != shape:
-                raise ValueError(
-                    f"--ckpt_path {self._ckpt_path!r} does not fit the configured {name}: "
-                    f"{key!r} has shape {saved} in the checkpoint but {shape} in the model"
-                )
-        if getattr(self.model, "strict_loading", True):
-            missing = [k for k in own if k not in self._ckpt_shapes]
-            extra = [k for k in self._ckpt_shapes if k not in own]
-            if missing or extra:
-                what = f"lacks {missing[0]!r}" if missing else f"has {extra[0]!r}, not in the model"
-                raise ValueError(
-                    f"--ckpt_path {self._ckpt_path!r} does not fit the configured {name}: "
-                    f"the checkpoint {what}"
-                )
+        if self._ckpt_shapes:
+            check_fits(self.model, self._ckpt_shapes, self._ckpt_path)
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """The trainer, with Lightning's configuration errors as one line naming the setting,

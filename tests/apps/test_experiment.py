@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from pl_pac_trs.experiment import run_config
+from pl_pac_trs.apps.experiment import run_config
 
 ASSETS = Path(__file__).parent / "cli_assets"
 

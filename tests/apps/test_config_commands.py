@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pl_pac_trs.cli import main
-from pl_pac_trs.cli_configs import resolve_config_args
+from pl_pac_trs.apps.cli import main
+from pl_pac_trs.apps.config_commands import resolve_config_args
 from pl_pac_trs.configs import config_dir, config_path, configs_root, list_configs
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_shipped_configs_are_the_repository_configs():
@@ -98,7 +98,7 @@ def test_configs_command_bad_input_exits_2_and_keeps_files(tmp_path, monkeypatch
 def test_shipped_configs_checkpoint_last_and_periodically(tmp_path, monkeypatch, name):
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    from pl_pac_trs.cli import PacTrsCLI
+    from pl_pac_trs.apps.cli import PacTrsCLI
 
     monkeypatch.chdir(tmp_path)
     base = ["--config", str(config_path(name)), "--trainer.logger=false"]

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pl_pac_trs.cli import PacTrsCLI
-from pl_pac_trs.runs import finish_wandb, run_dir, wandb_run_summary
+from pl_pac_trs.apps.cli import PacTrsCLI
+from pl_pac_trs.apps.runs import finish_wandb, run_dir, wandb_run_summary
 
 __all__ = ["ConfigRun", "run_config"]
 

@@ -6,9 +6,10 @@ import shutil
 import pytest
 import torch
 
-from pl_pac_trs.cli import main as cli_main
+from pl_pac_trs.apps.cli import main as cli_main
+from pl_pac_trs.apps.pipeline import StageOverrides, fit_stage
+from pl_pac_trs.configs import config_dir
 from pl_pac_trs.pac import load_masks
-from pl_pac_trs.pac.pipeline import _config_dir, _fit, _resolve_config
 
 TINY = {
     "friedman": ["--set", "data.init_args.n_source=300", "--set", "data.init_args.n_val=100"],
@@ -72,18 +73,18 @@ def test_pipeline_all_stages(tmp_path, task, capsys):
 
 def test_standalone_allocate_config(tmp_path):
     """configs/pac/friedman/allocate.yaml from a model pruned in a separate fit."""
-    cdir = _config_dir("friedman", None)
-    out = tmp_path
-    cfg = _resolve_config(cdir / "source.yaml", out, "source", 0.05, wandb=False)
-    cfg["trainer"]["callbacks"] = [
-        {"class_path": "pl_pac_trs.pac.MagnitudePruning", "init_args": {"amount": 0.5}}
-    ]
-    run = _fit(cfg, out, "prune", ["--data.init_args.n_source=200"])
-    run.trainer.save_checkpoint(out / "source_pruned.ckpt")
-    cfg = _resolve_config(cdir / "allocate.yaml", out, "allocate", 0.1, wandb=False)
-    run = _fit(cfg, out, "allocate", ["--data.init_args.n_source=200"])
-    masks = load_masks(out / "source_pruned.ckpt")
-    pruned = torch.load(out / "source_pruned.ckpt", weights_only=False)["state_dict"]
+    cdir = config_dir("pac/friedman")
+    data = ["--data.init_args.n_source=200"]
+    overrides = StageOverrides(
+        out=tmp_path, root_dir=tmp_path / "prune", epochs_scale=0.05, wandb=False
+    )
+    fit_stage(cdir / "prune.yaml", overrides, data)  # writes tmp_path/source_pruned.ckpt
+    overrides = StageOverrides(
+        out=tmp_path, root_dir=tmp_path / "allocate", epochs_scale=0.1, wandb=False
+    )
+    run = fit_stage(cdir / "allocate.yaml", overrides, data)
+    masks = load_masks(tmp_path / "source_pruned.ckpt")
+    pruned = torch.load(tmp_path / "source_pruned.ckpt", weights_only=False)["state_dict"]
     params = dict(run.model.named_parameters())
     for name, mask in masks.items():
         w = params[name].detach()
@@ -103,7 +104,7 @@ def test_pipeline_errors(tmp_path, capsys):
 def test_stage_by_stage_through_the_cli(tmp_path, monkeypatch):
     """The shipped configs chain by their checkpoint paths: prune -> allocate -> calibrate, and
     source (prune + allocate in one fit) -> calibrate, with plain ``pl-pac-trs fit`` runs."""
-    cdir = _config_dir("friedman", None).resolve()
+    cdir = config_dir("pac/friedman").resolve()
     monkeypatch.chdir(tmp_path)  # the configs write runs/pac/friedman/*.ckpt relative to here
     tiny = [
         "--trainer.logger=false",

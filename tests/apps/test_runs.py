@@ -15,9 +15,9 @@ import pytest
 from lightning.pytorch import Trainer
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
-from pl_pac_trs import runs
+from pl_pac_trs.apps import runs
 
-ROOT = runs.Path(__file__).resolve().parents[1]
+ROOT = runs.Path(__file__).resolve().parents[2]
 
 
 KEY = "k" * 40  # the shape of a W&B API key (40+ word characters)
@@ -144,7 +144,7 @@ def test_detection_leaves_wandbs_settings_unloaded(tmp_path):
     WANDB_MODE=offline it sets afterwards would be ignored and wandb.init would ask for a login.
     A fresh process, no credentials, no terminal: the run must come out offline."""
     code = (
-        "from pl_pac_trs import runs\n"
+        "from pl_pac_trs.apps import runs\n"
         "assert runs.ensure_wandb_mode() == 'offline'\n"
         "from wandb.sdk import wandb_setup\n"
         "s = wandb_setup._singleton\n"

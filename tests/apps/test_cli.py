@@ -11,9 +11,9 @@ import pytest
 import yaml
 from wandb_records import read_run
 
-from pl_pac_trs.cli import main
+from pl_pac_trs.apps.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ASSETS = Path(__file__).parent / "cli_assets"
 TINY = ASSETS / "tiny.yaml"
 SHIPPED_CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))

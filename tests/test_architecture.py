@@ -1,0 +1,105 @@
+"""The package's layering, read from its own imports (see docs/architecture.md).
+
+The library (``pac``, ``trs``, ``data``, ``metrics``, ``models`` and the shared modules beside
+them) never imports the applications layer (``pl_pac_trs.apps`` and the entry points); no
+import circle between modules; no module over :data:`MAX_LINES` lines.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "pl_pac_trs"
+LIBRARY = ("pac", "trs", "data", "metrics", "models")
+APPLICATIONS = ("pl_pac_trs.apps", "pl_pac_trs.demo", "pl_pac_trs.__main__")
+MAX_LINES = 350
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path) -> set[str]:
+    """Every ``pl_pac_trs`` module ``path`` imports, at any depth of the file (lazy ones too)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{a.name}" for a in node.names)
+    return {name for name in found if name.split(".")[0] == "pl_pac_trs"}
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    return {name: {m for m in _imports(path) if m in modules} for name, path in modules.items()}
+
+
+def _is_application(module: str) -> bool:
+    return any(module == app or module.startswith(app + ".") for app in APPLICATIONS)
+
+
+def test_the_graph_is_read():
+    graph = _graph()
+    assert "pl_pac_trs.apps.cli" in graph
+    assert "pl_pac_trs.pac.masks" in graph["pl_pac_trs.pac"]  # re-exports are imports
+    assert any(_is_application(m) for deps in graph.values() for m in deps)
+
+
+@pytest.mark.parametrize("sub", LIBRARY)
+def test_library_never_imports_the_applications(sub):
+    graph = _graph()
+    offending = {
+        (module, dep)
+        for module, deps in graph.items()
+        if module.startswith(f"pl_pac_trs.{sub}")
+        for dep in deps
+        if _is_application(dep)
+    }
+    assert not offending
+
+
+def test_shared_modules_never_import_the_applications():
+    graph = _graph()
+    shared = [m for m in graph if m.count(".") == 1 and not _is_application(m)]
+    shared = [m for m in shared if m.split(".")[1] not in LIBRARY]
+    assert "pl_pac_trs.serialization" in shared
+    assert not {(m, d) for m in shared for d in graph[m] if _is_application(d)}
+
+
+def test_no_import_circle():
+    edges = _graph()
+    state: dict[str, int] = {}
+    cycle: list[str] = []
+
+    def visit(node: str, path: list[str]) -> bool:
+        state[node] = 1
+        for dep in edges[node]:
+            if dep == node:
+                continue
+            if state.get(dep) == 1:
+                cycle.extend([*path[path.index(dep) :], dep] if dep in path else [node, dep])
+                return True
+            if state.get(dep) is None and visit(dep, [*path, dep]):
+                return True
+        state[node] = 2
+        return False
+
+    for module in sorted(edges):
+        if state.get(module) is None and visit(module, [module]):
+            break
+    assert not cycle, " -> ".join(cycle)
+
+
+def test_no_module_is_too_long():
+    long = {
+        str(p.relative_to(PACKAGE.parent)): n
+        for p in PACKAGE.rglob("*.py")
+        if (n := len(p.read_text().splitlines())) > MAX_LINES
+    }
+    assert not long
