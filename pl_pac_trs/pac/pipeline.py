@@ -46,7 +46,7 @@ import yaml
 from pl_pac_trs.configs import configs_root
 from pl_pac_trs.pac.checkpoint import save_checkpoint_atomic
 from pl_pac_trs.pac.masks import load_masks
-from pl_pac_trs.pac.targets import matches_any
+from pl_pac_trs.pac.selection import matches_any
 from pl_pac_trs.pac.transfer import LoadSourceWeights, source_state_dict, source_view
 
 __all__ = ["BASELINES", "demo", "log_summary_wandb", "main", "run_pipeline"]
