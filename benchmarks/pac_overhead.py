@@ -320,10 +320,16 @@ class _TimedGradientMask(GradientMask):
         self._t0 = 0.0
 
     def attach(self, trainer, pl_module, masks):
-        for opt in trainer.optimizers:
+        masked = {id(p) for name, p in pl_module.named_parameters() if name in masks}
+        optimizers = [  # those the callback hooks: they update masked weights
+            opt
+            for opt in trainer.optimizers
+            if any(id(p) in masked for group in opt.param_groups for p in group["params"])
+        ]
+        for opt in optimizers:
             opt.register_step_post_hook(self._post_step_starts)
         super().attach(trainer, pl_module, masks)
-        for opt in trainer.optimizers:
+        for opt in optimizers:
             opt.register_step_post_hook(self._post_step_ends)
 
     def _post_step_starts(self, optimizer, args, kwargs):

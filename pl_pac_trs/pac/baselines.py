@@ -16,7 +16,7 @@ from typing_extensions import override
 
 from pl_pac_trs.pac.anchor import AnchorPenalty
 from pl_pac_trs.pac.checks import check_strength
-from pl_pac_trs.pac.freezing import Freezer
+from pl_pac_trs.pac.freezing import FreezingCallback
 from pl_pac_trs.pac.handoff import PacCallback
 from pl_pac_trs.pac.selection import DEFAULT_MODULE_TYPES, require_matches, select_parameters
 
@@ -89,7 +89,7 @@ class L2SP(PacCallback):
         self._penalty.anchors = dict(state_dict.get("anchor") or {})
 
 
-class LinearProbe(PacCallback):
+class LinearProbe(FreezingCallback):
     """Trains only the head: every parameter outside ``head`` is frozen and normalisation layers
     outside it run in eval mode (running statistics stay the source ones).
 
@@ -106,26 +106,14 @@ class LinearProbe(PacCallback):
     """
 
     def __init__(self, head: Sequence[str] = ("head",)) -> None:
+        super().__init__()
         self.head = (head,) if isinstance(head, str) else tuple(head)
         if not self.head:
             raise ValueError("LinearProbe: head must name at least one module")
-        self._freezer = Freezer()
 
     @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage != "fit":
             return
         require_matches(pl_module, self.head, "LinearProbe: head")
-        self._freezer.freeze(pl_module, trainable_modules=self.head)
-
-    @override
-    def on_train_batch_start(
-        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
-    ) -> None:
-        self._freezer.eval_norms()
-
-    @override
-    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        super().teardown(trainer, pl_module, stage)
-        if stage == "fit":
-            self._freezer.release()
+        self.freezer.freeze(pl_module, trainable_modules=self.head)

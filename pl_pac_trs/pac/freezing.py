@@ -3,19 +3,24 @@
 :class:`Freezer` freezes every parameter outside a trainable set and keeps the normalisation
 layers outside it in eval mode (running statistics stay as they are), then makes the parameters
 trainable again (in the spirit of Lightning's ``BaseFinetuning.freeze`` / ``make_trainable``);
-``GradientMask("calibrate")`` and ``LinearProbe`` use it.
+``GradientMask("calibrate")`` and ``LinearProbe`` use it, through :class:`FreezingCallback`
+(normalisation layers in eval mode at every batch, everything released at ``teardown``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from typing import Any
 
+from lightning.pytorch import LightningModule, Trainer
 from torch import nn
 from torch.nn.modules.batchnorm import _NormBase
+from typing_extensions import override
 
+from pl_pac_trs.pac.handoff import PacCallback
 from pl_pac_trs.pac.selection import matches_any
 
-__all__ = ["Freezer"]
+__all__ = ["Freezer", "FreezingCallback"]
 
 
 class Freezer:
@@ -80,3 +85,27 @@ class Freezer:
             p.requires_grad_(True)
         self.frozen = []
         self.norms = []
+
+
+class FreezingCallback(PacCallback):
+    """Base of the callbacks that freeze part of the model with a :class:`Freezer`.
+
+    Subclasses call ``self.freezer.freeze(...)`` (in ``setup``, before the model is wrapped);
+    this base keeps the frozen normalisation layers in eval mode at every batch and releases
+    everything at the end of the fit.
+    """
+
+    def __init__(self) -> None:
+        self.freezer = Freezer()
+
+    @override
+    def on_train_batch_start(
+        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        self.freezer.eval_norms()
+
+    @override
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        super().teardown(trainer, pl_module, stage)
+        if stage == "fit":
+            self.freezer.release()

@@ -29,7 +29,7 @@ from typing_extensions import override
 
 from pl_pac_trs.pac.anchor import AnchorPenalty
 from pl_pac_trs.pac.checks import check_strength
-from pl_pac_trs.pac.freezing import Freezer
+from pl_pac_trs.pac.freezing import FreezingCallback
 from pl_pac_trs.pac.handoff import MasksCallback, SourceCheckpoint, handoff
 from pl_pac_trs.pac.masked_optimizer import STATE_TIDY_EVERY, MaskedGroup, build_groups
 from pl_pac_trs.pac.masks import Masks, load_masks, log_sparsity, masks_equal, validate_masks
@@ -42,7 +42,7 @@ Phase = Literal["allocate", "calibrate"]
 _PHASES = ("allocate", "calibrate")
 
 
-class GradientMask(MasksCallback):
+class GradientMask(MasksCallback, FreezingCallback):
     """Trains only the essential (allocate) or only the redundant (calibrate) weights, exactly.
 
     Invariants (bit-exact, checked with ``torch.equal`` in the tests) for every masked parameter,
@@ -105,6 +105,7 @@ class GradientMask(MasksCallback):
         anchor_lam: float = 0.0,
         verbose: bool = True,
     ) -> None:
+        super().__init__()
         if phase not in _PHASES:
             raise ValueError(f"phase must be one of {_PHASES}, got {phase!r}")
         lam = check_strength("lam", lam, owner="GradientMask")
@@ -127,7 +128,6 @@ class GradientMask(MasksCallback):
         self._anchor = AnchorPenalty(anchor_lam)
         self._by_optimizer: dict[int, MaskedGroup] = {}
         self._handles: list[Any] = []
-        self._freezer = Freezer()
         self._pending_module: nn.Module | None = None
         self._expects_pruning = False
         self._probe = LossProbe()
@@ -167,7 +167,7 @@ class GradientMask(MasksCallback):
         layers (before the model is wrapped: DDP registers only parameters that require grad)."""
         self.masks = validate_masks(masks, pl_module, ignore=self.new_modules)
         if self.phase == "calibrate" and not self.train_shared:
-            self._freezer.freeze(pl_module, self.new_modules, trainable=self.masks)
+            self.freezer.freeze(pl_module, self.new_modules, trainable=self.masks)
 
     def _take_source_masks(self, source: SourceCheckpoint) -> None:
         if self._pending_module is not None and self.masks is None:
@@ -253,14 +253,8 @@ class GradientMask(MasksCallback):
             kept = sum(int(m.sum()) for m in self.masks.values())
             rank_zero_info(
                 f"GradientMask({self.phase}): {len(self.masks)} masked tensors, {kept}/{n} "
-                f"essential; frozen unmasked parameters: {len(self._freezer.frozen)}"
+                f"essential; frozen unmasked parameters: {len(self.freezer.frozen)}"
             )
-
-    @override
-    def on_train_batch_start(
-        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
-    ) -> None:
-        self._freezer.eval_norms()
 
     @override
     def on_before_backward(
@@ -321,7 +315,6 @@ class GradientMask(MasksCallback):
         if stage != "fit":
             return
         self._remove_hooks()
-        self._freezer.release()
         self._restored = None
         self._pending_module = None
         self._expects_pruning = False

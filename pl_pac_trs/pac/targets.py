@@ -3,20 +3,8 @@
 Kept for one release; import from :mod:`pl_pac_trs.pac.selection` or :mod:`pl_pac_trs.pac`.
 """
 
-import warnings
+from pl_pac_trs.pac._moved import warn_moved
+from pl_pac_trs.pac.selection import *  # noqa: F403
+from pl_pac_trs.pac.selection import __all__  # noqa: F401
 
-from pl_pac_trs.pac.selection import (
-    DEFAULT_MODULE_TYPES,
-    matches_any,
-    resolve_module_types,
-    select_parameters,
-)
-
-warnings.warn(
-    "pl_pac_trs.pac.targets is renamed pl_pac_trs.pac.selection; the old name goes in the next "
-    "release",
-    FutureWarning,
-    stacklevel=2,
-)
-
-__all__ = ["DEFAULT_MODULE_TYPES", "matches_any", "resolve_module_types", "select_parameters"]
+warn_moved(__name__, "pl_pac_trs.pac.selection")

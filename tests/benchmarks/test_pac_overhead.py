@@ -81,6 +81,15 @@ def test_paired_lightning_arms_train_one_masked_copy(friedman_batches, phase, mo
     under the callback (its pruned / essential weights obey the phase, the plain arm's move)."""
     pairs = []
     real = pac_overhead._PairedArms
+    spent = []
+    timed = pac_overhead._TimedGradientMask
+
+    def timed_and_kept(*args, **kwargs):
+        cb = timed(*args, **kwargs)
+        cb.spent = spent
+        return cb
+
+    monkeypatch.setattr(pac_overhead, "_TimedGradientMask", timed_and_kept)
     monkeypatch.setattr(pac_overhead, "_PairedArms", lambda *a: pairs.append(real(*a)) or pairs[-1])
     make = partial(MLPRegressor, hidden=(16, 16))
     r = pac_overhead.bench_lightning_paired(
@@ -88,6 +97,7 @@ def test_paired_lightning_arms_train_one_masked_copy(friedman_batches, phase, mo
     )
     (pair,) = pairs
     assert len(pair.times["plain"]) == len(pair.times["masked"]) == 6
+    assert len(spent) == 6  # the callback's time: one entry per step of the masked arm only
     assert (r["model"], r["phase"]) == ("tiny", phase)
     torch.manual_seed(0)
     start = make()  # the arms' common starting weights (_PairedArms seeds 0 before making them)
