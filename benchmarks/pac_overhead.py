@@ -240,7 +240,7 @@ def bench(
     plain, masked = statistics.median(times["plain"]), statistics.median(times["masked"])
     n_prunable = sum(m.numel() for m in cb.masks.values())
     mask_bytes = sum(m.numel() * m.element_size() for m in cb.masks.values())
-    stored = sum(v.numel() * v.element_size() for v in cb._essential.values())
+    stored = sum(group.memory()["essential"] for group in cb.groups)
     params = dict(b.named_parameters())
     trainable = zero_v = 0
     for pname, mask in cb.masks.items():
@@ -309,11 +309,34 @@ class _StepTimer(Callback):
 
 
 class _TimedGradientMask(GradientMask):
-    """GradientMask that times its own per-step hooks (the callback's work inside a fit)."""
+    """GradientMask that times its own per-step hooks (the callback's work inside a fit): its
+    Lightning hooks, and its optimizer post-step hook between two timing hooks registered
+    around it (post-step hooks run in registration order)."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.spent: list[float] = []  # per optimizer step
+        self._t = 0.0
+        self._t0 = 0.0
+
+    def attach(self, trainer, pl_module, masks):
+        masked = {id(p) for name, p in pl_module.named_parameters() if name in masks}
+        optimizers = [  # those the callback hooks: they update masked weights
+            opt
+            for opt in trainer.optimizers
+            if any(id(p) in masked for group in opt.param_groups for p in group["params"])
+        ]
+        for opt in optimizers:
+            opt.register_step_post_hook(self._post_step_starts)
+        super().attach(trainer, pl_module, masks)
+        for opt in optimizers:
+            opt.register_step_post_hook(self._post_step_ends)
+
+    def _post_step_starts(self, optimizer, args, kwargs):
+        self._t0 = time.perf_counter()
+
+    def _post_step_ends(self, optimizer, args, kwargs):
+        self.spent.append(self._t + time.perf_counter() - self._t0)
         self._t = 0.0
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
@@ -325,12 +348,6 @@ class _TimedGradientMask(GradientMask):
         t0 = time.perf_counter()
         super().on_before_optimizer_step(trainer, pl_module, optimizer)
         self._t += time.perf_counter() - t0
-
-    def _after_step(self, optimizer, args, kwargs):
-        t0 = time.perf_counter()
-        super()._after_step(optimizer, args, kwargs)
-        self.spent.append(self._t + time.perf_counter() - t0)
-        self._t = 0.0
 
 
 def bench_lightning(
@@ -462,16 +479,116 @@ def cases(masks: str = "trained", source_epochs: int | None = None) -> list[tupl
     return out
 
 
-def _print_lightning_row(r: dict, fused: bool) -> None:
-    print(  # the task models' own configure_optimizers: Adam, no weight decay
-        f"{r['model']:40s} {'cpu':6s} {r['phase']:9s} "
-        f"{'adam_fused' if fused else 'adam':11s} {r['plain_ms']:9.3f} "
-        f"{r['masked_ms']:9.3f} {r['overhead_pct']:7.2f}% {r['callback_pct']:7.2f}%",
-        flush=True,
+BARE, PAIRED, SEPARATE = "bare step", "paired in one Lightning fit", "inside Lightning fit"
+"""The three settings of :func:`measure`'s rows (``row["setting"]``)."""
+
+
+def measure(
+    steps: int = 200,
+    lightning_rounds: int = 10,
+    lightning_steps: int = 100,
+    paired_rounds: int = 2,
+    paired_steps: int = 300,
+    masks: str = "trained",
+    source_epochs: int | None = None,
+    on_row=None,
+) -> list[dict]:
+    """Every table of this benchmark as rows (one dict per model x optimizer x phase x setting).
+
+    Args:
+        steps: Timed steps of each bare A/B.
+        lightning_rounds: Alternating fits per arm inside Lightning (0 skips them).
+        lightning_steps: Steps per such fit.
+        paired_rounds: Fits of the paired A/B (0 skips them).
+        paired_steps: Batches per paired fit.
+        masks: ``"trained"`` or ``"fresh"`` (see :func:`cases`).
+        source_epochs: Source training epochs before pruning (default: the shipped configs').
+        on_row: Called with each row as soon as it is measured (e.g. to print it).
+
+    Returns:
+        Rows with ``setting`` (:data:`BARE`, :data:`PAIRED`, :data:`SEPARATE`), ``model``,
+        ``device``, ``phase``, ``optimizer``, ``plain_ms``, ``masked_ms``, ``overhead_pct``,
+        ``callback_pct`` and ``zero_v_pct`` (``None`` inside Lightning); bare rows also carry the
+        mask memory (``mask_bytes_per_param``, ``stored_bytes_per_param``, ``prunable_params``).
+    """
+    rows: list[dict] = []
+
+    def add(row: dict) -> None:
+        rows.append(row)
+        if on_row is not None:
+            on_row(row)
+
+    all_cases = cases(masks, source_epochs)
+    for name, make_model, batches, loss, device, scope in all_cases:
+        for optimizer in OPTIMIZERS:
+            for phase in ("allocate", "calibrate"):
+                r = bench(name, make_model, batches, loss, device, phase, steps, optimizer, scope)
+                add({"setting": BARE, **r})
+    lightning = logging.getLogger("lightning.pytorch")
+    level = lightning.level
+    lightning.setLevel(logging.WARNING)
+    try:
+        fits = [c for c in all_cases if c[4].type == "cpu" and c[0] in LIGHTNING_CASES]
+        for setting, rounds in ((PAIRED, paired_rounds), (SEPARATE, lightning_rounds)):
+            if rounds < 1:
+                continue
+            for name, make_model, batches, loss, _, scope in fits:
+                for fused in (False, True):
+                    for phase in ("allocate", "calibrate"):
+                        if setting == PAIRED:
+                            r = bench_lightning_paired(
+                                name, make_model, batches, loss, phase, scope, rounds=rounds,
+                                steps=paired_steps, fused=fused,
+                            )  # fmt: skip
+                        else:
+                            r = bench_lightning(
+                                name, make_model, batches, phase, scope, rounds=rounds,
+                                steps=lightning_steps, fused=fused,
+                            )  # fmt: skip
+                        # the task models' own configure_optimizers: Adam, no weight decay
+                        optimizer = "adam_fused" if fused else "adam"
+                        add({"setting": setting, "device": "cpu", "optimizer": optimizer,
+                             "zero_v_pct": None, **r})  # fmt: skip
+    finally:
+        lightning.setLevel(level)
+    return rows
+
+
+def sqrt_probe(size: int = 1 << 16) -> dict:
+    """``torch.sqrt`` over ``size`` zeros vs ones, in microseconds (best of 5 x 100 calls), and
+    their ratio: the slow CPU path that tidying the frozen entries' state avoids."""
+    zeros, ones = torch.zeros(size), torch.ones(size)
+    us = {
+        k: 1e6 * min(timeit.repeat(lambda x=x: torch.sqrt(x), number=100, repeat=5)) / 100
+        for k, x in (("zeros", zeros), ("ones", ones))
+    }
+    return {"size": size, "zeros_us": us["zeros"], "ones_us": us["ones"],
+            "ratio": us["zeros"] / us["ones"]}  # fmt: skip
+
+
+def format_row(r: dict) -> str:
+    """One printed table line of a :func:`measure` row."""
+    line = (
+        f"{r['model']:40s} {r['device']:6s} {r['phase']:9s} {r['optimizer']:11s} "
+        f"{r['plain_ms']:9.3f} {r['masked_ms']:9.3f} {r['overhead_pct']:7.2f}% "
+        f"{r['callback_pct']:7.2f}%"
     )
+    if r["setting"] == BARE:
+        line += (
+            f" {r['zero_v_pct']:6.1f}% {r['mask_bytes_per_param']:12.2f} "
+            f"{r['stored_bytes_per_param']:14.2f}"
+        )
+    return line
 
 
-def main(argv=None) -> None:
+_TITLES = {
+    PAIRED: "\npaired in one Lightning fit (CPU; both arms in the same fits, manual optimisation, "
+    "step = zero_grad..optimizer.step of each arm)",
+    SEPARATE: "\ninside Lightning fits (CPU; step = on_train_batch_start..end, alternating fits)",
+}
+
+
+def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
@@ -504,74 +621,36 @@ def main(argv=None) -> None:
     )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    all_cases = cases(args.masks, args.source_epochs)
     print(f"masks: {args.masks} (amount 0.8)")
     print(
         f"{'model':40s} {'device':6s} {'phase':9s} {'optim':11s} {'plain ms':>9s} "
         f"{'masked ms':>9s} {'overhead':>8s} {'callback':>8s} {'zero v':>7s} "
         f"{'mask B/param':>12s} {'stored B/param':>14s}"
     )
-    for name, make_model, batches, loss, device, scope in all_cases:
-        for optimizer in OPTIMIZERS:
-            for phase in ("allocate", "calibrate"):
-                r = bench(
-                    name, make_model, batches, loss, device, phase, args.steps, optimizer, scope
-                )
-                print(
-                    f"{r['model']:40s} {r['device']:6s} {r['phase']:9s} {optimizer:11s} "
-                    f"{r['plain_ms']:9.3f} {r['masked_ms']:9.3f} {r['overhead_pct']:7.2f}% "
-                    f"{r['callback_pct']:7.2f}% {r['zero_v_pct']:6.1f}% "
-                    f"{r['mask_bytes_per_param']:12.2f} {r['stored_bytes_per_param']:14.2f}",
-                    flush=True,
-                )
-    zeros, ones = torch.zeros(1 << 16), torch.ones(1 << 16)
-    sqrt_us = {
-        k: 1e6 * min(timeit.repeat(lambda x=x: torch.sqrt(x), number=100, repeat=5)) / 100
-        for k, x in (("zeros", zeros), ("ones", ones))
-    }
-    print(
-        f"\nprobe: torch.sqrt over 65536 floats: zeros {sqrt_us['zeros']:.1f} us, ones "
-        f"{sqrt_us['ones']:.1f} us (ratio {sqrt_us['zeros'] / sqrt_us['ones']:.2f})"
-    )
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    lightning_cases = [c for c in all_cases if c[4].type == "cpu" and c[0] in LIGHTNING_CASES]
-    if args.paired_rounds > 0:
+    setting = [BARE]
+
+    def show(row: dict) -> None:
+        if row["setting"] != setting[0]:
+            if setting[0] == BARE:
+                _print_probe()
+            setting[0] = row["setting"]
+            print(_TITLES[row["setting"]])
+        print(format_row(row), flush=True)
+
+    def _print_probe() -> None:
+        p = sqrt_probe()
         print(
-            "\npaired in one Lightning fit (CPU; both arms in the same fits, manual optimisation, "
-            "step = zero_grad..optimizer.step of each arm)"
+            f"\nprobe: torch.sqrt over {p['size']} floats: zeros {p['zeros_us']:.1f} us, ones "
+            f"{p['ones_us']:.1f} us (ratio {p['ratio']:.2f})"
         )
-        for name, make_model, batches, loss, _, scope in lightning_cases:
-            for fused in (False, True):
-                for phase in ("allocate", "calibrate"):
-                    r = bench_lightning_paired(
-                        name,
-                        make_model,
-                        batches,
-                        loss,
-                        phase,
-                        scope,
-                        rounds=args.paired_rounds,
-                        steps=args.paired_steps,
-                        fused=fused,
-                    )
-                    _print_lightning_row(r, fused)
-    if args.lightning_rounds < 1:
-        return
-    print("\ninside Lightning fits (CPU; step = on_train_batch_start..end, alternating fits)")
-    for name, make_model, batches, _, _, scope in lightning_cases:
-        for fused in (False, True):
-            for phase in ("allocate", "calibrate"):
-                r = bench_lightning(
-                    name,
-                    make_model,
-                    batches,
-                    phase,
-                    scope,
-                    rounds=args.lightning_rounds,
-                    steps=args.lightning_steps,
-                    fused=fused,
-                )
-                _print_lightning_row(r, fused)
+
+    rows = measure(
+        args.steps, args.lightning_rounds, args.lightning_steps, args.paired_rounds,
+        args.paired_steps, args.masks, args.source_epochs, on_row=show,
+    )  # fmt: skip
+    if setting[0] == BARE:
+        _print_probe()
+    return rows
 
 
 if __name__ == "__main__":

@@ -3,9 +3,9 @@
 * ``benchmarks/trs_speed.py`` (called in-process, its ``main`` returns the payload): TRS-ODEN step
   vs ODEN step, one-call vs two-call TRS rollout, Lightning vs a bare loop, our RK4 / leapfrog vs
   torchdiffeq's fixed-step ``rk4``, test-rollout throughput. CPU.
-* ``benchmarks/pac_overhead.py`` (subprocess; its printed table is parsed): ``GradientMask`` step
-  vs plain step, bare and inside Lightning fits; it adds a ResNet-18-sized CNN on CUDA by itself
-  when a GPU is present.
+* ``benchmarks/pac_overhead.py`` (in-process, at 1 thread; :func:`~benchmarks.pac_overhead.measure`
+  returns its rows): ``GradientMask`` step vs plain step, bare and inside Lightning fits; it adds
+  a ResNet-18-sized CNN on CUDA by itself when a GPU is present.
 * ``benchmarks/data_generation.py`` (subprocess, parsed): vectorised data generation vs a
   per-trajectory solve loop.
 * On CUDA only (when ``torch.cuda.is_available()``): :func:`gpu_trs` times the ODEN / TRS-ODEN
@@ -67,8 +67,27 @@ def _script(name: str, args: list[str]) -> str:
     return proc.stdout
 
 
+def run_pac_overhead(budget: str, threads: int = 1) -> list[dict[str, Any]]:
+    """``benchmarks/pac_overhead.py``'s rows, in-process at ``threads`` CPU threads (restored
+    afterwards), with the repeat counts of ``budget`` (``ci``, ``smoke``, else full)."""
+    from benchmarks import pac_overhead
+
+    steps, rounds, fit_steps, pairs, pair_steps = {
+        "ci": (60, 4, 60, 1, 200),
+        "smoke": (5, 1, 12, 1, 12),
+    }.get(budget, (200, 10, 100, 2, 300))
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return pac_overhead.measure(steps, rounds, fit_steps, pairs, pair_steps)
+    finally:
+        torch.set_num_threads(before)
+
+
 def parse_pac_overhead(text: str) -> list[dict[str, Any]]:
-    """Rows of ``pac_overhead.py``'s tables: bare steps, paired and separate Lightning fits."""
+    """Rows of ``pac_overhead.py``'s *printed* tables (e.g. the raw outputs kept under
+    ``docs/results/pac_overhead/``): bare steps, paired and separate Lightning fits. A run
+    gets them as data from :func:`run_pac_overhead` instead."""
     rows, context = [], "bare step"
     pattern = re.compile(
         rf"^(?P<model>.+?)\s+(?P<device>cpu|cuda)\s+(?P<phase>allocate|calibrate)\s+"
@@ -210,14 +229,7 @@ def run(
                 threads = all_threads if name == "trs_speed_all_threads" else None
                 payload[name] = run_trs_speed(work, *reps, threads=threads)
             elif name == "pac_overhead":
-                steps, rounds, fit_steps, pairs, pair_steps = {
-                    "ci": (60, 4, 60, 1, 200),
-                    "smoke": (5, 1, 12, 1, 12),
-                }.get(budget, (200, 10, 100, 2, 300))
-                args = [f"--steps={steps}", f"--lightning-rounds={rounds}"]
-                args.append(f"--lightning-steps={fit_steps}")
-                args += [f"--paired-rounds={pairs}", f"--paired-steps={pair_steps}"]
-                payload[name] = parse_pac_overhead(_script("pac_overhead.py", args))
+                payload[name] = run_pac_overhead(budget)
             elif name == "data_generation":
                 args = ["--repeats=1", "--attractor-count=100"] if small else ["--repeats=3"]
                 payload[name] = parse_data_generation(_script("data_generation.py", args))

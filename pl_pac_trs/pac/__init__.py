@@ -7,12 +7,17 @@ Typical use (see ``docs/pac.md``)::
     # target fit: start from the allocated source weights, train the redundant weights only
     Trainer(callbacks=[LoadSourceWeights(src_ckpt, skip=["head"]),
                        GradientMask("calibrate", lam=0.01, new_modules=["head"])])
+
+The callbacks never look each other up: what one needs from another (pruning's masks, the
+source checkpoint, the final checkpoint's path) goes through the fit's hand-off record
+(:mod:`pl_pac_trs.pac.handoff`).
 """
 
 from pl_pac_trs.pac.artifacts import WandbArtifacts
 from pl_pac_trs.pac.baselines import L2SP, LinearProbe
 from pl_pac_trs.pac.checkpoint import FinalCheckpoint
-from pl_pac_trs.pac.masking import GradientMask
+from pl_pac_trs.pac.checks import check_amount, check_strength
+from pl_pac_trs.pac.gradient_mask import GradientMask
 from pl_pac_trs.pac.masks import (
     CHECKPOINT_KEY,
     load_masks,
@@ -20,8 +25,9 @@ from pl_pac_trs.pac.masks import (
     save_masks,
     validate_masks,
 )
+from pl_pac_trs.pac.nonfinite import NonFiniteError
 from pl_pac_trs.pac.pruning import MagnitudePruning, apply_masks, compute_masks
-from pl_pac_trs.pac.targets import select_parameters
+from pl_pac_trs.pac.selection import matches_any, select_parameters
 from pl_pac_trs.pac.transfer import (
     LoadSourceWeights,
     load_source_weights,
@@ -37,12 +43,16 @@ __all__ = [
     "LinearProbe",
     "LoadSourceWeights",
     "MagnitudePruning",
+    "NonFiniteError",
     "WandbArtifacts",
     "apply_masks",
+    "check_amount",
+    "check_strength",
     "compute_masks",
     "load_masks",
     "load_source_weights",
     "mask_sparsity",
+    "matches_any",
     "save_masks",
     "select_parameters",
     "source_state_dict",

@@ -41,14 +41,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from typing_extensions import override
 
-from pl_pac_trs.pac.checkpoint import FinalCheckpoint, save_checkpoint_atomic
+from pl_pac_trs.pac.checkpoint import save_checkpoint_atomic
+from pl_pac_trs.pac.handoff import PacCallback, handoff
 from pl_pac_trs.pac.masks import load_masks, mask_sparsity, save_masks
-from pl_pac_trs.pac.pruning import MagnitudePruning
-from pl_pac_trs.pac.transfer import LoadSourceWeights
+from pl_pac_trs.pac.wandb_lineage import artifact_name, declare_input
 
 __all__ = ["MASKS_TYPE", "MODEL_TYPE", "WandbArtifacts", "artifact_name", "declare_input"]
 
@@ -62,23 +63,6 @@ _NAME = re.compile(r"^[A-Za-z0-9._-]+$")  # what W&B accepts in artifact names
 # Artifacts logged by each W&B run of this process (run id -> names): an artifact this very run
 # produced (all stages in one run, as under a sweep agent) is not declared as its own input.
 _LOGGED_BY_RUN: dict[str, set[str]] = {}
-
-
-def artifact_name(path: str | os.PathLike, prefix: str | None = None, suffix: str = "") -> str:
-    """The W&B artifact name :class:`WandbArtifacts` gives the file at ``path``.
-
-    Args:
-        path: The checkpoint file.
-        prefix: Name prefix (default: the name of the file's directory).
-        suffix: Appended to the file's stem (``"-masks"`` for its masks).
-
-    Returns:
-        ``<prefix>-<stem><suffix>``, with characters W&B does not accept replaced by ``-``.
-    """
-    path = Path(path)
-    prefix = path.parent.name if prefix is None else prefix
-    raw = f"{prefix}-{path.stem}{suffix}" if prefix else f"{path.stem}{suffix}"
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", raw).strip("-") or "checkpoint"
 
 
 def _check_name(what: str, value: Any) -> str | None:
@@ -100,10 +84,12 @@ def _stat(path: Path) -> tuple[int, int, int] | None:
     return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
-class WandbArtifacts(Callback):
+class WandbArtifacts(PacCallback):
     """Logs a PAC-Net stage's checkpoint and masks as W&B artifacts and declares its source.
 
-    See the module documentation for what is logged, the names and the offline behaviour.
+    See the module documentation for what is logged, the names and the offline behaviour. The
+    files come from the fit's :mod:`~pl_pac_trs.pac.handoff` record (published there by
+    ``FinalCheckpoint``, ``MagnitudePruning`` and ``LoadSourceWeights``).
 
     Args:
         checkpoint_path: The file to log as the stage's model (default: the path of the
@@ -128,6 +114,11 @@ class WandbArtifacts(Callback):
 
     Raises:
         ValueError: For an argument of the wrong type or value.
+
+    Example::
+
+        >>> WandbArtifacts(prefix="friedman", aliases=["paper"]).aliases
+        ['paper']
     """
 
     def __init__(
@@ -175,9 +166,12 @@ class WandbArtifacts(Callback):
         self._logger: WandbLogger | None = None
         self._said_no_logger = False
         self._before: dict[Path, tuple[int, int, int] | None] = {}
+        self._final: Path | None = None  # FinalCheckpoint's file, from the hand-off record
+        self._dense: list[Path] = []  # MagnitudePruning's dense checkpoints, from the record
 
     # -- hooks --------------------------------------------------------------------------------
 
+    @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage != "fit":
             return
@@ -187,21 +181,25 @@ class WandbArtifacts(Callback):
             if not self._said_no_logger and trainer.is_global_zero:
                 _log.debug("WandbArtifacts: the trainer has no WandbLogger; nothing is logged")
             self._said_no_logger = True
-            return
-        # what the files were before the fit: only files this fit writes are logged
-        self._before = {p: _stat(p) for p in self._outputs(trainer)}
 
+    @override
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if self._logger is None or not self.lineage or not trainer.is_global_zero:
+        if self._logger is None:
             return
-        for cb in trainer.callbacks:
-            if isinstance(cb, LoadSourceWeights) and Path(cb.checkpoint).is_file():
-                self._guarded(f"declare {cb.checkpoint} as input", self._use, Path(cb.checkpoint))
+        record = handoff(trainer)  # complete: every callback's ``setup`` has run
+        self._final = record.final_checkpoints[-1] if record.final_checkpoints else None
+        self._dense = list(record.dense_checkpoints)
+        # what the files were before the fit: only files this fit writes are logged
+        self._before = {p: _stat(p) for p in self._outputs()}
+        source = record.source
+        if self.lineage and trainer.is_global_zero and source and source.path.is_file():
+            self._guarded(f"declare {source.path} as input", self._use, source.path)
 
+    @override
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self._logger is None:
             return
-        checkpoint = self._checkpoint(trainer)
+        checkpoint = self._checkpoint()
         tmp: str | None = None
         if checkpoint is None:  # no FinalCheckpoint: save the model as it is (every rank)
             tmp = tempfile.mkdtemp(prefix="pac-artifact-")
@@ -216,24 +214,15 @@ class WandbArtifacts(Callback):
 
     # -- helpers ------------------------------------------------------------------------------
 
-    def _checkpoint(self, trainer: Trainer) -> Path | None:
-        if self.checkpoint_path is not None:
-            return self.checkpoint_path
-        finals = [cb for cb in trainer.callbacks if isinstance(cb, FinalCheckpoint)]
-        return Path(finals[-1].path) if finals else None
+    def _checkpoint(self) -> Path | None:
+        return self.checkpoint_path if self.checkpoint_path is not None else self._final
 
-    def _dense_paths(self, trainer: Trainer) -> list[Path]:
-        if not self.dense:
-            return []
-        return [
-            Path(cb.dense_checkpoint)
-            for cb in trainer.callbacks
-            if isinstance(cb, MagnitudePruning) and cb.dense_checkpoint
-        ]
+    def _dense_paths(self) -> list[Path]:
+        return self._dense if self.dense else []
 
-    def _outputs(self, trainer: Trainer) -> list[Path]:
-        checkpoint = self._checkpoint(trainer)
-        return [*([checkpoint] if checkpoint is not None else []), *self._dense_paths(trainer)]
+    def _outputs(self) -> list[Path]:
+        checkpoint = self._checkpoint()
+        return [*([checkpoint] if checkpoint is not None else []), *self._dense_paths()]
 
     def _written(self, path: Path) -> bool:
         """Whether ``path`` is a file this fit wrote (else a warning)."""
@@ -317,7 +306,7 @@ class WandbArtifacts(Callback):
                 }
                 self._log_file(wandb, run, masks_name, MASKS_TYPE, masks_file, masks_meta)
         self._log_file(wandb, run, name, MODEL_TYPE, checkpoint, metadata)
-        for dense in self._dense_paths(trainer):
+        for dense in self._dense_paths():
             if self._written(dense):
                 meta = {"stage": stage, "file": dense.name, "size_bytes": dense.stat().st_size}
                 meta["dense"] = True
@@ -354,33 +343,3 @@ class WandbArtifacts(Callback):
         how = declare_input(run, artifact)
         self.logged.append({**entry, "how": how})
         rank_zero_info(f"WandbArtifacts: {name!r} ({path.name}) declared as input ({how})")
-
-
-def declare_input(run: Any, artifact: Any) -> str:
-    """Declares a local (draft) artifact as an input of ``run``; returns how it was recorded.
-
-    Online: ``run.use_artifact(artifact)``, W&B's public call (the version with the same
-    content is used, or the artifact is stored first). Offline, where ``use_artifact`` refuses:
-    the same record ``use_artifact`` makes online, an artifact marked ``use_after_commit``,
-    through wandb's ``Run._log_artifact``; ``wandb sync`` then stores it (or finds the version
-    with the same content) and marks it used by the run.
-
-    Args:
-        run: The W&B run.
-        artifact: A ``wandb.Artifact`` with its files added.
-
-    Returns:
-        ``"use_artifact"``, ``"offline record"``, or ``"not recorded"`` when this wandb offers
-        no way to record an input offline.
-    """
-    if not getattr(run, "offline", False):
-        run.use_artifact(artifact)
-        return "use_artifact"
-    log_artifact = getattr(run, "_log_artifact", None)
-    if log_artifact is None:
-        return "not recorded"
-    try:
-        log_artifact(artifact, is_user_created=True, use_after_commit=True)
-    except TypeError:  # the internal changed its signature
-        return "not recorded"
-    return "offline record"

@@ -10,16 +10,20 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch import LightningModule, Trainer
 from torch import Tensor, nn
-from torch.nn.modules.batchnorm import _BatchNorm
+from typing_extensions import override
 
-from pl_pac_trs.pac.targets import DEFAULT_MODULE_TYPES, matches_any, select_parameters
+from pl_pac_trs.pac.anchor import AnchorPenalty
+from pl_pac_trs.pac.checks import check_strength
+from pl_pac_trs.pac.freezing import FreezingCallback
+from pl_pac_trs.pac.handoff import PacCallback
+from pl_pac_trs.pac.selection import DEFAULT_MODULE_TYPES, require_matches, select_parameters
 
 __all__ = ["L2SP", "LinearProbe"]
 
 
-class L2SP(Callback):
+class L2SP(PacCallback):
     """L2-SP regularisation: ``lam * ||w - w_source||^2`` towards the starting-point weights.
 
     ``w_source`` is the weights at the start of the fit (load them with ``LoadSourceWeights``);
@@ -30,6 +34,15 @@ class L2SP(Callback):
         lam: Penalty strength (paper's baseline: 0.01).
         module_types: Module classes whose ``weight`` is regularised (default Linear and conv).
         exclude: Name patterns left unregularised (e.g. a new head).
+
+    Raises:
+        ValueError: If ``lam`` is not a finite number ``>= 0``; at ``setup``, if no parameter
+            matches.
+
+    Example::
+
+        >>> L2SP(lam=0.01, exclude=["head"]).lam
+        0.01
     """
 
     def __init__(
@@ -38,79 +51,69 @@ class L2SP(Callback):
         module_types: Sequence[type[nn.Module] | str] = DEFAULT_MODULE_TYPES,
         exclude: Sequence[str] = (),
     ) -> None:
-        if not isinstance(lam, (int, float)) or lam < 0:
-            raise ValueError(f"L2SP: lam must be a number >= 0, got {lam!r}")
-        self.lam = float(lam)
+        self.lam = check_strength("lam", lam, owner="L2SP")
         self.module_types = tuple(module_types)
         self.exclude = (exclude,) if isinstance(exclude, str) else tuple(exclude)
-        self.anchor: dict[str, Tensor] = {}
+        self._penalty = AnchorPenalty(self.lam)
         self._params: dict[str, nn.Parameter] = {}
 
+    @property
+    def anchor(self) -> dict[str, Tensor]:
+        """The starting-point weights by parameter name (empty before the fit starts)."""
+        return self._penalty.anchors
+
+    @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage == "fit":
             self._params = select_parameters(pl_module, self.module_types, exclude=self.exclude)
             if not self._params:
                 raise ValueError("L2SP: no parameter matched module_types/exclude")
 
+    @override
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if not self.anchor:  # not restored from a resumed checkpoint
-            self.anchor = {k: p.detach().clone() for k, p in self._params.items()}
-        self.anchor = {k: v.to(self._params[k].device) for k, v in self.anchor.items()}
+        # anchored at the weights now, unless restored from a resumed checkpoint
+        self._penalty.start(self._params, restored=dict(self._penalty.anchors))
 
+    @override
     def on_before_optimizer_step(
         self, trainer: Trainer, pl_module: LightningModule, optimizer: torch.optim.Optimizer
     ) -> None:
-        with torch.no_grad():
-            for name, p in self._params.items():
-                if p.grad is not None:
-                    p.grad.add_(p - self.anchor[name], alpha=2 * self.lam)
+        self._penalty.add_gradient(self._params)
 
+    @override
     def state_dict(self) -> dict[str, Any]:
-        return {"anchor": self.anchor}
+        return {"anchor": self._penalty.anchors}
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.anchor = dict(state_dict.get("anchor") or {})
+        self._penalty.anchors = dict(state_dict.get("anchor") or {})
 
 
-class LinearProbe(Callback):
-    """Trains only the head: every parameter outside ``head`` is frozen and batch norms run in
-    eval mode (running statistics stay the source ones).
+class LinearProbe(FreezingCallback):
+    """Trains only the head: every parameter outside ``head`` is frozen and normalisation layers
+    outside it run in eval mode (running statistics stay the source ones).
 
     Args:
         head: Name patterns of the trainable modules (default ``("head",)``).
+
+    Raises:
+        ValueError: If ``head`` is empty; at ``setup``, if a pattern matches no parameter.
+
+    Example::
+
+        >>> LinearProbe(head="classifier").head
+        ('classifier',)
     """
 
     def __init__(self, head: Sequence[str] = ("head",)) -> None:
+        super().__init__()
         self.head = (head,) if isinstance(head, str) else tuple(head)
         if not self.head:
             raise ValueError("LinearProbe: head must name at least one module")
-        self._frozen: list[nn.Parameter] = []
-        self._norms: list[nn.Module] = []
 
+    @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage != "fit":
             return
-        trainable = [n for n, _ in pl_module.named_parameters() if matches_any(n, self.head)]
-        if not trainable:
-            raise ValueError(f"LinearProbe: head {self.head} matches no parameter")
-        for name, p in pl_module.named_parameters():
-            if not matches_any(name, self.head) and p.requires_grad:
-                p.requires_grad_(False)
-                self._frozen.append(p)
-        self._norms = [
-            m
-            for n, m in pl_module.named_modules()
-            if isinstance(m, _BatchNorm) and not matches_any(n, self.head)
-        ]
-
-    def on_train_batch_start(
-        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
-    ) -> None:
-        for m in self._norms:
-            m.eval()
-
-    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        if stage == "fit":
-            for p in self._frozen:
-                p.requires_grad_(True)
-            self._frozen = []
+        require_matches(pl_module, self.head, "LinearProbe: head")
+        self.freezer.freeze(pl_module, trainable_modules=self.head)

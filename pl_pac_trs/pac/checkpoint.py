@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info
+from typing_extensions import override
+
+from pl_pac_trs.pac.handoff import PacCallback, handoff
 
 __all__ = ["FinalCheckpoint", "save_checkpoint_atomic"]
 
@@ -28,19 +31,29 @@ def save_checkpoint_atomic(trainer: Trainer, path: str | os.PathLike) -> Path:
     return path
 
 
-class FinalCheckpoint(Callback):
+class FinalCheckpoint(PacCallback):
     """Writes a full checkpoint (weights, masks, callback states) to ``path`` when the fit ends.
 
     The next stage's config names the same path (``LoadSourceWeights(checkpoint=...)``,
     ``GradientMask(masks=...)``), so the stages chain through LightningCLI alone. Lightning's
     ``ModelCheckpoint`` saves at epoch or step ends, before ``MagnitudePruning(epoch=None)``
     prunes in ``on_train_end``; this callback saves in ``on_train_end``, after it. It must
-    therefore be listed *after* ``MagnitudePruning`` (checked at setup).
+    therefore be listed *after* ``MagnitudePruning`` (its path is published on the fit's
+    :mod:`~pl_pac_trs.pac.handoff` record at setup, where ``MagnitudePruning`` checks the order;
+    ``WandbArtifacts`` logs the file from there too).
 
     Args:
         path: Destination file (``.ckpt``); parent directories are created. An existing file is
             replaced only once the new checkpoint is complete.
         verbose: Print where the checkpoint was written (rank zero).
+
+    Raises:
+        ValueError: For an empty path or a directory.
+
+    Example::
+
+        >>> FinalCheckpoint("runs/pac/friedman/source.ckpt", verbose=False).path.name
+        'source.ckpt'
     """
 
     def __init__(self, path: str | os.PathLike, verbose: bool = True) -> None:
@@ -51,19 +64,12 @@ class FinalCheckpoint(Callback):
             raise ValueError(f"FinalCheckpoint: path {str(self.path)!r} is a directory, not a file")
         self.verbose = verbose
 
+    @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        from pl_pac_trs.pac.pruning import MagnitudePruning
+        if stage == "fit":
+            handoff(trainer).final_checkpoints.append(self.path)
 
-        if stage != "fit":
-            return
-        callbacks = list(trainer.callbacks)
-        later = callbacks[callbacks.index(self) + 1 :]
-        if any(isinstance(cb, MagnitudePruning) for cb in later):
-            raise ValueError(
-                "FinalCheckpoint must be listed after MagnitudePruning in the Trainer's callbacks "
-                "(it saves in on_train_end, where MagnitudePruning(epoch=None) prunes)"
-            )
-
+    @override
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         save_checkpoint_atomic(trainer, self.path)
         if self.verbose:

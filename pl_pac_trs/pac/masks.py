@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from pl_pac_trs.pac.targets import matches_any
+from pl_pac_trs.pac.selection import matches_any
 from pl_pac_trs.serialization import load_torch_file
 
 __all__ = [
@@ -27,7 +27,9 @@ __all__ = [
     "Masks",
     "load_checkpoint",
     "load_masks",
+    "log_sparsity",
     "mask_sparsity",
+    "masks_equal",
     "save_masks",
     "validate_masks",
 ]
@@ -128,7 +130,7 @@ def validate_masks(
     Args:
         masks: Bool masks by parameter name.
         model: The model whose ``named_parameters`` the names refer to.
-        ignore: Patterns (see :func:`~pl_pac_trs.pac.targets.matches_any`) of parameters whose
+        ignore: Patterns (see :func:`~pl_pac_trs.pac.selection.matches_any`) of parameters whose
             masks are dropped, e.g. a source head replaced by a new target head.
 
     Returns:
@@ -167,3 +169,23 @@ def mask_sparsity(masks: Mapping[str, Tensor]) -> dict[str, float]:
     out = {"global": sum(pruned.values()) / max(total, 1)}
     out.update({k: pruned[k] / max(masks[k].numel(), 1) for k in masks})
     return out
+
+
+def masks_equal(a: Mapping[str, Tensor], b: Mapping[str, Tensor]) -> bool:
+    """Whether two sets of masks name the same parameters with equal masks (any devices)."""
+    return a.keys() == b.keys() and all(torch.equal(a[k].cpu(), b[k].cpu()) for k in a)
+
+
+def log_sparsity(trainer: Any, masks: Mapping[str, Tensor], prefix: str = "pac") -> dict:
+    """Logs global and per-layer sparsity to every logger of ``trainer`` (global rank zero).
+
+    Returns:
+        The metrics: ``<prefix>/sparsity`` and ``<prefix>/sparsity/<parameter name>``.
+    """
+    sparsity = mask_sparsity(masks)
+    metrics = {f"{prefix}/sparsity": sparsity.pop("global")}
+    metrics.update({f"{prefix}/sparsity/{k}": v for k, v in sparsity.items()})
+    if trainer.is_global_zero:
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=trainer.global_step)
+    return metrics

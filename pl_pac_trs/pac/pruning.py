@@ -7,26 +7,20 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
+from typing_extensions import override
 
 from pl_pac_trs.pac.checkpoint import save_checkpoint_atomic
-from pl_pac_trs.pac.masks import CHECKPOINT_KEY, Masks, mask_sparsity
-from pl_pac_trs.pac.targets import DEFAULT_MODULE_TYPES, select_parameters
+from pl_pac_trs.pac.checks import check_amount
+from pl_pac_trs.pac.handoff import MasksCallback, handoff
+from pl_pac_trs.pac.masks import Masks, log_sparsity, save_masks
+from pl_pac_trs.pac.selection import DEFAULT_MODULE_TYPES, select_parameters
 
 __all__ = ["MagnitudePruning", "apply_masks", "compute_masks", "log_sparsity"]
 
 Scope = Literal["global", "layer"]
-
-
-def _check_amount(amount: float) -> float:
-    if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not 0 <= amount < 1:
-        raise ValueError(
-            f"amount must be a fraction in [0, 1) (the share of prunable weights pruned), "
-            f"got {amount!r}"
-        )
-    return float(amount)
 
 
 def _prune_flat(scores: Tensor, amount: float) -> Tensor:
@@ -50,7 +44,7 @@ def compute_masks(
     """Magnitude masks: ``True`` for the largest ``|w|`` (essential), ``False`` for the pruned.
 
     Args:
-        params: Tensors by name (e.g. from :func:`~pl_pac_trs.pac.targets.select_parameters`).
+        params: Tensors by name (e.g. from :func:`~pl_pac_trs.pac.selection.select_parameters`).
         amount: Fraction pruned, in ``[0, 1)``. ``global`` prunes exactly
             ``round(amount * total)`` entries ranked over all tensors together; ``layer`` prunes
             ``round(amount * n_l)`` in each tensor.
@@ -62,7 +56,7 @@ def compute_masks(
     Raises:
         ValueError: On a bad ``amount``/``scope``, no tensors, or non-finite weights (named).
     """
-    amount = _check_amount(amount)
+    amount = check_amount(amount)
     if scope not in ("global", "layer"):
         raise ValueError(f"scope must be 'global' or 'layer', got {scope!r}")
     if not params:
@@ -97,24 +91,15 @@ def apply_masks(model: nn.Module, masks: Mapping[str, Tensor]) -> None:
             p.masked_fill_(~mask.to(p.device), 0.0)
 
 
-def log_sparsity(trainer: Trainer, masks: Mapping[str, Tensor], prefix: str = "pac") -> dict:
-    """Logs global and per-layer sparsity to every logger of ``trainer`` (global rank zero)."""
-    sparsity = mask_sparsity(masks)
-    metrics = {f"{prefix}/sparsity": sparsity.pop("global")}
-    metrics.update({f"{prefix}/sparsity/{k}": v for k, v in sparsity.items()})
-    if trainer.is_global_zero:
-        for logger in trainer.loggers:
-            logger.log_metrics(metrics, step=trainer.global_step)
-    return metrics
-
-
-class MagnitudePruning(Callback):
+class MagnitudePruning(MasksCallback):
     """Computes PAC-Net masks by weight magnitude and prunes (zeroes) the redundant weights.
 
     Pruning happens once per fit, either at the start of epoch ``epoch`` (epochs ``0..epoch-1``
     are dense source training; with a ``GradientMask(phase="allocate")`` in the same trainer the
     remaining epochs are the allocate step) or, with ``epoch=None``, at the end of training (save
-    the checkpoint afterwards with ``trainer.save_checkpoint``).
+    the checkpoint afterwards with ``trainer.save_checkpoint``, or list a ``FinalCheckpoint``
+    after this callback). The masks are published on the fit's :mod:`~pl_pac_trs.pac.handoff`
+    record, where a ``GradientMask("allocate")`` of the same fit takes them.
 
     Unlike Lightning's ``ModelPruning``: no ``weight_orig`` re-parametrisation and no float masks
     (masks are bool, one byte per prunable parameter), no lottery-ticket reset, and the masks are
@@ -134,6 +119,15 @@ class MagnitudePruning(Callback):
         dense_checkpoint: Optional path where the dense model is checkpointed just before
             pruning (for baselines that start from the dense source model).
         verbose: Print the sparsity summary (rank zero).
+
+    Raises:
+        ValueError: For bad arguments; before training, when nothing matches, ``epoch`` is
+            beyond ``max_epochs``, or a ``FinalCheckpoint`` is listed before this callback.
+
+    Example::
+
+        >>> MagnitudePruning(amount=0.8, epoch=20).amount
+        0.8
     """
 
     def __init__(
@@ -148,7 +142,7 @@ class MagnitudePruning(Callback):
         dense_checkpoint: str | None = None,
         verbose: bool = True,
     ) -> None:
-        self.amount = _check_amount(amount)
+        self.amount = check_amount(amount)
         if scope not in ("global", "layer"):
             raise ValueError(f"scope must be 'global' or 'layer', got {scope!r}")
         bad_epoch = isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0
@@ -178,9 +172,16 @@ class MagnitudePruning(Callback):
             model, self.module_types, self.param_names, self.include, self.exclude
         )
 
+    @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage != "fit":
             return
+        record = handoff(trainer)
+        if record.final_checkpoints:  # set up first, so it would also save before this prunes
+            raise ValueError(
+                "FinalCheckpoint must be listed after MagnitudePruning in the Trainer's callbacks "
+                "(it saves in on_train_end, where MagnitudePruning(epoch=None) prunes)"
+            )
         if not self.targets(pl_module):
             raise ValueError(
                 f"MagnitudePruning: no prunable parameter matched in {type(pl_module).__name__} "
@@ -195,16 +196,22 @@ class MagnitudePruning(Callback):
                 f"after max_epochs={max_epochs} (epochs 0..{max_epochs - 1}); use an epoch "
                 f"below max_epochs, or epoch=None to prune when the fit ends"
             )
+        record.pruning_epochs.append(self.epoch)
+        if self.dense_checkpoint:
+            record.dense_checkpoints.append(Path(self.dense_checkpoint))
 
+    @override
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if self.masks is not None:  # restored on resume: hand them to GradientMask again
+        if self.masks is not None:  # restored on resume: publish them again
             self._move(pl_module)
-            self._notify(trainer, pl_module)
+            handoff(trainer).publish_masks(trainer, pl_module, self.masks)
 
+    @override
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.masks is None and self.epoch is not None and trainer.current_epoch >= self.epoch:
             self.prune(trainer, pl_module)
 
+    @override
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.masks is None and self.epoch is None:
             self.prune(trainer, pl_module)
@@ -235,7 +242,7 @@ class MagnitudePruning(Callback):
                 f"{sum(m.numel() for m in self.masks.values())} weights in {len(self.masks)} "
                 f"tensors at epoch {trainer.current_epoch}"
             )
-        self._notify(trainer, pl_module)
+        handoff(trainer).publish_masks(trainer, pl_module, self.masks)
         return self.masks
 
     def _move(self, pl_module: LightningModule) -> None:
@@ -245,22 +252,11 @@ class MagnitudePruning(Callback):
             k: m.to(params[k].device) if k in params else m for k, m in self.masks.items()
         }
 
-    def _notify(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        from pl_pac_trs.pac.masking import GradientMask
-
-        for cb in trainer.callbacks:
-            if isinstance(cb, GradientMask) and cb.accepts_pruning_masks:
-                cb.attach(trainer, pl_module, self.masks)
-
-    def on_save_checkpoint(
-        self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
-    ) -> None:
-        if self.masks is not None:
-            checkpoint[CHECKPOINT_KEY] = self.masks
-
+    @override
     def state_dict(self) -> dict[str, Any]:
         return {"masks": self.masks, "pruned_at": self.pruned_at, "sparsity": self.sparsity}
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.masks = state_dict.get("masks")
         self.pruned_at = state_dict.get("pruned_at")
@@ -268,8 +264,6 @@ class MagnitudePruning(Callback):
 
     def export(self, path: str | Path) -> Path:
         """Writes the masks to a standalone file (see :func:`pl_pac_trs.pac.save_masks`)."""
-        from pl_pac_trs.pac.masks import save_masks
-
         if self.masks is None:
             raise ValueError("MagnitudePruning.export: no masks yet (pruning has not run)")
         return save_masks(self.masks, path, amount=self.amount, scope=self.scope)

@@ -6,15 +6,18 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
+from typing_extensions import override
 
+from pl_pac_trs.pac.handoff import PacCallback, SourceCheckpoint, handoff
 from pl_pac_trs.pac.masks import load_checkpoint
-from pl_pac_trs.pac.targets import matches_any
+from pl_pac_trs.pac.selection import matches_any
 
 __all__ = ["LoadSourceWeights", "load_source_weights", "source_state_dict", "source_view"]
 
@@ -85,12 +88,13 @@ def load_source_weights(
     return copied
 
 
-class LoadSourceWeights(Callback):
+class LoadSourceWeights(PacCallback):
     """Starts a fit from the source checkpoint's weights, skipping new modules (a new head).
 
     Loads in ``setup`` (before optimizers are built and before a resumed checkpoint is restored,
-    which then takes precedence). A ``GradientMask(phase="calibrate", masks=None)`` in the same
-    trainer takes its masks from this checkpoint.
+    which then takes precedence), then publishes the checkpoint on the fit's
+    :mod:`~pl_pac_trs.pac.handoff` record: a ``GradientMask(phase="calibrate", masks=None)`` of
+    the same fit takes its masks from it, ``WandbArtifacts`` declares it as the run's input.
 
     Args:
         checkpoint: The (allocated) source checkpoint.
@@ -98,6 +102,13 @@ class LoadSourceWeights(Callback):
         strict: See :func:`load_source_weights`.
         trust_pickle: Allow a full unpickling of a trusted legacy checkpoint (default: the file
             is loaded as data, ``weights_only=True``; see :mod:`pl_pac_trs.serialization`).
+
+    Raises:
+        FileNotFoundError: If ``checkpoint`` is not a file.
+
+    Example::
+
+        >>> LoadSourceWeights("runs/pac/friedman/source.ckpt", skip=["head"])  # doctest: +SKIP
     """
 
     def __init__(
@@ -114,6 +125,7 @@ class LoadSourceWeights(Callback):
         self.strict = strict
         self.trust_pickle = bool(trust_pickle)
 
+    @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage != "fit":
             return
@@ -121,6 +133,8 @@ class LoadSourceWeights(Callback):
             pl_module, self.checkpoint, self.skip, self.strict, trust_pickle=self.trust_pickle
         )
         rank_zero_info(f"LoadSourceWeights: {len(copied)} entries from {self.checkpoint}")
+        source = SourceCheckpoint(Path(self.checkpoint), self.trust_pickle)
+        handoff(trainer).publish_source(source)
 
 
 @contextmanager

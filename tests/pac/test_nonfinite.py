@@ -10,8 +10,13 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from pac_tiny import TinyData, TinyNet, trainer
 
-from pl_pac_trs.pac import GradientMask, MagnitudePruning, apply_masks, compute_masks
-from pl_pac_trs.pac.masking import NonFiniteError
+from pl_pac_trs.pac import (
+    GradientMask,
+    MagnitudePruning,
+    NonFiniteError,
+    apply_masks,
+    compute_masks,
+)
 
 FAULT_STEP = 7  # epoch 1 (6 batches of 8 per epoch)
 

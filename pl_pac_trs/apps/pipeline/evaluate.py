@@ -6,8 +6,7 @@ from pathlib import Path
 
 import torch
 
-from pl_pac_trs.pac import LoadSourceWeights, source_state_dict
-from pl_pac_trs.pac.targets import matches_any
+from pl_pac_trs.pac import LoadSourceWeights, matches_any, source_state_dict
 
 __all__ = [
     "head_shape_differs",

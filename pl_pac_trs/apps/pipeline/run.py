@@ -53,7 +53,14 @@ from pl_pac_trs.apps.pipeline.stage import StageOverrides, fit_stage, stage_file
 from pl_pac_trs.apps.pipeline.summary import log_summary_wandb, slug, summary_markdown
 from pl_pac_trs.apps.runs import finish_wandb
 from pl_pac_trs.configs import configs_root
-from pl_pac_trs.pac import WandbArtifacts, load_masks, source_state_dict, source_view
+from pl_pac_trs.pac import (
+    WandbArtifacts,
+    check_amount,
+    check_strength,
+    load_masks,
+    source_state_dict,
+    source_view,
+)
 from pl_pac_trs.pac.checkpoint import save_checkpoint_atomic
 
 __all__ = ["BASELINES", "run_pipeline"]
@@ -85,17 +92,11 @@ def _config_dir(task: str, config_dir: str | None) -> Path:
 
 
 def _check_lam(lam: Any) -> float | None:
-    ok = isinstance(lam, (int, float)) and not isinstance(lam, bool)
-    if lam is not None and (not ok or not math.isfinite(lam) or lam < 0):
-        raise ValueError(f"lam must be a finite number >= 0 (calibrate's λ), got {lam!r}")
-    return None if lam is None else float(lam)
+    return None if lam is None else check_strength("lam", lam)
 
 
 def _check_amount(amount: Any) -> float | None:
-    ok = isinstance(amount, (int, float)) and not isinstance(amount, bool)
-    if amount is not None and (not ok or not 0 <= amount < 1):
-        raise ValueError(f"amount must be a fraction in [0, 1) (pruned share), got {amount!r}")
-    return None if amount is None else float(amount)
+    return None if amount is None else check_amount(amount)
 
 
 def _in_sweep() -> bool:
