@@ -72,30 +72,30 @@ def split_trajectories(
     check_fractions(train_fraction, val_fraction)
     pairs = list(zip(ts, xs, strict=True))
     if split == "trajectory":
-        m = len(pairs)
-        n_train, n_val = int(m * train_fraction), int(m * val_fraction)
-        if n_train < 1 or m - n_train - n_val < 1:
+        train, val, test = (pairs[s] for s in _parts(len(pairs), train_fraction, val_fraction))
+        if not train or not test:
             raise ValueError(
-                f"{where}: {m} trajectories give {n_train} training and {m - n_train - n_val} "
+                f"{where}: {len(pairs)} trajectories give {len(train)} training and {len(test)} "
                 f"test trajectories with train_fraction={train_fraction}, "
                 f"val_fraction={val_fraction}; need at least one of each (or use split='time')"
             )
-        return {
-            "train": pairs[:n_train],
-            "val": pairs[n_train : n_train + n_val],
-            "test": pairs[n_train + n_val :],
-        }
+        return {"train": train, "val": val, "test": test}
     splits: Splits = {"train": [], "val": [], "test": []}
     for i, (t, x) in enumerate(pairs):
-        n = len(t)
-        n_train, n_val = int(n * train_fraction), int(n * val_fraction)
-        if n_train < 2 or n - n_train - n_val < 2:
+        train, val, test = ((t[s], x[s]) for s in _parts(len(t), train_fraction, val_fraction))
+        if len(train[0]) < 2 or len(test[0]) < 2:
             raise ValueError(
-                f"{where}: trajectory {i} has {n} points, too few to split by time with "
+                f"{where}: trajectory {i} has {len(t)} points, too few to split by time with "
                 f"train_fraction={train_fraction}, val_fraction={val_fraction}"
             )
-        splits["train"].append((t[:n_train], x[:n_train]))
-        if n_val >= 2:
-            splits["val"].append((t[n_train : n_train + n_val], x[n_train : n_train + n_val]))
-        splits["test"].append((t[n_train + n_val :], x[n_train + n_val :]))
+        splits["train"].append(train)
+        if len(val[0]) >= 2:
+            splits["val"].append(val)
+        splits["test"].append(test)
     return splits
+
+
+def _parts(n: int, train_fraction: float, val_fraction: float) -> tuple[slice, slice, slice]:
+    """The train, val and test slices of ``n`` items: ``int(n * fraction)`` each, test the rest."""
+    n_train, n_val = int(n * train_fraction), int(n * val_fraction)
+    return slice(0, n_train), slice(n_train, n_train + n_val), slice(n_train + n_val, None)
