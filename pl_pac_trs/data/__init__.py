@@ -20,5 +20,6 @@ __all__ = [
 # Transfer-task datamodules (PAC-Net).
 from pl_pac_trs.data.digits import DigitsTransferDataModule
 from pl_pac_trs.data.friedman import FriedmanTransferDataModule
+from pl_pac_trs.data.transfer import TransferDataModule
 
-__all__ += ["DigitsTransferDataModule", "FriedmanTransferDataModule"]
+__all__ += ["DigitsTransferDataModule", "FriedmanTransferDataModule", "TransferDataModule"]
