@@ -2,12 +2,10 @@
 
 # Trajectory datamodules (TRS-ODEN).
 from pl_pac_trs.data.attractor import StrangeAttractorDataModule
+from pl_pac_trs.data.datamodule import TrajectoryDataModule
 from pl_pac_trs.data.double_oscillator import DoubleOscillatorDataModule
 from pl_pac_trs.data.duffing import DuffingDataModule
-from pl_pac_trs.data.trajectories import (
-    GeneratedTrajectoryDataModule,
-    TrajectoryDataModule,
-)
+from pl_pac_trs.data.generated import GeneratedTrajectoryDataModule
 from pl_pac_trs.data.trajectory_file import TrajectoryFileDataModule
 
 __all__ = [
@@ -22,5 +20,6 @@ __all__ = [
 # Transfer-task datamodules (PAC-Net).
 from pl_pac_trs.data.digits import DigitsTransferDataModule
 from pl_pac_trs.data.friedman import FriedmanTransferDataModule
+from pl_pac_trs.data.transfer import TransferDataModule
 
-__all__ += ["DigitsTransferDataModule", "FriedmanTransferDataModule"]
+__all__ += ["DigitsTransferDataModule", "FriedmanTransferDataModule", "TransferDataModule"]

@@ -15,11 +15,10 @@ from typing import Any, TypeVar
 
 import numpy as np
 import torch
+from typing_extensions import override
 
-from pl_pac_trs.data.integrate import padded_count, solve_in_blocks
-from pl_pac_trs.data.trajectories import (
-    GeneratedTrajectoryDataModule,
-)
+from pl_pac_trs.data.generated import GeneratedTrajectoryDataModule
+from pl_pac_trs.data.integrate import simulate_noisy
 
 __all__ = ["StrangeAttractorDataModule", "attractor_field", "generate_attractor"]
 
@@ -41,20 +40,12 @@ def generate_attractor(
     Returns:
         ``(t, clean, observed)`` with states of shape ``(num, steps + 1, 3)`` (float64).
     """
-    n = steps + 1
-    t = np.linspace(0.0, span, n)
-    padded = padded_count(num)
-    x0 = np.zeros((padded, 3))
-    noise = np.empty((num, n, 3))
-    for i in range(padded):
-        rng = np.random.RandomState(seed + i)
-        x0[i, 2] = rng.uniform(1.0, 3.0, size=1)[0]
-        if i < num:
-            for k in range(3):
-                noise[i, :, k] = rng.randn(n)
-    clean = solve_in_blocks(attractor_field, x0, t)[:num]
-    observed = clean + noise_std * noise if noise_std > 0 else clean.copy()
-    return t, clean, observed
+    return simulate_noisy(attractor_field, _initial_state, 3, num, steps, span, noise_std, seed)
+
+
+def _initial_state(rng: np.random.RandomState) -> np.ndarray:
+    """The reference's start ``(0, 0, z0)`` with ``z0 ~ U(1, 3)``."""
+    return np.array([0.0, 0.0, rng.uniform(1.0, 3.0, size=1)[0]])
 
 
 class StrangeAttractorDataModule(GeneratedTrajectoryDataModule):
@@ -106,28 +97,8 @@ class StrangeAttractorDataModule(GeneratedTrajectoryDataModule):
         cache_dir: str | None = None,
         num_workers: int = 0,
     ) -> None:
-        super().__init__(
-            cache_dir=cache_dir,
-            time_horizon=time_horizon,
-            windows=windows,
-            batch_size=batch_size,
-            test_batch_size=test_batch_size,
-            num_workers=num_workers,
-        )
+        super().__init__(**self.base_arguments(locals()))
         self.save_hyperparameters()
-        self._set_sizes(
-            num_train=num_train,
-            num_val=num_val,
-            num_test=num_test,
-            train_steps=train_steps,
-            test_steps=test_steps,
-            train_span=train_span,
-            test_span=test_span,
-            noise_std=noise_std,
-            train_seed=train_seed,
-            val_seed=val_seed,
-            test_seed=test_seed,
-        )
 
     @staticmethod
     def true_field(t: Any, x: torch.Tensor) -> torch.Tensor:
@@ -135,22 +106,8 @@ class StrangeAttractorDataModule(GeneratedTrajectoryDataModule):
         curve of the test plots)."""
         return attractor_field(t, x)
 
-    def generate(self) -> dict[str, np.ndarray]:
-        t, clean, noisy = generate_attractor(
-            self.num_train, self.train_steps, self.train_span, self.noise_std, self.train_seed
-        )
-        vt, _, vnoisy = generate_attractor(
-            self.num_val, self.train_steps, self.train_span, self.noise_std, self.val_seed
-        )
-        tt, tclean, _ = generate_attractor(
-            self.num_test, self.test_steps, self.test_span, 0.0, self.test_seed
-        )
-        return {
-            "train_t": t,
-            "train_x": noisy,
-            "train_clean": clean,
-            "val_t": vt,
-            "val_x": vnoisy,
-            "test_t": tt,
-            "test_x": tclean,
-        }
+    @override
+    def simulate(
+        self, num: int, steps: int, span: float, noise_std: float, seed: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return generate_attractor(num, steps, span, noise_std, seed)

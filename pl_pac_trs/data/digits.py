@@ -12,15 +12,15 @@ from typing import Literal
 
 import numpy as np
 import torch
-from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
+from typing_extensions import override
 
-from pl_pac_trs.data.sampling import EpochSeededSampler
+from pl_pac_trs.data.transfer import TransferDataModule
 
 __all__ = ["DigitsTransferDataModule"]
 
 
-class DigitsTransferDataModule(LightningDataModule):
+class DigitsTransferDataModule(TransferDataModule):
     """Source or target split of the digits transfer problem.
 
     Each class's images are split once (seeded) into test (40%), validation (20%) and a training
@@ -34,6 +34,16 @@ class DigitsTransferDataModule(LightningDataModule):
         target_per_class: Training images per target class (few-shot).
         seed: Seed of the split.
         batch_size: Training batch size (capped at the training-set size).
+
+    Raises:
+        ValueError: for another ``task``, fewer than two distinct digits in 0..9 per task, a
+            ``target_per_class`` outside 1..60 or a ``batch_size`` below 1.
+
+    Example:
+        >>> dm = DigitsTransferDataModule("target", target_classes=(7, 8), target_per_class=3)
+        >>> dm.setup()
+        >>> dm.num_classes, len(dm.sets["train"])
+        (2, 6)
     """
 
     def __init__(
@@ -45,9 +55,7 @@ class DigitsTransferDataModule(LightningDataModule):
         seed: int = 0,
         batch_size: int = 64,
     ) -> None:
-        super().__init__()
-        if task not in ("source", "target"):
-            raise ValueError(f"task must be 'source' or 'target', got {task!r}")
+        super().__init__(task, batch_size)
         for name, classes in (
             ("source_classes", source_classes),
             ("target_classes", target_classes),
@@ -61,13 +69,14 @@ class DigitsTransferDataModule(LightningDataModule):
         if not 1 <= target_per_class <= 60:
             raise ValueError(f"target_per_class must be in 1..60, got {target_per_class}")
         self.save_hyperparameters()
-        self.task = task
         self.classes = list(source_classes if task == "source" else target_classes)
 
     @property
     def num_classes(self) -> int:
+        """Classes of the selected task."""
         return len(self.classes)
 
+    @override
     def setup(self, stage: str | None = None) -> None:
         from sklearn.datasets import load_digits
 
@@ -96,14 +105,3 @@ class DigitsTransferDataModule(LightningDataModule):
             )
             for key, value in parts.items()
         }
-
-    def train_dataloader(self) -> DataLoader:
-        data = self.sets["train"]
-        batch_size = min(self.hparams.batch_size, len(data))
-        return DataLoader(data, batch_size=batch_size, sampler=EpochSeededSampler(data))
-
-    def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.sets["val"], batch_size=512)
-
-    def test_dataloader(self) -> DataLoader:
-        return DataLoader(self.sets["test"], batch_size=512)

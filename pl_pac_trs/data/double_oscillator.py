@@ -17,15 +17,12 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import numpy as np
+from typing_extensions import override
 
+from pl_pac_trs.data.datamodule import TrajectoryDataModule
 from pl_pac_trs.data.download import default_cache_dir, download_file
+from pl_pac_trs.data.splitting import Splits, check_fractions, split_trajectories
 from pl_pac_trs.data.tables import read_numeric_rows
-from pl_pac_trs.data.trajectories import (
-    Splits,
-    TrajectoryDataModule,
-    check_fraction,
-    split_trajectories,
-)
 from pl_pac_trs.data.windows import check_time_grid
 
 __all__ = [
@@ -99,13 +96,7 @@ class DoubleOscillatorDataModule(TrajectoryDataModule):
         test_batch_size: int | None = None,
         num_workers: int = 0,
     ) -> None:
-        super().__init__(
-            time_horizon=time_horizon,
-            windows=windows,
-            batch_size=batch_size,
-            test_batch_size=test_batch_size,
-            num_workers=num_workers,
-        )
+        super().__init__(**self.base_arguments(locals()))
         self.save_hyperparameters()
         if path is not None and url is not None:
             raise ValueError("give either path= (a local file) or url= (to download), not both")
@@ -117,13 +108,7 @@ class DoubleOscillatorDataModule(TrajectoryDataModule):
             self.url = DOUBLE_OSCILLATOR_URL
         self.sha256 = sha256
         self.cache_dir = cache_dir
-        self.train_fraction = check_fraction("train_fraction", train_fraction)
-        self.val_fraction = check_fraction("val_fraction", val_fraction, allow_zero=True)
-        if self.train_fraction + self.val_fraction >= 1:
-            raise ValueError(
-                f"train_fraction + val_fraction must be < 1 to leave a test rollout, got "
-                f"{train_fraction} + {val_fraction}"
-            )
+        self.train_fraction, self.val_fraction = check_fractions(train_fraction, val_fraction)
 
     def data_file(self) -> Path:
         """Local path of the record (downloading and verifying it first when from ``url``)."""
@@ -141,11 +126,13 @@ class DoubleOscillatorDataModule(TrajectoryDataModule):
                 f"put the file at {dest}"
             ) from err
 
+    @override
     def prepare_data(self) -> None:
         """Download (local rank 0) when reading from ``url``."""
         if self.path is None:
             self.data_file()
 
+    @override
     def load_splits(self, write_cache: bool = False) -> Splits:
         file = self.data_file()
         t, x = load_double_oscillator(file)

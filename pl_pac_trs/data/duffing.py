@@ -6,7 +6,7 @@ Generation follows the reference code: trajectory ``i`` of a split with seed ``s
 ``numpy.random.RandomState(s + i)``, the initial direction ``U([-1, 1]^2)`` (normalised to unit
 length), the radius ``r ~ U(0.2, 1)``, then standard normal noise for ``q`` and ``p`` at every
 observed point (multiplied by ``noise_std``; the test split is clean). Trajectories are solved
-in fixed blocks (:func:`~pl_pac_trs.data.integrate.solve_in_blocks`), so trajectory ``i`` is
+in fixed blocks (:func:`~pl_pac_trs.data.integrate.simulate_noisy`), so trajectory ``i`` is
 bit-identical whatever ``num`` is. The draw order equals the
 reference's, so initial states and noise match its data. ``steps`` counts intervals: a split with
 ``steps=30`` over ``span=3`` has the 31 points ``linspace(0, 3, 31)``.
@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 from torch import Tensor
+from typing_extensions import override
 
-from pl_pac_trs.data.integrate import padded_count, solve_in_blocks
-from pl_pac_trs.data.trajectories import (
-    GeneratedTrajectoryDataModule,
-)
+from pl_pac_trs.data.generated import GeneratedTrajectoryDataModule
+from pl_pac_trs.data.integrate import simulate_noisy
+from pl_pac_trs.data.validation import check_finite
 
 __all__ = ["DuffingDataModule", "duffing_energy", "duffing_field", "generate_duffing"]
 
@@ -64,24 +64,24 @@ def generate_duffing(
         ``(t, clean, observed)``: the grid ``(steps + 1,)`` over ``[0, span]``, clean states and
         observed (clean + noise) states, both ``(num, steps + 1, 2)`` float64.
     """
-    n = steps + 1
-    t = np.linspace(0.0, span, n)
-    padded = padded_count(num)
-    x0 = np.empty((padded, 2))
-    noise = np.empty((num, n, 2))
-    for i in range(padded):
-        rng = np.random.RandomState(seed + i)
-        direction = rng.uniform(low=-1.0, high=1.0, size=2)
-        direction = direction / np.sqrt(np.sum(direction**2))
-        radius = rng.uniform(low=0.2, high=1.0, size=1)
-        x0[i] = radius * direction
-        if i < num:
-            noise[i, :, 0] = rng.randn(n)
-            noise[i, :, 1] = rng.randn(n)
-    field = duffing_field(alpha, beta, gamma, delta)
-    clean = solve_in_blocks(field, x0, t)[:num]
-    observed = clean + noise_std * noise if noise_std > 0 else clean.copy()
-    return t, clean, observed
+    return simulate_noisy(
+        duffing_field(alpha, beta, gamma, delta),
+        _initial_state,
+        2,
+        num,
+        steps,
+        span,
+        noise_std,
+        seed,
+    )
+
+
+def _initial_state(rng: np.random.RandomState) -> np.ndarray:
+    """The reference's draw: a direction in ``U([-1, 1]^2)`` normalised, a radius ``U(0.2, 1)``."""
+    direction = rng.uniform(low=-1.0, high=1.0, size=2)
+    direction = direction / np.sqrt(np.sum(direction**2))
+    radius = rng.uniform(low=0.2, high=1.0, size=1)
+    return radius * direction
 
 
 class DuffingDataModule(GeneratedTrajectoryDataModule):
@@ -144,73 +144,26 @@ class DuffingDataModule(GeneratedTrajectoryDataModule):
         cache_dir: str | None = None,
         num_workers: int = 0,
     ) -> None:
-        super().__init__(
-            cache_dir=cache_dir,
-            time_horizon=time_horizon,
-            windows=windows,
-            batch_size=batch_size,
-            test_batch_size=test_batch_size,
-            num_workers=num_workers,
-        )
+        super().__init__(**self.base_arguments(locals()))
         self.save_hyperparameters()
-        for name, value in (("alpha", alpha), ("beta", beta), ("gamma", gamma), ("delta", delta)):
-            if not np.isfinite(float(value)):
-                raise ValueError(f"{name} must be finite, got {value!r}")
-        self.alpha, self.beta, self.gamma, self.delta = (
-            float(alpha),
-            float(beta),
-            float(gamma),
-            float(delta),
-        )
-        self._set_sizes(
-            num_train=num_train,
-            num_val=num_val,
-            num_test=num_test,
-            train_steps=train_steps,
-            test_steps=test_steps,
-            train_span=train_span,
-            test_span=test_span,
-            noise_std=noise_std,
-            train_seed=train_seed,
-            val_seed=val_seed,
-            test_seed=test_seed,
-        )
+        self.alpha = check_finite("alpha", alpha)
+        self.beta = check_finite("beta", beta)
+        self.gamma = check_finite("gamma", gamma)
+        self.delta = check_finite("delta", delta)
 
     def energy(self, x: Tensor) -> Tensor:
         """Reference energy ``alpha q^2 + beta q^4 / 2 + p^2`` of states ``(..., 2)``."""
         return duffing_energy(x, self.alpha, self.beta)
 
-    def generation_args(self) -> dict[str, Any]:
-        params = {"alpha": self.alpha, "beta": self.beta, "gamma": self.gamma, "delta": self.delta}
-        return {**params, **super().generation_args()}
+    def _parameters(self) -> dict[str, float]:
+        return {"alpha": self.alpha, "beta": self.beta, "gamma": self.gamma, "delta": self.delta}
 
-    def generate(self) -> dict[str, np.ndarray]:
-        params = {"alpha": self.alpha, "beta": self.beta, "gamma": self.gamma, "delta": self.delta}
-        t, clean, noisy = generate_duffing(
-            self.num_train,
-            self.train_steps,
-            self.train_span,
-            self.noise_std,
-            self.train_seed,
-            **params,
-        )
-        vt, _, vnoisy = generate_duffing(
-            self.num_val,
-            self.train_steps,
-            self.train_span,
-            self.noise_std,
-            self.val_seed,
-            **params,
-        )
-        tt, tclean, _ = generate_duffing(
-            self.num_test, self.test_steps, self.test_span, 0.0, self.test_seed, **params
-        )
-        return {
-            "train_t": t,
-            "train_x": noisy,
-            "train_clean": clean,
-            "val_t": vt,
-            "val_x": vnoisy,
-            "test_t": tt,
-            "test_x": tclean,
-        }
+    @override
+    def generation_args(self) -> dict[str, Any]:
+        return {**self._parameters(), **super().generation_args()}
+
+    @override
+    def simulate(
+        self, num: int, steps: int, span: float, noise_std: float, seed: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return generate_duffing(num, steps, span, noise_std, seed, **self._parameters())

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from lightning.pytorch import LightningDataModule
 from torch import Tensor
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
+from typing_extensions import override
 
-from pl_pac_trs.data.sampling import EpochSeededSampler
+from pl_pac_trs.data.transfer import TransferDataModule
 
 __all__ = ["FriedmanTask", "FriedmanTransferDataModule", "friedman1"]
 
@@ -51,7 +51,7 @@ def friedman1(x: Tensor, task: FriedmanTask) -> Tensor:
     )
 
 
-class FriedmanTransferDataModule(LightningDataModule):
+class FriedmanTransferDataModule(TransferDataModule):
     """Source or target split of the Friedman #1 transfer problem.
 
     The source task has many training samples, the target task few; validation and test sets
@@ -72,6 +72,16 @@ class FriedmanTransferDataModule(LightningDataModule):
         batch_size: Training batch size (capped at the training-set size).
         y_mean: Standardisation offset.
         y_std: Standardisation scale.
+
+    Raises:
+        ValueError: for another ``task``, a sample count below 1, a negative ``noise``, a
+            ``y_std`` that is not positive or a ``batch_size`` below 1.
+
+    Example:
+        >>> dm = FriedmanTransferDataModule("target", n_target=20, n_val=10, n_test=10)
+        >>> dm.setup()
+        >>> [len(dm.train_set), len(dm.val_set)], tuple(dm.train_set.tensors[0].shape)
+        ([20, 10], (20, 10))
     """
 
     def __init__(
@@ -89,16 +99,13 @@ class FriedmanTransferDataModule(LightningDataModule):
         y_mean: float = 14.4,
         y_std: float = 5.0,
     ) -> None:
-        super().__init__()
-        if task not in ("source", "target"):
-            raise ValueError(f"task must be 'source' or 'target', got {task!r}")
+        super().__init__(task, batch_size)
         for name, value in (("n_source", n_source), ("n_target", n_target), ("n_val", n_val)):
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
-        if noise < 0 or y_std <= 0 or batch_size < 1:
-            raise ValueError("noise must be >= 0, y_std > 0 and batch_size >= 1")
+        if noise < 0 or y_std <= 0:
+            raise ValueError(f"noise must be >= 0 and y_std > 0, got noise={noise}, y_std={y_std}")
         self.save_hyperparameters()
-        self.task = task
         self.coefficients = FriedmanTask.draw(source_seed if task == "source" else target_seed)
 
     def _sample(self, n: int, offset: int) -> TensorDataset:
@@ -110,18 +117,26 @@ class FriedmanTransferDataModule(LightningDataModule):
         y = (y - hp.y_mean) / hp.y_std
         return TensorDataset(x.float(), y.float().unsqueeze(1))
 
+    @override
     def setup(self, stage: str | None = None) -> None:
         n_train = self.hparams.n_source if self.task == "source" else self.hparams.n_target
-        self.train_set = self._sample(n_train, 1)
-        self.val_set = self._sample(self.hparams.n_val, 2)
-        self.test_set = self._sample(self.hparams.n_test, 3)
+        self.sets = {
+            "train": self._sample(n_train, 1),
+            "val": self._sample(self.hparams.n_val, 2),
+            "test": self._sample(self.hparams.n_test, 3),
+        }
 
-    def train_dataloader(self) -> DataLoader:
-        bs = min(self.hparams.batch_size, len(self.train_set))
-        return DataLoader(self.train_set, batch_size=bs, sampler=EpochSeededSampler(self.train_set))
+    @property
+    def train_set(self) -> TensorDataset:
+        """The training samples (``sets["train"]``)."""
+        return self.sets["train"]
 
-    def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val_set, batch_size=512)
+    @property
+    def val_set(self) -> TensorDataset:
+        """The validation samples (``sets["val"]``)."""
+        return self.sets["val"]
 
-    def test_dataloader(self) -> DataLoader:
-        return DataLoader(self.test_set, batch_size=512)
+    @property
+    def test_set(self) -> TensorDataset:
+        """The test samples (``sets["test"]``)."""
+        return self.sets["test"]

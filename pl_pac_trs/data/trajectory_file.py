@@ -20,16 +20,12 @@ import os
 from pathlib import Path
 
 import numpy as np
+from typing_extensions import override
 
+from pl_pac_trs.data.datamodule import TrajectoryDataModule
+from pl_pac_trs.data.splitting import SPLIT_MODES, Splits, check_fractions, split_trajectories
 from pl_pac_trs.data.tables import read_numeric_rows
-from pl_pac_trs.data.trajectories import (
-    SPLIT_MODES,
-    Splits,
-    TrajectoryDataModule,
-    check_count,
-    check_fraction,
-    split_trajectories,
-)
+from pl_pac_trs.data.validation import check_count
 from pl_pac_trs.data.windows import check_time_grid
 
 __all__ = ["TrajectoryFileDataModule", "read_trajectory_file"]
@@ -162,20 +158,13 @@ class TrajectoryFileDataModule(TrajectoryDataModule):
         test_batch_size: int | None = None,
         num_workers: int = 0,
     ) -> None:
-        super().__init__(
-            time_horizon=time_horizon,
-            windows=windows,
-            batch_size=batch_size,
-            test_batch_size=test_batch_size,
-            num_workers=num_workers,
-        )
+        super().__init__(**self.base_arguments(locals()))
         self.save_hyperparameters()
         if split not in SPLIT_MODES:
             raise ValueError(f"split must be one of {SPLIT_MODES}, got {split!r}")
         self.path = str(path)
         self.split = split
-        self.train_fraction = check_fraction("train_fraction", train_fraction)
-        self.val_fraction = check_fraction("val_fraction", val_fraction, allow_zero=True)
+        self.train_fraction, self.val_fraction = check_fractions(train_fraction, val_fraction)
         self._ts, self._xs = read_trajectory_file(path, time_column, id_column, state_columns)
         dims = {x.shape[1] for x in self._xs}
         if len(dims) != 1:
@@ -202,5 +191,6 @@ class TrajectoryFileDataModule(TrajectoryDataModule):
             self._ts, self._xs, split, self.train_fraction, self.val_fraction, where=self.path
         )
 
+    @override
     def load_splits(self, write_cache: bool = False) -> Splits:
         return self._split_cache

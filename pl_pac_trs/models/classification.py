@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-import torch
-from torch import nn
-from torchmetrics import MeanMetric
+from torch import Tensor, nn
+from torchmetrics import MeanMetric, Metric
+from typing_extensions import override
 
 from pl_pac_trs.models.base import TaskModule
 
@@ -30,7 +30,17 @@ class SmallCNN(TaskModule):
         lr: Learning rate.
         weight_decay: Weight decay.
         fused: Fused optimiser implementation (see :class:`~pl_pac_trs.models.base.TaskModule`).
+
+    Raises:
+        ValueError: for ``num_classes < 2`` (and see :class:`~pl_pac_trs.models.base.TaskModule`).
+
+    Example:
+        >>> import torch
+        >>> SmallCNN(num_classes=3, channels=(4,))(torch.zeros(2, 1, 8, 8)).shape
+        torch.Size([2, 3])
     """
+
+    progress_metric = "acc"
 
     def __init__(
         self,
@@ -55,30 +65,16 @@ class SmallCNN(TaskModule):
         layers += [nn.MaxPool2d(2), nn.Flatten()]
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(c * (image_size // 2) ** 2, num_classes)
-        self.metrics = nn.ModuleDict(
-            {f"{s}_{m}": MeanMetric() for s in ("val", "test") for m in ("acc", "loss")}
-        )
+        self.add_metrics(acc=MeanMetric, loss=MeanMetric)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x))
+    @override
+    def loss(self, output: Tensor, target: Tensor) -> Tensor:
+        """Cross-entropy of the logits ``output`` against the class indices ``target``."""
+        return nn.functional.cross_entropy(output, target)
 
-    def training_step(self, batch, batch_idx):
-        x, y = batch
-        loss = nn.functional.cross_entropy(self(x), y)
-        self.log("train/loss", loss, prog_bar=True)
-        return loss
-
-    def _eval(self, batch, stage: str) -> None:
-        x, y = batch
-        logits = self(x)
+    @override
+    def update_metrics(self, stage: str, output: Tensor, target: Tensor) -> Mapping[str, Metric]:
         acc, loss = self.metrics[f"{stage}_acc"], self.metrics[f"{stage}_loss"]
-        acc.update((logits.argmax(dim=1) == y).float())
-        loss.update(nn.functional.cross_entropy(logits, y, reduction="none"))
-        self.log(f"{stage}/acc", acc, on_epoch=True, prog_bar=stage == "val")
-        self.log(f"{stage}/loss", loss, on_epoch=True)
-
-    def validation_step(self, batch, batch_idx):
-        self._eval(batch, "val")
-
-    def test_step(self, batch, batch_idx):
-        self._eval(batch, "test")
+        acc.update((output.argmax(dim=1) == target).float())
+        loss.update(nn.functional.cross_entropy(output, target, reduction="none"))
+        return {"acc": acc, "loss": loss}

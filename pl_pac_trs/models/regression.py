@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-import torch
-from torch import nn
-from torchmetrics import MeanSquaredError
+from torch import Tensor, nn
+from torchmetrics import MeanSquaredError, Metric
+from typing_extensions import override
 
 from pl_pac_trs.models.base import TaskModule
 
@@ -26,7 +26,18 @@ class MLPRegressor(TaskModule):
         lr: Learning rate.
         weight_decay: Weight decay.
         fused: Fused optimiser implementation (see :class:`~pl_pac_trs.models.base.TaskModule`).
+
+    Raises:
+        ValueError: for an empty ``hidden`` or a width below 1 (and see
+            :class:`~pl_pac_trs.models.base.TaskModule`).
+
+    Example:
+        >>> import torch
+        >>> MLPRegressor(hidden=(8,))(torch.zeros(5, 10)).shape
+        torch.Size([5, 1])
     """
+
+    progress_metric = "mse"
 
     def __init__(
         self,
@@ -49,25 +60,15 @@ class MLPRegressor(TaskModule):
             width = h
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(width, out_features)
-        self.val_mse = MeanSquaredError()
-        self.test_mse = MeanSquaredError()
+        self.add_metrics(mse=MeanSquaredError)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x))
+    @override
+    def loss(self, output: Tensor, target: Tensor) -> Tensor:
+        """Mean squared error."""
+        return nn.functional.mse_loss(output, target)
 
-    def training_step(self, batch, batch_idx):
-        x, y = batch
-        loss = nn.functional.mse_loss(self(x), y)
-        self.log("train/loss", loss, prog_bar=True)
-        return loss
-
-    def _eval(self, batch, metric: MeanSquaredError, stage: str) -> None:
-        x, y = batch
-        metric.update(self(x), y)
-        self.log(f"{stage}/mse", metric, on_epoch=True, prog_bar=stage == "val")
-
-    def validation_step(self, batch, batch_idx):
-        self._eval(batch, self.val_mse, "val")
-
-    def test_step(self, batch, batch_idx):
-        self._eval(batch, self.test_mse, "test")
+    @override
+    def update_metrics(self, stage: str, output: Tensor, target: Tensor) -> Mapping[str, Metric]:
+        mse = self.metrics[f"{stage}_mse"]
+        mse.update(output, target)
+        return {"mse": mse}

@@ -11,13 +11,13 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 
-import pl_pac_trs.data.trajectories as trajectories
+import pl_pac_trs.data.generated as generated
 from pl_pac_trs.data import DuffingDataModule
 from pl_pac_trs.data.windows import BatchDictDataset
 
 OUT = Path(sys.argv[1])
 WRITES = []
-_save = trajectories.save_arrays_atomic
+_save = generated.save_arrays_atomic
 
 
 def counting_save(path, arrays):
@@ -25,7 +25,7 @@ def counting_save(path, arrays):
     return _save(path, arrays)
 
 
-trajectories.save_arrays_atomic = counting_save
+generated.save_arrays_atomic = counting_save
 
 
 class Probe(pl.LightningModule):
