@@ -1,11 +1,4 @@
-"""The whole PAC-Net pipeline in one command: ``pl-pac-trs pac TASK``.
-
-Runs the stage configs of ``configs/pac/TASK/`` (in the working directory if there is one, else
-the shipped configs, :mod:`pl_pac_trs.configs`) in order -- ``source`` (dense training, pruning,
-allocate in one fit), ``calibrate`` and the chosen baselines -- with every checkpoint path
-pointed into the output directory, then tests each stage on the target task and on the source
-task (PAC-Net's source metrics are taken inside :func:`~pl_pac_trs.pac.source_view`, with the
-calibrated weights zeroed) and writes ``summary.json`` and ``summary.md`` there.
+"""Runs the PAC-Net pipeline's stages in order: :func:`run_pipeline` (see the package docs).
 
 Checkpoints written: ``source_dense.ckpt`` (before pruning), ``source.ckpt`` (pruned and
 allocated, carries the masks) and ``calibrate.ckpt`` (the target model), plus ``<baseline>.ckpt``.
