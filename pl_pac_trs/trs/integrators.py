@@ -10,8 +10,7 @@ non-uniform, possibly decreasing: backward rollouts use negated times). The resu
 * :class:`Leapfrog` -- kick-drift-kick for ``[q, p]`` states (symplectic, time-reversible);
 * :class:`RK4` -- classical fourth-order Runge-Kutta;
 * :class:`Euler` -- explicit Euler (a cheap baseline);
-* :class:`TorchDiffEq` -- any ``torchdiffeq`` method on each interval, optionally
-  ``odeint_adjoint``.
+* :class:`TorchDiffEq` -- any ``torchdiffeq`` method per interval, optionally with adjoint.
 
 :func:`make_integrator` builds one from a name (``"leapfrog"``, ``"rk4"``, ``"euler"``, or
 ``"torchdiffeq:<method>"``).
@@ -21,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
+from operator import itemgetter
 from typing import Any, TypeVar
 
 import torch
@@ -178,16 +178,24 @@ class Leapfrog(FixedGridIntegrator):
             out = fused(x0, t, n)  # the same scheme as one autograd node, or None
             if out is not None:
                 return out
-        return super().rollout(field, x0, t)
+        # (q, p, [q, p]) carried along: no step re-slices the joined state (in the backward too)
+        return march(partial(self._kdk, field, n), (x0[:, :n], x0[:, n:], x0), t, itemgetter(2))
 
     def step(self, field: nn.Module, x: Tensor, t0: Tensor, t1: Tensor, h: Tensor) -> Tensor:
         n = self.split(x.shape[1])
+        return self._kdk(field, n, (x[:, :n], x[:, n:], x), t0, t1, h)[2]
+
+    @staticmethod
+    def _kdk(
+        field: nn.Module, n: int, state: tuple[Tensor, ...], t0: Tensor, t1: Tensor, h: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """One kick-drift-kick step on ``(q, p, [q, p])``."""
+        q, p, x = state
         hh = 0.5 * h
-        q, p = x[:, :n], x[:, n:]
         p = p + hh * field(t0, x)[:, n:]
         q = q + h * field(t0 + hh[:, 0], torch.cat([q, p], dim=1))[:, :n]
         p = p + hh * field(t1, torch.cat([q, p], dim=1))[:, n:]
-        return torch.cat([q, p], dim=1)
+        return q, p, torch.cat([q, p], dim=1)
 
     @staticmethod
     def _separable_step(
