@@ -5,11 +5,11 @@ One training step (TRS loss, ``zero_grad``, backward, Adam step) of an
 :class:`~pl_pac_trs.trs.HODENField` at the shapes of the shipped configs:
 
 * ``exp2_trs_hoden`` (``trs/exp2/trs_hoden``): 50 trajectories x 30 steps -> 150 consecutive
-  windows x 10 leapfrog steps, 2x100 MLPs, ``lam = 10`` (forward and reversed rollouts in one
+  windows x 10 leapfrog steps, 2x100 MLPs, ``trs_weight = 10`` (forward and reversed rollouts in one
   call: 300 rollouts), the separable leapfrog path;
 * ``exp3_hoden`` (``trs/exp3/hoden``): 200 trajectories x 50 steps -> 1000 windows x 10 RK4
-  steps, time-augmented 2x100 MLPs, ``lam = 0`` (the config's: one rollout);
-* ``exp3_trs_hoden``: the same with ``lam = 0.5`` (TRS-HODEN at exp III, not a shipped
+  steps, time-augmented 2x100 MLPs, ``trs_weight = 0`` (the config's: one rollout);
+* ``exp3_trs_hoden``: the same with ``trs_weight = 0.5`` (TRS-HODEN at exp III, not a shipped
   condition: 2000 rollouts).
 
 Window counts, steps and time grids are read from the configs; states and targets are random
@@ -50,7 +50,7 @@ from pl_pac_trs.data.windows import window_starts
 from pl_pac_trs.trs import RK4, HODENField, Leapfrog, Reversal, trs_loss
 from pl_pac_trs.trs.tanh_grad import input_grad_forward, scalar_mlp_params
 
-#: setting name -> (shipped config, lam used here)
+#: setting name -> (shipped config, TRS weight used here; key "lam" of the setting dict)
 SETTINGS = {
     "exp2_trs_hoden": ("trs/exp2/trs_hoden", 10.0),
     "exp3_hoden": ("trs/exp3/hoden", 0.0),
@@ -128,7 +128,7 @@ def _loss(field: nn.Module, spec: dict) -> Tensor:
     dim = spec["dim"]
     integ = Leapfrog(position_dim=dim // 2) if spec["integrator"] == "leapfrog" else RK4()
     rev = Reversal.momentum_flip(dim, dim // 2)
-    return trs_loss(field, integ, b["x0"], b["t"], b["y"], rev, lam=spec["lam"]).total
+    return trs_loss(field, integ, b["x0"], b["t"], b["y"], rev, trs_weight=spec["lam"]).total
 
 
 def step_fn(arm: str, spec: dict) -> Callable[[], None]:

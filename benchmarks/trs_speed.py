@@ -3,7 +3,7 @@ repeats).
 
 Setting: 150 windows x 10 steps, ODEN 1x1000 tanh MLP, leapfrog, Adam, full batch. Measures
 
-* ODEN step (lam = 0) vs TRS-ODEN step with ONE batched rollout vs TWO rollout calls;
+* ODEN step (trs_weight = 0) vs TRS-ODEN step with ONE batched rollout vs TWO rollout calls;
 * a bare PyTorch loop vs the Lightning ``TRSODEN`` doing the same steps (overhead ratio; the
   fit's one-off Trainer set-up is excluded: the training epoch is timed from a callback);
 * our RK4 / leapfrog vs torchdiffeq's fixed-step ``rk4`` on the same rollout (forward+backward);
@@ -58,7 +58,9 @@ def make_batch(seed: int = 0) -> dict:
     return {"x0": x0, "t": t, "y": y}
 
 
-def train_step_fn(lam: float, batched: bool, compile_field: bool = False) -> Callable[[], None]:
+def train_step_fn(
+    trs_weight: float, batched: bool, compile_field: bool = False
+) -> Callable[[], None]:
     torch.manual_seed(0)
     field = ODENField(2, HIDDEN)
     fn = torch.compile(field) if compile_field else field
@@ -66,7 +68,16 @@ def train_step_fn(lam: float, batched: bool, compile_field: bool = False) -> Cal
     batch, integ, R = make_batch(), Leapfrog(position_dim=1), Reversal.momentum_flip(2, 1)
 
     def step() -> None:
-        out = trs_loss(fn, integ, batch["x0"], batch["t"], batch["y"], R, lam=lam, batched=batched)
+        out = trs_loss(
+            fn,
+            integ,
+            batch["x0"],
+            batch["t"],
+            batch["y"],
+            R,
+            trs_weight=trs_weight,
+            batched=batched,
+        )
         opt.zero_grad(set_to_none=True)
         out.total.backward()
         opt.step()
@@ -84,7 +95,7 @@ def hoden_step_fn(separable: bool) -> Callable[[], None]:
     batch, integ, R = make_batch(), Leapfrog(position_dim=1), Reversal.momentum_flip(2, 1)
 
     def step() -> None:
-        out = trs_loss(field, integ, batch["x0"], batch["t"], batch["y"], R, lam=10.0)
+        out = trs_loss(field, integ, batch["x0"], batch["t"], batch["y"], R, trs_weight=10.0)
         opt.zero_grad(set_to_none=True)
         out.total.backward()
         opt.step()
@@ -102,7 +113,7 @@ class _EpochTimer(pl.Callback):
         self.seconds = time.perf_counter() - self.t0
 
 
-def loop_vs_lightning(n_steps: int, lam: float) -> tuple[Callable, Callable]:
+def loop_vs_lightning(n_steps: int, trs_weight: float) -> tuple[Callable, Callable]:
     """Two callables running ``n_steps`` TRS steps, a bare loop and Lightning's fit loop, each
     returning the seconds its ``n_steps`` steps took (the fit's one-off set-up excluded)."""
     batch = make_batch()
@@ -115,7 +126,7 @@ def loop_vs_lightning(n_steps: int, lam: float) -> tuple[Callable, Callable]:
         integ, R = Leapfrog(position_dim=1), Reversal.momentum_flip(2, 1)
         t0 = time.perf_counter()
         for b in loader:
-            out = trs_loss(field, integ, b["x0"], b["t"], b["y"], R, lam=lam)
+            out = trs_loss(field, integ, b["x0"], b["t"], b["y"], R, trs_weight=trs_weight)
             opt.zero_grad(set_to_none=True)
             out.total.backward()
             opt.step()
@@ -123,7 +134,7 @@ def loop_vs_lightning(n_steps: int, lam: float) -> tuple[Callable, Callable]:
 
     def lightning() -> float:
         torch.manual_seed(0)
-        model = TRSODEN(ODENField(2, HIDDEN), "leapfrog", lam=lam, num_plot=0)
+        model = TRSODEN(ODENField(2, HIDDEN), "leapfrog", trs_weight=trs_weight)
         model.reversal = Reversal.momentum_flip(2, 1)
         model.integrator.position_dim = 1
         timer = _EpochTimer()

@@ -89,16 +89,16 @@ def test_sweep_files_satisfy_wandbs_sweep_schema(path):
     assert sweeps.schema_violations_from_proposed_config(broken)
 
 
-def test_trs_sweep_lambda_reaches_the_model(monkeypatch, tmp_path):
+def test_trs_sweep_weight_reaches_the_model(monkeypatch, tmp_path):
     sweep = _load("trs_exp1.yml")
-    assert set(sweep["parameters"]) == {"model.lam"}
+    assert set(sweep["parameters"]) == {"model.trs_weight"}
     monkeypatch.chdir(tmp_path)  # the agent may run anywhere: the config is named, not a path
-    for lam in _samples(sweep["parameters"]["model.lam"]):
-        args = _cli_args(agent_argv(sweep, {"model.lam": lam}))
-        assert args[0] == "fit" and f"--model.lam={lam}" in args
+    for weight in _samples(sweep["parameters"]["model.trs_weight"]):
+        args = _cli_args(agent_argv(sweep, {"model.trs_weight": weight}))
+        assert args[0] == "fit" and f"--model.trs_weight={weight}" in args
         args = resolve_config_args(args)  # as `pl-pac-trs` does before parsing
         cli = PacTrsCLI(args=[*args[1:], "--trainer.logger=false"], run=False)
-        assert cli.model.lam == lam
+        assert cli.model.trs_weight == weight
 
 
 def test_pac_sweep_parameters_are_pipeline_options():

@@ -7,11 +7,13 @@ from pl_pac_trs.metrics.functional import (
     per_trajectory_mse,
     trajectory_mse,
 )
+from pl_pac_trs.metrics.rollout import RolloutMetrics
 from pl_pac_trs.metrics.trajectory import EnergyMSE, PerTrajectoryMetric, TrajectoryMSE
 
 __all__ = [
     "EnergyMSE",
     "PerTrajectoryMetric",
+    "RolloutMetrics",
     "TrajectoryMSE",
     "energy_mse",
     "mean_std",

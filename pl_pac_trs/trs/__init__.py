@@ -1,9 +1,12 @@
-"""TRS-ODEN: time-reversal symmetric neural ODEs (fields, integrators, reversal, loss, module)."""
+"""TRS-ODEN: time-reversal symmetric neural ODEs (fields, integrators, reversal, loss, module,
+the data contract and the figures callback)."""
 
+from pl_pac_trs.trs.data_contract import DataInfo, TrajectoryData, trajectory_data, unpack_batch
 from pl_pac_trs.trs.fields import DEFAULT_INIT, INITS, HODENField, ODENField, init_linear, mlp
 from pl_pac_trs.trs.integrators import (
     RK4,
     Euler,
+    FixedGridIntegrator,
     Integrator,
     Leapfrog,
     TorchDiffEq,
@@ -13,6 +16,7 @@ from pl_pac_trs.trs.loss import TRSLoss, paired_rollout, trs_loss, trs_terms
 from pl_pac_trs.trs.module import TRSODEN
 from pl_pac_trs.trs.optim import OPTIMIZERS, KerasAdam, make_optimizer
 from pl_pac_trs.trs.reversal import Reversal
+from pl_pac_trs.trs.visualization import TrajectoryPlots, output_dir, reference_rollout
 
 __all__ = [
     "DEFAULT_INIT",
@@ -20,7 +24,9 @@ __all__ = [
     "OPTIMIZERS",
     "RK4",
     "TRSODEN",
+    "DataInfo",
     "Euler",
+    "FixedGridIntegrator",
     "HODENField",
     "Integrator",
     "KerasAdam",
@@ -29,11 +35,17 @@ __all__ = [
     "Reversal",
     "TRSLoss",
     "TorchDiffEq",
+    "TrajectoryData",
+    "TrajectoryPlots",
     "init_linear",
     "make_integrator",
     "make_optimizer",
     "mlp",
+    "output_dir",
     "paired_rollout",
+    "reference_rollout",
+    "trajectory_data",
     "trs_loss",
     "trs_terms",
+    "unpack_batch",
 ]

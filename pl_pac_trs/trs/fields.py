@@ -107,7 +107,32 @@ def _time_column(t: Tensor | float, x: Tensor) -> Tensor:
     return t.reshape(-1, 1).expand(x.shape[0], 1)
 
 
-class ODENField(nn.Module):
+class _TanhMLPField(nn.Module):
+    """What both fields share: state dimension, time augmentation, init and the fused path."""
+
+    def __init__(
+        self,
+        owner: str,
+        state_dim: int,
+        time_augmented: bool,
+        init: str,
+        fused: bool,
+        fast_tanh: bool,
+    ) -> None:
+        super().__init__()
+        self.init = _check_init(init, owner)
+        self.state_dim = int(state_dim)
+        self.time_augmented = bool(time_augmented)
+        self.fused = bool(fused)
+        self.fast_tanh = bool(fast_tanh)
+
+    @property
+    def autonomous(self) -> bool:
+        """Whether the field ignores ``t``."""
+        return not self.time_augmented
+
+
+class ODENField(_TanhMLPField):
     """ODEN vector field: a tanh MLP ``x -> dx/dt`` (or ``[x, t] -> dx/dt`` time-augmented).
 
     Args:
@@ -134,20 +159,10 @@ class ODENField(nn.Module):
         fused: bool = True,
         fast_tanh: bool = True,
     ) -> None:
-        super().__init__()
         if int(state_dim) < 1:
             raise ValueError(f"ODENField: state_dim must be >= 1, got {state_dim!r}")
-        self.state_dim = int(state_dim)
-        self.time_augmented = bool(time_augmented)
-        self.init = _check_init(init, "ODENField")
+        super().__init__("ODENField", state_dim, time_augmented, init, fused, fast_tanh)
         self.net = mlp(self.state_dim + int(self.time_augmented), hidden, self.state_dim, init=init)
-        self.fused = bool(fused)
-        self.fast_tanh = bool(fast_tanh)
-
-    @property
-    def autonomous(self) -> bool:
-        """Whether the field ignores ``t``."""
-        return not self.time_augmented
 
     def forward(self, t: Tensor | float, x: Tensor) -> Tensor:
         if self.time_augmented:
@@ -165,7 +180,7 @@ class ODENField(nn.Module):
         return tanh_mlp_leapfrog(self.net, x0, t, position_dim, fast_tanh=self.fast_tanh)
 
 
-class HODENField(nn.Module):
+class HODENField(_TanhMLPField):
     """HODEN: Hamiltonian field of a separable ``H(q, p) = K(p) + V(q)`` learned by two MLPs.
 
     ``dq/dt = dK/dp`` and ``dp/dt = -dV/dq``. With ``fused`` (the default) and ``K``, ``V`` the
@@ -215,9 +230,8 @@ class HODENField(nn.Module):
         fused: bool = True,
         fast_tanh: bool = False,
     ) -> None:
-        super().__init__()
-        self.init = _check_init(init, "HODENField")
-        state_dim = int(state_dim)
+        super().__init__("HODENField", state_dim, time_augmented, init, fused, fast_tanh)
+        state_dim = self.state_dim
         if position_dim is None:
             if state_dim % 2:
                 raise ValueError(
@@ -229,21 +243,12 @@ class HODENField(nn.Module):
                 f"HODENField: position_dim must be in [1, state_dim - 1] = [1, {state_dim - 1}], "
                 f"got {position_dim!r}"
             )
-        self.state_dim = state_dim
         self.position_dim = int(position_dim)
-        self.time_augmented = bool(time_augmented)
         extra = int(self.time_augmented)
         self.kinetic = mlp(state_dim - self.position_dim + extra, hidden, 1, init=init)
         self.potential = mlp(self.position_dim + extra, hidden, 1, init=init)
-        self.fused = bool(fused)
-        self.fast_tanh = bool(fast_tanh)
         if self.time_augmented:
             self.separable = False
-
-    @property
-    def autonomous(self) -> bool:
-        """Whether the field ignores ``t``."""
-        return not self.time_augmented
 
     def _time(self, t: Tensor | float | None, z: Tensor) -> Tensor | None:
         """The time column ``(B, 1)`` for inputs ``z`` ``(B, d)``; ``None`` when autonomous."""

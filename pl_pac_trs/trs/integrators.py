@@ -4,10 +4,13 @@
 non-uniform, possibly decreasing: backward rollouts use negated times). The result has shape
 ``(B, S, D)``: the states at ``t[:, 1:]``, one integrator step per data interval.
 
+:class:`FixedGridIntegrator` owns the loop over the data intervals (as torchdiffeq's
+``FixedGridODESolver``); each scheme writes only its :meth:`~FixedGridIntegrator.step`:
+
 * :class:`Leapfrog` -- kick-drift-kick for ``[q, p]`` states (symplectic, time-reversible);
 * :class:`RK4` -- classical fourth-order Runge-Kutta;
 * :class:`Euler` -- explicit Euler (a cheap baseline);
-* :class:`TorchDiffEq` -- any ``torchdiffeq`` method, optionally ``odeint_adjoint``.
+* :class:`TorchDiffEq` -- any ``torchdiffeq`` method per interval, optionally with adjoint.
 
 :func:`make_integrator` builds one from a name (``"leapfrog"``, ``"rk4"``, ``"euler"``, or
 ``"torchdiffeq:<method>"``).
@@ -15,7 +18,10 @@ non-uniform, possibly decreasing: backward rollouts use negated times). The resu
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from functools import partial
+from operator import itemgetter
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -23,6 +29,7 @@ from torch import Tensor, nn
 __all__ = [
     "RK4",
     "Euler",
+    "FixedGridIntegrator",
     "Integrator",
     "Leapfrog",
     "TorchDiffEq",
@@ -55,13 +62,66 @@ class Integrator:
         return self.rollout(field, x0, t)
 
     def rollout(self, field: nn.Module, x0: Tensor, t: Tensor) -> Tensor:
+        """The rollout proper, on checked inputs (``t`` in ``x0``'s dtype)."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
 
-class Leapfrog(Integrator):
+State = TypeVar("State")
+
+
+def march(
+    step: Callable[[State, Tensor, Tensor, Tensor], State],
+    state: State,
+    t: Tensor,
+    output: Callable[[State], Tensor] | None = None,
+) -> Tensor:
+    """The loop of every one-step-per-interval scheme: ``state = step(state, t_k, t_{k+1}, h_k)``
+    for each interval of ``t`` ``(B, S + 1)``, with ``h_k`` the ``(B, 1)`` column of steps.
+
+    Args:
+        step: advances ``state`` over one interval.
+        state: the start state (a tensor ``(B, D)``, or anything ``output`` maps to one).
+        t: time grids ``(B, S + 1)``.
+        output: the ``(B, D)`` state to record after each step; ``None``: ``state`` itself.
+
+    Returns:
+        The recorded states ``(B, S, D)``.
+    """
+    dt = t.diff(dim=1)
+    out = []
+    for k in range(dt.shape[1]):
+        state = step(state, t[:, k], t[:, k + 1], dt[:, k : k + 1])
+        out.append(state if output is None else output(state))
+    return torch.stack(out, dim=1)
+
+
+class FixedGridIntegrator(Integrator):
+    """Base of the schemes taking one step per data interval: it owns the loop, a subclass
+    writes only :meth:`step`.
+
+    Example:
+        >>> class Midpoint(FixedGridIntegrator):
+        ...     def step(self, field, x, t0, t1, h):
+        ...         return x + h * field(t0 + 0.5 * h[:, 0], x + 0.5 * h * field(t0, x))
+        >>> decay = lambda t, x: -x
+        >>> x = Midpoint()(decay, torch.ones(1, 1), torch.tensor([[0.0, 0.5, 1.0]]))
+        >>> x.shape, round(float(x[0, -1, 0]), 4)  # exp(-1) = 0.3679
+        (torch.Size([1, 2, 1]), 0.3906)
+    """
+
+    def rollout(self, field: nn.Module, x0: Tensor, t: Tensor) -> Tensor:
+        return march(partial(self.step, field), x0, t)
+
+    def step(self, field: nn.Module, x: Tensor, t0: Tensor, t1: Tensor, h: Tensor) -> Tensor:
+        """One step from ``x`` ``(B, D)`` at ``t0`` ``(B,)`` to ``t1`` ``(B,)``, ``h = t1 - t0``
+        as a ``(B, 1)`` column; returns the state at ``t1``."""
+        raise NotImplementedError
+
+
+class Leapfrog(FixedGridIntegrator):
     """Kick-drift-kick leapfrog for states ``x = [q, p]``.
 
     One step of size ``h``: ``p' = p + h/2 f_p(t, q, p)``, ``q'' = q + h f_q(t + h/2, q, p')``,
@@ -86,96 +146,96 @@ class Leapfrog(Integrator):
             raise ValueError(f"Leapfrog: position_dim must be >= 1, got {position_dim!r}")
         self.position_dim = None if position_dim is None else int(position_dim)
 
-    def _split(self, dim: int) -> int:
+    def split(self, state_dim: int) -> int:
+        """The number of position coordinates of states of dimension ``state_dim``.
+
+        Raises:
+            ValueError: ``position_dim`` is unset and ``state_dim`` odd, or it leaves no
+                momentum coordinate.
+        """
         n = self.position_dim
         if n is None:
-            if dim % 2:
+            if state_dim % 2:
                 raise ValueError(
-                    f"Leapfrog needs [q, p] states: the state dimension {dim} is odd and "
+                    f"Leapfrog needs [q, p] states: the state dimension {state_dim} is odd and "
                     "position_dim was not given"
                 )
-            n = dim // 2
-        if not 0 < n < dim:
-            raise ValueError(f"Leapfrog: position_dim={n} does not split a state of dim {dim}")
+            n = state_dim // 2
+        if not 0 < n < state_dim:
+            raise ValueError(
+                f"Leapfrog: position_dim={n} does not split a state of dim {state_dim}"
+            )
         return n
 
     def rollout(self, field: nn.Module, x0: Tensor, t: Tensor) -> Tensor:
-        n = self._split(x0.shape[1])
-        dt = t.diff(dim=1)
-        half = 0.5 * dt
+        n = self.split(x0.shape[1])
         if getattr(field, "separable", False) and getattr(field, "position_dim", None) == n:
-            return self._separable(field, x0, dt, half, n)
+            # the closing kick's force is the next step's opening force: carry it along
+            start = (x0[:, :n], x0[:, n:], field.force(x0[:, :n]))
+            return march(partial(self._separable_step, field), start, t, _joined)
         fused = getattr(field, "fused_leapfrog", None)
         if fused is not None and not t.requires_grad:
             out = fused(x0, t, n)  # the same scheme as one autograd node, or None
             if out is not None:
                 return out
-        x = x0
-        q, p = x0[:, :n], x0[:, n:]
-        out = []
-        for k in range(dt.shape[1]):
-            h, hh = dt[:, k : k + 1], half[:, k : k + 1]
-            p = p + hh * field(t[:, k], x)[:, n:]
-            q = q + h * field(t[:, k] + half[:, k], torch.cat([q, p], dim=1))[:, :n]
-            p = p + hh * field(t[:, k + 1], torch.cat([q, p], dim=1))[:, n:]
-            x = torch.cat([q, p], dim=1)
-            out.append(x)
-        return torch.stack(out, dim=1)
+        # (q, p, [q, p]) carried along: no step re-slices the joined state (in the backward too)
+        return march(partial(self._kdk, field, n), (x0[:, :n], x0[:, n:], x0), t, itemgetter(2))
+
+    def step(self, field: nn.Module, x: Tensor, t0: Tensor, t1: Tensor, h: Tensor) -> Tensor:
+        n = self.split(x.shape[1])
+        return self._kdk(field, n, (x[:, :n], x[:, n:], x), t0, t1, h)[2]
 
     @staticmethod
-    def _separable(field: nn.Module, x0: Tensor, dt: Tensor, half: Tensor, n: int) -> Tensor:
-        """Same scheme for separable autonomous fields (``field.velocity(p)``,
-        ``field.force(q)``): the closing kick's force is the next step's opening force."""
-        q, p = x0[:, :n], x0[:, n:]
+    def _kdk(
+        field: nn.Module, n: int, state: tuple[Tensor, ...], t0: Tensor, t1: Tensor, h: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """One kick-drift-kick step on ``(q, p, [q, p])``."""
+        q, p, x = state
+        hh = 0.5 * h
+        p = p + hh * field(t0, x)[:, n:]
+        q = q + h * field(t0 + hh[:, 0], torch.cat([q, p], dim=1))[:, :n]
+        p = p + hh * field(t1, torch.cat([q, p], dim=1))[:, n:]
+        return q, p, torch.cat([q, p], dim=1)
+
+    @staticmethod
+    def _separable_step(
+        field: nn.Module, state: tuple[Tensor, Tensor, Tensor], t0: Tensor, t1: Tensor, h: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The same step for separable autonomous fields (``field.velocity(p)``,
+        ``field.force(q)``) on ``(q, p, force(q))``: two half-field evaluations."""
+        q, p, force = state
+        hh = 0.5 * h
+        p = p + hh * force
+        q = q + h * field.velocity(p)
         force = field.force(q)
-        out = []
-        for k in range(dt.shape[1]):
-            hh = half[:, k : k + 1]
-            p = p + hh * force
-            q = q + dt[:, k : k + 1] * field.velocity(p)
-            force = field.force(q)
-            p = p + hh * force
-            out.append(torch.cat([q, p], dim=1))
-        return torch.stack(out, dim=1)
+        return q, p + hh * force, force
 
     def __repr__(self) -> str:
         return f"Leapfrog(position_dim={self.position_dim})"
 
 
-class RK4(Integrator):
+class RK4(FixedGridIntegrator):
     """Classical fourth-order Runge-Kutta, one step per data interval."""
 
     name = "rk4"
 
-    def rollout(self, field: nn.Module, x0: Tensor, t: Tensor) -> Tensor:
-        dt = t.diff(dim=1)
-        x = x0
-        out = []
-        for k in range(dt.shape[1]):
-            tk, h = t[:, k], dt[:, k : k + 1]
-            tm = tk + 0.5 * dt[:, k]
-            k1 = field(tk, x)
-            k2 = field(tm, x + (0.5 * h) * k1)
-            k3 = field(tm, x + (0.5 * h) * k2)
-            k4 = field(t[:, k + 1], x + h * k3)
-            x = x + (h / 6.0) * (k1 + 2.0 * (k2 + k3) + k4)
-            out.append(x)
-        return torch.stack(out, dim=1)
+    def step(self, field: nn.Module, x: Tensor, t0: Tensor, t1: Tensor, h: Tensor) -> Tensor:
+        hh = 0.5 * h
+        tm = t0 + hh[:, 0]
+        k1 = field(t0, x)
+        k2 = field(tm, x + hh * k1)
+        k3 = field(tm, x + hh * k2)
+        k4 = field(t1, x + h * k3)
+        return x + (h / 6.0) * (k1 + 2.0 * (k2 + k3) + k4)
 
 
-class Euler(Integrator):
+class Euler(FixedGridIntegrator):
     """Explicit Euler, one step per data interval (first order; for comparisons)."""
 
     name = "euler"
 
-    def rollout(self, field: nn.Module, x0: Tensor, t: Tensor) -> Tensor:
-        dt = t.diff(dim=1)
-        x = x0
-        out = []
-        for k in range(dt.shape[1]):
-            x = x + dt[:, k : k + 1] * field(t[:, k], x)
-            out.append(x)
-        return torch.stack(out, dim=1)
+    def step(self, field: nn.Module, x: Tensor, t0: Tensor, t1: Tensor, h: Tensor) -> Tensor:
+        return x + h * field(t0, x)
 
 
 class _IntervalField(nn.Module):
@@ -195,7 +255,7 @@ class _IntervalField(nn.Module):
         return self.dt[:, None] * self.field(self.t0 + s * self.dt, x)
 
 
-class TorchDiffEq(Integrator):
+class TorchDiffEq(FixedGridIntegrator):
     """Any ``torchdiffeq`` solver, applied per data interval.
 
     torchdiffeq integrates all samples on one shared time grid; to allow per-sample (and
@@ -234,34 +294,29 @@ class TorchDiffEq(Integrator):
         self.atol = float(atol)
         self.options = dict(options or {})
 
-    def rollout(self, field: nn.Module, x0: Tensor, t: Tensor) -> Tensor:
+    def step(self, field: nn.Module, x: Tensor, t0: Tensor, t1: Tensor, h: Tensor) -> Tensor:
         import torchdiffeq
 
-        grid = torch.tensor([0.0, 1.0], dtype=x0.dtype, device=x0.device)
+        grid = torch.tensor([0.0, 1.0], dtype=x.dtype, device=x.device)
         kwargs: dict[str, Any] = {"method": self.method, "rtol": self.rtol, "atol": self.atol}
         if self.options:
             kwargs["options"] = self.options
-        params = tuple(field.parameters())
-        dt = t.diff(dim=1)
-        x = x0
-        out = []
-        for k in range(dt.shape[1]):
-            # a fresh wrapper per interval: odeint_adjoint re-evaluates it in the backward pass
-            t0k, dtk = t[:, k], dt[:, k]
-            wrapped = _IntervalField(field, t0k, dtk)
-            if self.adjoint:
-                # the interval's times count as parameters too, so that gradients with respect to
-                # t reach the grid as with odeint (torchdiffeq drops those not requiring grad)
-                x = torchdiffeq.odeint_adjoint(
-                    wrapped, x, grid, adjoint_params=(*params, t0k, dtk), **kwargs
-                )[-1]
-            else:
-                x = torchdiffeq.odeint(wrapped, x, grid, **kwargs)[-1]
-            out.append(x)
-        return torch.stack(out, dim=1)
+        # a fresh wrapper per interval: odeint_adjoint re-evaluates it in the backward pass
+        dt = h[:, 0]
+        wrapped = _IntervalField(field, t0, dt)
+        if not self.adjoint:
+            return torchdiffeq.odeint(wrapped, x, grid, **kwargs)[-1]
+        # the interval's times count as parameters too, so that gradients with respect to t
+        # reach the grid as with odeint (torchdiffeq drops those not requiring grad)
+        params = (*field.parameters(), t0, dt)
+        return torchdiffeq.odeint_adjoint(wrapped, x, grid, adjoint_params=params, **kwargs)[-1]
 
     def __repr__(self) -> str:
         return f"TorchDiffEq(method={self.method!r}, adjoint={self.adjoint})"
+
+
+def _joined(state: tuple[Tensor, ...]) -> Tensor:
+    return torch.cat(state[:2], dim=1)
 
 
 _NAMES = {"leapfrog": Leapfrog, "rk4": RK4, "euler": Euler}

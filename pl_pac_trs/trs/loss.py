@@ -1,4 +1,4 @@
-"""The time-reversal symmetric loss ``L = L_ODE + lam * L_TRS`` and its batched rollout.
+"""The time-reversal symmetric loss ``L = L_ODE + trs_weight * L_TRS`` and its batched rollout.
 
 Forward rollout ``X`` from ``x0`` along ``t``; backward rollout ``Xr`` from ``R x0`` along ``-t``
 (steps ``-dt``; time-augmented fields are evaluated at ``-t``). ``L_ODE = mean (y - X)^2`` and
@@ -17,6 +17,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from pl_pac_trs.trs.deprecation import renamed_argument
 from pl_pac_trs.trs.integrators import Integrator
 from pl_pac_trs.trs.reversal import Reversal
 
@@ -24,7 +25,8 @@ __all__ = ["TRSLoss", "paired_rollout", "trs_loss", "trs_terms"]
 
 
 class TRSLoss(NamedTuple):
-    """The loss and its parts (``trs`` is ``None`` when it was not computed)."""
+    """The loss ``total = ode + trs_weight * trs`` and its parts (``trs`` is ``None`` when it
+    was not computed)."""
 
     total: Tensor
     ode: Tensor
@@ -92,12 +94,13 @@ def trs_loss(
     t: Tensor,
     y: Tensor,
     reversal: Reversal | None,
-    lam: float = 0.0,
+    trs_weight: float = 0.0,
     time_weighted: bool = False,
     batched: bool = True,
     compute_trs: bool | None = None,
+    lam: float | None = None,
 ) -> TRSLoss:
-    """``L = L_ODE + lam * L_TRS`` for one batch of windows.
+    """``L = L_ODE + trs_weight * L_TRS`` for one batch of windows.
 
     Args:
         field: vector field ``f(t, x)``.
@@ -106,16 +109,30 @@ def trs_loss(
         t: absolute time grids ``(B, S + 1)``.
         y: observed states at ``t[:, 1:]``, ``(B, S, D)``.
         reversal: ``R`` (may be ``None`` when the TRS term is not computed).
-        lam: weight of ``L_TRS``; ``0`` gives the ODEN/HODEN loss.
+        trs_weight: weight of ``L_TRS``; ``0`` gives the ODEN/HODEN loss.
         time_weighted: weight TRS errors by ``t_k / max t``.
         batched: one integrator call for both rollouts (default) or two.
-        compute_trs: compute ``L_TRS`` even when ``lam == 0`` (for logging); default: ``lam != 0``.
+        compute_trs: compute ``L_TRS`` even when ``trs_weight == 0`` (for logging); default:
+            ``trs_weight != 0``.
+        lam: deprecated alias of ``trs_weight`` (``FutureWarning``; it wins when given).
 
     Returns:
         :class:`TRSLoss` ``(total, ode, trs)``.
+
+    Raises:
+        ValueError: the TRS term is to be computed without a reversal.
+
+    Example:
+        >>> from pl_pac_trs.trs import Leapfrog, ODENField, Reversal
+        >>> x0, t, y = torch.zeros(4, 2), torch.linspace(0, 1, 6).expand(4, 6), torch.zeros(4, 5, 2)
+        >>> R = Reversal.momentum_flip(2, 1)
+        >>> out = trs_loss(ODENField(2, (8,)), Leapfrog(), x0, t, y, R, trs_weight=10.0)
+        >>> bool(out.total == out.ode + 10.0 * out.trs)
+        True
     """
+    trs_weight = renamed_argument("trs_loss", "lam", "trs_weight", lam, trs_weight)
     if compute_trs is None:
-        compute_trs = lam != 0
+        compute_trs = trs_weight != 0
     if compute_trs:
         if reversal is None:
             raise ValueError("trs_loss: the TRS term needs a reversal operator R")
@@ -124,5 +141,5 @@ def trs_loss(
     else:
         pred, trs = integrator(field, x0, t), None
     ode = (pred - y).pow(2).mean()
-    total = ode + lam * trs if (trs is not None and lam != 0) else ode
+    total = ode + trs_weight * trs if (trs is not None and trs_weight != 0) else ode
     return TRSLoss(total, ode, trs)

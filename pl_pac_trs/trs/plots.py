@@ -45,6 +45,19 @@ def _np(x: Tensor):
     return x.detach().float().cpu().numpy()
 
 
+def _save(fig, path: str | Path, ax=None, ylabel: str = "", title: str = "") -> Path:
+    """Label a curve-vs-time axis (when given), save the figure as a PNG and close it."""
+    if ax is not None:
+        ax.set_xlabel("t")
+        ax.set_ylabel(ylabel)
+        if title:
+            ax.set_title(title)
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def plot_phase_portraits(
     true: Tensor,
     pred: Tensor,
@@ -77,10 +90,7 @@ def plot_phase_portraits(
     axes[0][0].legend(fontsize=8)
     if title:
         fig.suptitle(title)
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_energy(
@@ -92,15 +102,8 @@ def plot_energy(
     for i in range(true_energy.shape[0]):
         (line,) = ax.plot(t[i], true_energy[i], "-", lw=1.2, label=f"true {i}")
         ax.plot(t[i], pred_energy[i], "--", lw=1.2, color=line.get_color(), label=f"pred {i}")
-    ax.set_xlabel("t")
-    ax.set_ylabel("energy")
     ax.legend(fontsize=7, ncol=2)
-    if title:
-        ax.set_title(title)
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path, ax, "energy", title)
 
 
 @torch.no_grad()
@@ -141,12 +144,5 @@ def plot_lyapunov(t: Tensor, curves: dict[str, Tensor], path: str | Path, title:
         mean, std = c.mean(axis=0), c.std(axis=0)
         ax.plot(tt, mean, label=name)
         ax.fill_between(tt, mean - std, mean + std, alpha=0.2)
-    ax.set_xlabel("t")
-    ax.set_ylabel("finite-time Lyapunov exponent")
     ax.legend(fontsize=8)
-    if title:
-        ax.set_title(title)
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path, ax, "finite-time Lyapunov exponent", title)

@@ -11,10 +11,10 @@ slow orientation. :func:`tanh_mlp` computes the same function and the same gradi
 * the ``tanh`` output kept as the only saved activation (its derivative is ``1 - y^2``);
 * no input gradient when the input does not need one (the data start of a rollout);
 * optionally (``fast_tanh=True``) ``tanh(z) = 2 sigmoid(2z) - 1``, whose ``2z`` comes straight
-  out of the matrix product (``alpha = beta = 2``): PyTorch's CPU ``sigmoid`` is several times
-  faster than its ``tanh``. The absolute error against ``torch.tanh`` stays below ``2.5e-7`` in
-  float32; the relative error near zero is larger (``tanh`` is then close to its argument),
-  which is why it is an option.
+  out of the matrix product (``alpha = beta = 2``): PyTorch's CPU ``sigmoid`` is faster than
+  its ``tanh`` (measured: ``docs/trs.md``, "Fused field"). The absolute error against
+  ``torch.tanh`` stays below ``2.5e-7`` in float32; the relative error near zero is larger
+  (``tanh`` is then close to its argument), which is why it is an option.
 
 The backward pass is differentiable once (``once_differentiable``): second derivatives through
 the field (for a Hamiltonian or a Jacobian penalty) need the plain module
@@ -58,7 +58,7 @@ _NARROW = 8
 
 def _mm(a: Tensor, b: Tensor) -> Tensor:
     """``a @ b``; when the result is narrow (``b`` has few columns), as ``(b^T a^T)^T`` with
-    ``b^T`` contiguous: the CPU GEMM is several times faster with the wide side as columns.
+    ``b^T`` contiguous: the CPU GEMM is faster with the wide side as columns (``docs/trs.md``).
     The result is then a transposed view."""
     if b.shape[1] <= _NARROW < a.shape[0]:
         return (b.t().contiguous() @ a.t()).t()

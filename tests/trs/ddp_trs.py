@@ -39,7 +39,6 @@ def main(out_dir: str) -> None:
         *("--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp"),
         *("--trainer.max_epochs=2", "--trainer.logger=false", f"--trainer.default_root_dir={out}"),
         *("--trainer.enable_checkpointing=false", "--trainer.enable_progress_bar=false"),
-        "--model.init_args.num_plot=2",
         *(f"--data.init_args.{k}={v}" for k, v in DATA.items() if k not in ("alpha", "beta")),
     ]
     cli = PacTrsCLI(args=args)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from pl_pac_trs.apps.cli import PacTrsCLI
-from pl_pac_trs.trs import TRSODEN, HODENField, KerasAdam, ODENField, Reversal
+from pl_pac_trs.trs import TRSODEN, HODENField, KerasAdam, ODENField, Reversal, TrajectoryPlots
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((ROOT / "configs" / "trs").rglob("*.yaml"))
@@ -30,7 +30,10 @@ def test_config_builds_the_reference_condition(path):
         path.stem,
     )
     assert isinstance(model, TRSODEN)
-    assert model.lam == (LAMBDA[exp] if condition.startswith("trs_") else 0.0)
+    assert model.trs_weight == (LAMBDA[exp] if condition.startswith("trs_") else 0.0)
+    assert "lam" not in model.hparams and model.configure_callbacks() == []
+    (plots,) = [c for c in cli.trainer.callbacks if isinstance(c, TrajectoryPlots)]
+    assert (plots.num_plot, plots.lyapunov) == (3, exp == "exp6")
     field_type = HODENField if condition.endswith("hoden") else ODENField
     assert type(model.vector_field) is field_type
     assert model.time_weighted == (exp == "exp4" and condition == "trs_oden")
@@ -58,7 +61,8 @@ def test_config_builds_the_reference_condition(path):
 
 
 def test_committed_configs_equal_the_generator_output(tmp_path, monkeypatch):
-    """configs/trs/*.yaml are what configs/trs/make_configs.py writes (no hand edits, no drift)."""
+    """configs/trs/**/*.yaml are byte for byte what configs/trs/make_configs.py writes (no hand
+    edits, no drift, no stale file)."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(
@@ -72,7 +76,7 @@ def test_committed_configs_equal_the_generator_output(tmp_path, monkeypatch):
     committed = sorted(p.relative_to(ROOT / "configs" / "trs") for p in CONFIGS)
     assert generated == committed
     for rel in generated:
-        assert (tmp_path / rel).read_text() == (ROOT / "configs" / "trs" / rel).read_text(), rel
+        assert (tmp_path / rel).read_bytes() == (ROOT / "configs" / "trs" / rel).read_bytes(), rel
 
 
 @pytest.mark.slow

@@ -100,7 +100,7 @@ def test_trs_loss_gradients_through_rollouts_equal_the_autograd_path(
         integ = Leapfrog(position_dim=1) if integrator == "leapfrog" else RK4()
         xs = x0.clone().requires_grad_(True)
         ts = t.clone().requires_grad_(integrator == "rk4")
-        out = trs_loss(field, integ, xs, ts, y, rev, lam=3.0)
+        out = trs_loss(field, integ, xs, ts, y, rev, trs_weight=3.0)
         inputs = [xs, *field.parameters()] + ([ts] if ts.requires_grad else [])
         runs.append((out.total, out.trs, torch.autograd.grad(out.total, inputs)))
     _close(runs[0][0], runs[1][0])

@@ -6,6 +6,7 @@ import torch
 from pl_pac_trs.trs import (
     RK4,
     Euler,
+    FixedGridIntegrator,
     Leapfrog,
     ODENField,
     Reversal,
@@ -71,6 +72,48 @@ def test_rk4_converges_at_fourth_order():
 def test_leapfrog_converges_at_second_order_and_euler_at_first():
     assert all(1.9 < o < 2.1 for o in observed_order(Leapfrog())), observed_order(Leapfrog())
     assert all(0.8 < o < 1.2 for o in observed_order(Euler(), steps=(100, 200, 400)))
+
+
+class _Midpoint(FixedGridIntegrator):
+    """A scheme written as its step alone: the base owns the loop."""
+
+    def step(self, field, x, t0, t1, h):
+        return x + h * field(t0 + 0.5 * h[:, 0], x + 0.5 * h * field(t0, x))
+
+
+def test_a_scheme_writes_only_its_step():
+    assert all(1.9 < o < 2.1 for o in observed_order(_Midpoint())), observed_order(_Midpoint())
+    # the base hands each step its own interval: per-sample, non-uniform grids
+    x0 = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
+    t = torch.tensor([[0.0, 0.1, 0.3], [1.0, 1.2, 1.25]], dtype=torch.float64)
+    seen = []
+
+    class Recording(FixedGridIntegrator):
+        def step(self, field, x, t0, t1, h):
+            seen.append((t0.tolist(), t1.tolist(), h.squeeze(1).tolist()))
+            return x + 1.0
+
+    out = Recording()(HarmonicField(), x0, t)
+    assert torch.equal(out, torch.stack([x0 + 1.0, x0 + 2.0], dim=1))
+    assert seen == [
+        ([0.0, 1.0], [0.1, 1.2], (t[:, 1] - t[:, 0]).tolist()),
+        ([0.1, 1.2], [0.3, 1.25], (t[:, 2] - t[:, 1]).tolist()),
+    ]
+
+
+def test_each_fixed_grid_scheme_is_its_step_repeated():
+    torch.manual_seed(0)
+    field = ODENField(2, hidden=(8,), time_augmented=True)
+    x0 = torch.randn(3, 2)
+    t = torch.sort(torch.rand(3, 5) * 2, dim=1).values
+    for integrator in (RK4(), Euler(), Leapfrog(position_dim=1)):
+        x, states = x0, []
+        for k in range(4):
+            x = integrator.step(
+                field, x, t[:, k], t[:, k + 1], t[:, k + 1 : k + 2] - t[:, k : k + 1]
+            )
+            states.append(x)
+        assert torch.equal(integrator(field, x0, t), torch.stack(states, dim=1)), integrator
 
 
 @pytest.mark.parametrize(

@@ -32,7 +32,15 @@ def test_batched_rollout_equals_two_calls_loss_and_gradients(make_field, integra
     for batched in (True, False):
         field.zero_grad()
         out = trs_loss(
-            field, integrator, x0, t, y, R, lam=10.0, time_weighted=time_weighted, batched=batched
+            field,
+            integrator,
+            x0,
+            t,
+            y,
+            R,
+            trs_weight=10.0,
+            time_weighted=time_weighted,
+            batched=batched,
         )
         out.total.backward()
         grads = [p.grad.clone() for p in field.parameters()]
@@ -58,7 +66,7 @@ def test_loss_values_by_hand():
     x0, t, y = _batch(b=3, s=4)
     R = Reversal.momentum_flip(2, 1)
     field = ODENField(2, hidden=(8,))
-    out = trs_loss(field, RK4(), x0, t, y, R, lam=0.5, time_weighted=True)
+    out = trs_loss(field, RK4(), x0, t, y, R, trs_weight=0.5, time_weighted=True)
     X, Xr = RK4()(field, x0, t), RK4()(field, R(x0), -t)
     ode = ((X - y) ** 2).mean()
     w = t[:, 1:] / t[:, 1:].max()
@@ -71,12 +79,24 @@ def test_loss_values_by_hand():
     assert not torch.allclose(unweighted, trs)
 
 
-def test_lam_zero_is_the_ode_loss_without_backward_rollout():
+def test_zero_trs_weight_is_the_ode_loss_without_backward_rollout():
     x0, t, y = _batch()
     field = ODENField(2, hidden=(8,))
-    out = trs_loss(field, Leapfrog(), x0, t, y, None, lam=0.0)
+    out = trs_loss(field, Leapfrog(), x0, t, y, None, trs_weight=0.0)
     assert out.trs is None
     assert torch.equal(out.total, out.ode)
     assert torch.equal(out.ode, ((Leapfrog()(field, x0, t) - y) ** 2).mean())
     with pytest.raises(ValueError, match="needs a reversal"):
-        trs_loss(field, Leapfrog(), x0, t, y, None, lam=1.0)
+        trs_loss(field, Leapfrog(), x0, t, y, None, trs_weight=1.0)
+
+
+def test_lam_is_a_deprecated_alias_of_trs_weight():
+    x0, t, y = _batch(b=3, s=4)
+    R = Reversal.momentum_flip(2, 1)
+    field = ODENField(2, hidden=(8,))
+    new = trs_loss(field, RK4(), x0, t, y, R, trs_weight=0.5)
+    with pytest.warns(FutureWarning, match="trs_loss: `lam` is deprecated.*`trs_weight`"):
+        old = trs_loss(field, RK4(), x0, t, y, R, lam=0.5)
+    assert torch.equal(old.total, new.total) and torch.equal(old.trs, new.trs)
+    positional = trs_loss(field, RK4(), x0, t, y, R, 0.5)  # the weight's place is unchanged
+    assert torch.equal(positional.total, new.total)

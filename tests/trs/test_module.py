@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from pl_pac_trs.metrics import energy_mse, trajectory_mse
-from pl_pac_trs.trs import TRSODEN, HODENField, ODENField, Reversal
+from pl_pac_trs.trs import TRSODEN, HODENField, ODENField, Reversal, TrajectoryPlots
 from tests.trs.tiny_data import TinyHarmonicDataModule
 
 
@@ -21,24 +21,25 @@ def _trainer(tmp_path, epochs=3, **kw):
 
 
 @pytest.mark.parametrize(
-    ("field", "lam"),
+    ("field", "weight"),
     [
         (ODENField(2, hidden=(16,)), 10.0),
         (HODENField(2, hidden=(8,)), 1.0),
         (ODENField(2, hidden=(16,)), 0.0),
     ],
 )
-def test_fit_and_test_logs_losses_metrics_and_plots(tmp_path, field, lam):
+def test_fit_and_test_logs_losses_metrics_and_plots(tmp_path, field, weight):
     torch.manual_seed(0)
     dm = TinyHarmonicDataModule()
-    model = TRSODEN(field, integrator="leapfrog", lam=lam, lr=1e-2)
+    model = TRSODEN(field, integrator="leapfrog", trs_weight=weight, lr=1e-2)
     before = [p.detach().clone() for p in model.parameters()]
-    trainer = _trainer(tmp_path)
+    plots = TrajectoryPlots(num_plot=2)
+    trainer = _trainer(tmp_path, callbacks=[plots])
     trainer.fit(model, datamodule=dm)
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
     logged = trainer.callback_metrics
     assert {"train/loss", "train/ode", "val/loss", "val/ode", "val/trs"} <= set(logged)
-    assert ("train/trs" in logged) == (lam > 0)
+    assert ("train/trs" in logged) == (weight > 0)
     assert torch.equal(model.reversal.signs, torch.tensor([1.0, -1.0]))
 
     results = trainer.test(model, datamodule=dm, verbose=False)[0]
@@ -51,9 +52,18 @@ def test_fit_and_test_logs_losses_metrics_and_plots(tmp_path, field, lam):
     assert results["test/traj_mse_std"] == pytest.approx(float(std), rel=1e-4)
     assert results["test/energy_mse"] == pytest.approx(float(emean), rel=1e-5)
     assert results["test/energy_mse_std"] == pytest.approx(float(estd), rel=1e-4)
-    for name in ("phase_portraits.png", "energy.png"):
-        path = tmp_path / name
-        assert path.stat().st_size > 1000
+    assert set(results) == {
+        "test/traj_mse",
+        "test/traj_mse_std",
+        "test/energy_mse",
+        "test/energy_mse_std",
+    }
+    assert plots.paths == {
+        "test/phase_portraits": tmp_path / "phase_portraits.png",
+        "test/energy": tmp_path / "energy.png",
+    }
+    for path in plots.paths.values():
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 1000
     preds = trainer.predict(model, datamodule=dm)
     torch.testing.assert_close(preds[0], pred)
 
@@ -63,24 +73,67 @@ def test_validation_errors_before_training(tmp_path):
     with pytest.raises(ValueError, match="vector_field has state_dim=3 but the data has state"):
         _trainer(tmp_path).fit(TRSODEN(ODENField(3, hidden=(4,)), integrator="rk4"), dm)
     with pytest.raises(ValueError, match="reversal has 3 signs"):
-        model = TRSODEN(ODENField(2, hidden=(4,)), lam=1.0, reversal=Reversal([1, -1, 1]))
+        model = TRSODEN(ODENField(2, hidden=(4,)), trs_weight=1.0, reversal=Reversal([1, -1, 1]))
         _trainer(tmp_path).fit(model, dm)
-    model = TRSODEN(ODENField(2, hidden=(4,)), lam=1.0)
+    model = TRSODEN(ODENField(2, hidden=(4,)), trs_weight=1.0)
     before = [p.detach().clone() for p in model.parameters()]
     with pytest.raises(ValueError, match="time grid t is not strictly increasing"):
         _trainer(tmp_path, num_sanity_val_steps=0).fit(model, TinyHarmonicDataModule(bad_time=True))
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
     with pytest.raises(ValueError, match="unknown integrator 'verlet'"):
         TRSODEN(ODENField(2), integrator="verlet")
-    with pytest.raises(ValueError, match="lam must be a finite number >= 0"):
+    with pytest.raises(ValueError, match="trs_weight must be a finite number >= 0"):
+        TRSODEN(ODENField(2), trs_weight=-1.0)
+    with pytest.raises(ValueError, match="trs_weight must be a finite number >= 0, got nan"):
+        TRSODEN(ODENField(2), trs_weight=float("nan"))
+
+
+def test_trs_weight_positive_without_reversal_or_position_dim_is_an_error(tmp_path):
+    dm = TinyHarmonicDataModule()
+    dm.position_dim = None
+    model = TRSODEN(ODENField(2, hidden=(4,)), integrator="rk4", trs_weight=1.0)
+    with pytest.raises(ValueError, match="trs_weight > 0 needs a reversing operator"):
+        _trainer(tmp_path).fit(model, dm)
+
+
+def test_a_datamodule_without_the_trajectory_contract_is_named_before_training(tmp_path):
+    class Bare(pl.LightningDataModule):  # batches, but no position_dim / bodies declared
+        state_dim = 2
+
+        def train_dataloader(self):
+            return TinyHarmonicDataModule().train_dataloader()
+
+    model = TRSODEN(ODENField(2, hidden=(4,)))
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(TypeError, match=r"Bare does not declare \['position_dim', 'bodies'\]"):
+        _trainer(tmp_path).fit(model, Bare())
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_lam_is_a_deprecated_alias_of_trs_weight():
+    with pytest.warns(FutureWarning, match="`lam` is deprecated.*use `trs_weight`"):
+        model = TRSODEN(ODENField(2, hidden=(4,)), lam=2.5)
+    assert model.trs_weight == 2.5 and model.hparams["trs_weight"] == 2.5
+    assert "lam" not in model.hparams
+    with pytest.warns(FutureWarning, match="TRSODEN.lam is deprecated"):
+        assert model.lam == 2.5
+    with pytest.warns(FutureWarning):  # the old name wins, as --model.lam on a new config
+        assert TRSODEN(ODENField(2, hidden=(4,)), trs_weight=10.0, lam=0.5).trs_weight == 0.5
+    with pytest.warns(FutureWarning), pytest.raises(ValueError, match="lam must be a finite"):
         TRSODEN(ODENField(2), lam=-1.0)
 
 
-def test_lam_positive_without_reversal_or_position_dim_is_an_error(tmp_path):
-    dm = TinyHarmonicDataModule()
-    dm.position_dim = None
-    with pytest.raises(ValueError, match="lam > 0 needs a reversing operator"):
-        _trainer(tmp_path).fit(TRSODEN(ODENField(2, hidden=(4,)), integrator="rk4", lam=1.0), dm)
+def test_num_plot_and_lyapunov_are_deprecated_and_add_the_plots_callback():
+    assert TRSODEN(ODENField(2, hidden=(4,))).configure_callbacks() == []
+    with pytest.warns(FutureWarning, match="TrajectoryPlots"):
+        model = TRSODEN(ODENField(2, hidden=(4,)), num_plot=2, lyapunov=True)
+    (plots,) = model.configure_callbacks()
+    assert isinstance(plots, TrajectoryPlots) and (plots.num_plot, plots.lyapunov) == (2, True)
+    with pytest.warns(FutureWarning):
+        assert TRSODEN(ODENField(2, hidden=(4,)), num_plot=0).configure_callbacks() == []
+    with pytest.warns(FutureWarning):  # lyapunov alone: the former default of 3 plots
+        (plots,) = TRSODEN(ODENField(2, hidden=(4,)), lyapunov=True).configure_callbacks()
+    assert (plots.num_plot, plots.lyapunov) == (3, True)
 
 
 def test_each_test_run_uses_the_energy_of_its_own_datamodule(tmp_path):
@@ -91,7 +144,7 @@ def test_each_test_run_uses_the_energy_of_its_own_datamodule(tmp_path):
             return 3.0 * super().energy(x) + 1.0
 
     torch.manual_seed(0)
-    model = TRSODEN(ODENField(2, hidden=(8,)), integrator="leapfrog", lr=1e-2, num_plot=0)
+    model = TRSODEN(ODENField(2, hidden=(8,)), integrator="leapfrog", lr=1e-2)
     trainer = _trainer(tmp_path, epochs=1)
     first, second = TinyHarmonicDataModule(), ScaledEnergy()
     trainer.fit(model, datamodule=first)
@@ -110,7 +163,9 @@ def test_state_dict_holds_the_field_once_and_compiled_field_matches_eager(tmp_pa
     models = {}
     for compiled in (False, True):
         torch.manual_seed(0)
-        model = TRSODEN(ODENField(2, hidden=(16,)), lam=10.0, lr=1e-2, compile_field=compiled)
+        model = TRSODEN(
+            ODENField(2, hidden=(16,)), trs_weight=10.0, lr=1e-2, compile_field=compiled
+        )
         trainer = _trainer(tmp_path / str(compiled), epochs=2)
         trainer.fit(model, datamodule=TinyHarmonicDataModule())
         assert (type(model._field).__name__ == "OptimizedModule") == compiled
@@ -133,7 +188,7 @@ def test_state_dict_holds_the_field_once_and_compiled_field_matches_eager(tmp_pa
 def test_load_from_checkpoint_keeps_integrator_and_what_setup_resolved(tmp_path, integrator):
     """A reloaded model rolls out exactly like the trained one, without its datamodule."""
     torch.manual_seed(0)
-    model = TRSODEN(ODENField(2, hidden=(16,)), integrator=integrator, lam=1.0, lr=1e-2)
+    model = TRSODEN(ODENField(2, hidden=(16,)), integrator=integrator, trs_weight=1.0, lr=1e-2)
     trainer = _trainer(tmp_path, epochs=1)
     dm = TinyHarmonicDataModule()
     trainer.fit(model, datamodule=dm)

@@ -45,12 +45,12 @@ def test_test_time_lyapunov_uses_every_test_trajectory_and_the_true_field(tmp_pa
     import lightning.pytorch as pl
 
     from pl_pac_trs.data import StrangeAttractorDataModule
-    from pl_pac_trs.trs import TRSODEN, ODENField
-    from pl_pac_trs.trs.module import _fine_rk4
+    from pl_pac_trs.trs import TRSODEN, ODENField, TrajectoryPlots, reference_rollout
 
     small = dict(num_train=3, train_steps=20, train_span=1.0, num_val=0)
     dm = StrangeAttractorDataModule(num_test=5, test_steps=40, test_span=2.0, **small)
-    model = TRSODEN(ODENField(3, hidden=(8,)), integrator="rk4", num_plot=2, lyapunov=True)
+    model = TRSODEN(ODENField(3, hidden=(8,)), integrator="rk4")
+    callback = TrajectoryPlots(num_plot=2, lyapunov=True)
     trainer = pl.Trainer(
         max_epochs=1,
         logger=False,
@@ -58,18 +58,42 @@ def test_test_time_lyapunov_uses_every_test_trajectory_and_the_true_field(tmp_pa
         enable_progress_bar=False,
         enable_model_summary=False,
         default_root_dir=tmp_path,
+        callbacks=[callback],
     )
     trainer.fit(model, datamodule=dm)
     trainer.test(model, datamodule=dm, verbose=False)
-    assert set(model.lyapunov_curves) == {"model", "true"}
+    assert set(callback.lyapunov_curves) == {"model", "true"}
+    assert callback.paths == {  # the attractor has no energy: no energy figure
+        "test/phase_portraits": tmp_path / "phase_portraits.png",
+        "test/lyapunov": tmp_path / "lyapunov.png",
+    }
     batch = next(iter(dm.test_dataloader()))
     assert batch["x0"].shape[0] == 5  # averaged over all 5, not the 2 plotted
     x0, t = batch["x0"].double(), batch["t"].double()
-    true = plots.finite_time_lyapunov(lambda x, tt: _fine_rk4(dm.true_field, x, tt), x0, t)
-    torch.testing.assert_close(model.lyapunov_curves["true"], true.mean(0).float())
+    true = plots.finite_time_lyapunov(lambda x, tt: reference_rollout(dm.true_field, x, tt), x0, t)
+    torch.testing.assert_close(callback.lyapunov_curves["true"], true.mean(0).float())
     with torch.no_grad():
         own = plots.finite_time_lyapunov(model.rollout, batch["x0"], batch["t"])
-    torch.testing.assert_close(model.lyapunov_curves["model"], own.mean(0))
+    torch.testing.assert_close(callback.lyapunov_curves["model"], own.mean(0))
     # the reference solution: 8 RK4 substeps per interval match a 4x finer grid closely
-    finer = _fine_rk4(dm.true_field, x0, t, substeps=32)
-    torch.testing.assert_close(_fine_rk4(dm.true_field, x0, t), finer, rtol=0, atol=1e-6)
+    finer = reference_rollout(dm.true_field, x0, t, substeps=32)
+    torch.testing.assert_close(reference_rollout(dm.true_field, x0, t), finer, rtol=0, atol=1e-6)
+
+
+def test_plots_callback_validates_and_writes_where_told(tmp_path):
+    import lightning.pytorch as pl
+    import pytest
+
+    from pl_pac_trs.trs import TRSODEN, ODENField, TrajectoryPlots
+    from tests.trs.tiny_data import TinyHarmonicDataModule
+
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="num_plot must be an int >= 0"):
+            TrajectoryPlots(num_plot=bad)
+    callback = TrajectoryPlots(num_plot=1, dirpath=tmp_path / "figures")
+    trainer = pl.Trainer(logger=False, enable_progress_bar=False, callbacks=[callback])
+    trainer.test(TRSODEN(ODENField(2, hidden=(4,))), datamodule=TinyHarmonicDataModule())
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == [
+        "energy.png",
+        "phase_portraits.png",
+    ]

@@ -75,7 +75,7 @@ def test_trs_loss_and_gradients_of_the_fused_field_equal_the_plain_field(fast):
     rev = Reversal.momentum_flip(2, 1)
     losses, grads = [], []
     for field in (fused, plain):
-        out = trs_loss(field, Leapfrog(), x0, t, y, rev, lam=10.0)
+        out = trs_loss(field, Leapfrog(), x0, t, y, rev, trs_weight=10.0)
         losses.append(out.total)
         grads.append(torch.autograd.grad(out.total, list(field.parameters())))
     torch.testing.assert_close(losses[0], losses[1], rtol=1e-5, atol=1e-7)
