@@ -23,21 +23,25 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _imports(path: Path) -> set[str]:
-    """Every ``pl_pac_trs`` module ``path`` imports, at any depth of the file (lazy ones too)."""
+def _imports(path: Path, modules: set[str]) -> set[str]:
+    """The package's modules that ``path`` imports, at any depth of the file (lazy ones too).
+
+    ``from package import submodule`` depends on the submodule, ``from module import name`` on
+    the module (a package's ``__init__`` when it re-exports ``name``)."""
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
-            found.update(f"{node.module}.{a.name}" for a in node.names)
-    return {name for name in found if name.split(".")[0] == "pl_pac_trs"}
+            for alias in node.names:
+                sub = f"{node.module}.{alias.name}"
+                found.add(sub if sub in modules else node.module)
+    return found & modules
 
 
 def _graph() -> dict[str, set[str]]:
     modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
-    return {name: {m for m in _imports(path) if m in modules} for name, path in modules.items()}
+    return {name: _imports(path, set(modules)) for name, path in modules.items()}
 
 
 def _is_application(module: str) -> bool:
