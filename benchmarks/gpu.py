@@ -205,7 +205,7 @@ def _trs_arm(
 
     def loss() -> torch.Tensor:
         x0, t, y = batch["x0"], batch["t"], batch["y"]
-        return trs_loss(fn, integ, x0, t, y, rev, lam=lam, batched=batched).total
+        return trs_loss(fn, integ, x0, t, y, rev, trs_weight=lam, batched=batched).total
 
     forward = torch.compile(loss, backend=backend) if mode == "compiled loss" else loss
 

@@ -85,7 +85,7 @@ def _worker_bare(lam: float, total: int) -> None:
     for _ in range(total):
         start = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        out = trs_loss(field, integrator, batch["x0"], batch["t"], batch["y"], reversal, lam=lam)
+        out = trs_loss(field, integrator, batch["x0"], batch["t"], batch["y"], reversal, trs_weight=lam)
         out.total.backward()
         opt.step()
         times.append(time.perf_counter() - start)
@@ -105,7 +105,7 @@ def _worker_lightning(lam: float, total: int) -> None:
 
     dm, _ = _exp1_batch()
     torch.manual_seed(0)  # the same initial weights as the bare arm
-    model = TRSODEN(ODENField(2, (1000,), init="reference"), integrator="leapfrog", lam=lam)
+    model = TRSODEN(ODENField(2, (1000,), init="reference"), integrator="leapfrog", trs_weight=lam)
 
     class Pace(pl.Callback):
         def __init__(self) -> None:

@@ -169,7 +169,7 @@ def gpu_trs(repeats: int = 20, device: str = "cuda") -> dict[str, Any]:
         opt = torch.optim.Adam(field.parameters(), lr=2e-4)
 
         def step() -> None:
-            out = trs_loss(field, integ, batch["x0"], batch["t"], batch["y"], rev, lam=lam)
+            out = trs_loss(field, integ, batch["x0"], batch["t"], batch["y"], rev, trs_weight=lam)
             opt.zero_grad(set_to_none=True)
             out.total.backward()
             opt.step()
