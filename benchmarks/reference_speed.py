@@ -85,7 +85,9 @@ def _worker_bare(lam: float, total: int) -> None:
     for _ in range(total):
         start = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        out = trs_loss(field, integrator, batch["x0"], batch["t"], batch["y"], reversal, trs_weight=lam)
+        out = trs_loss(
+            field, integrator, batch["x0"], batch["t"], batch["y"], reversal, trs_weight=lam
+        )
         out.total.backward()
         opt.step()
         times.append(time.perf_counter() - start)
