@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["check_amount", "check_strength"]
+__all__ = ["check_amount", "check_choice", "check_strength"]
 
 
 def _is_number(value: Any) -> bool:
@@ -68,3 +68,19 @@ def check_amount(value: Any) -> float:
             f"got {value!r}"
         )
     return float(value)
+
+
+def check_choice(name: str, value: Any, choices: tuple[str, ...], owner: str) -> str:
+    """``value`` if it is one of ``choices``.
+
+    Raises:
+        ValueError: Naming ``owner``, ``name`` and the choices.
+
+    Example::
+
+        >>> check_choice("penalty_norm", "mean", ("sum", "mean"), owner="GradientMask")
+        'mean'
+    """
+    if value not in choices:
+        raise ValueError(f"{owner}: {name} must be one of {choices}, got {value!r}")
+    return value

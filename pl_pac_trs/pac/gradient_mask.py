@@ -4,15 +4,12 @@
 ``GradientMask(phase="calibrate")`` trains the target task on the redundant weights only, with
 the penalty ``lam * sum(w_r ** 2)``.
 
-Masking gradients alone is not exact: momentum and weight decay move weights whose gradient is
-zero. So, per optimizer (:class:`~pl_pac_trs.pac.masked_optimizer.MaskedGroup`), the callback
-zeroes the frozen entries' gradients in ``on_before_optimizer_step`` (after backward and
-unscaling, *before* gradient clipping; calibrate first adds the penalty gradient ``2 * lam * w``)
-and, in an optimizer step post-hook (so it covers accumulation, skipped AMP steps and manual
-optimisation), writes the frozen entries back wherever the step can have moved them and tidies
-their optimizer state. A non-finite loss or gradient stops the fit before the step
-(:mod:`pl_pac_trs.pac.nonfinite`); under fp16 with a grad scaler the scaler's own inf/NaN
-handling (skipping the step) is left in charge.
+Masking gradients alone is not exact (momentum and weight decay move weights whose gradient is
+zero), so per optimizer (:class:`~pl_pac_trs.pac.masked_optimizer.MaskedGroup`) the callback
+zeroes the frozen entries' gradients after backward and unscaling, before clipping (calibrate
+first adds the penalty gradient), and in an optimizer step post-hook writes the frozen entries
+back and tidies their optimizer state. A non-finite loss or gradient stops the fit before the
+step (:mod:`pl_pac_trs.pac.nonfinite`), unless an fp16 grad scaler skips the step itself.
 """
 
 from __future__ import annotations
@@ -28,7 +25,7 @@ from torch import Tensor, nn
 from typing_extensions import override
 
 from pl_pac_trs.pac.anchor import AnchorPenalty
-from pl_pac_trs.pac.checks import check_strength
+from pl_pac_trs.pac.checks import check_choice, check_strength
 from pl_pac_trs.pac.freezing import FreezingCallback
 from pl_pac_trs.pac.handoff import MasksCallback, SourceCheckpoint, handoff
 from pl_pac_trs.pac.masked_optimizer import STATE_TIDY_EVERY, MaskedGroup, build_groups
@@ -36,10 +33,11 @@ from pl_pac_trs.pac.masks import Masks, load_masks, log_sparsity, masks_equal, v
 from pl_pac_trs.pac.nonfinite import LossProbe, NonFiniteError, check_finite_weights, step_error
 from pl_pac_trs.pac.selection import require_matches
 
-__all__ = ["GradientMask", "NonFiniteError", "Phase"]
+__all__ = ["GradientMask", "NonFiniteError", "PenaltyNorm", "Phase"]
 
 Phase = Literal["allocate", "calibrate"]
-_PHASES = ("allocate", "calibrate")
+PenaltyNorm = Literal["sum", "mean"]
+_PHASES, _PENALTY_NORMS = ("allocate", "calibrate"), ("sum", "mean")
 
 
 class GradientMask(MasksCallback, FreezingCallback):
@@ -66,6 +64,10 @@ class GradientMask(MasksCallback, FreezingCallback):
             (paper: 0.01). Added to the gradient (``2 * lam * w_r``), which equals adding it to the
             loss of every (micro-)batch; it is not part of the logged training loss and is logged
             as ``pac/penalty`` once per epoch. Ignored in allocate.
+        penalty_norm: ``"sum"`` (the paper's form, default): ``lam * sum(w_r ** 2)``;
+            ``"mean"``: ``lam * mean(w_r ** 2)`` over the redundant entries, so that ``lam`` does
+            not scale with the model's size (the sum grows with the number of redundant weights
+            while the loss does not).
         masks: A checkpoint written while masks existed, an exported masks file, or a mapping of
             bool masks. ``None``: allocate takes the masks a ``MagnitudePruning`` callback of the
             same fit makes; calibrate takes those of the checkpoint a ``LoadSourceWeights``
@@ -104,10 +106,11 @@ class GradientMask(MasksCallback, FreezingCallback):
         train_shared: bool = False,
         anchor_lam: float = 0.0,
         verbose: bool = True,
+        penalty_norm: PenaltyNorm = "sum",
     ) -> None:
         super().__init__()
-        if phase not in _PHASES:
-            raise ValueError(f"phase must be one of {_PHASES}, got {phase!r}")
+        check_choice("phase", phase, _PHASES, owner="GradientMask")
+        check_choice("penalty_norm", penalty_norm, _PENALTY_NORMS, owner="GradientMask")
         lam = check_strength("lam", lam, owner="GradientMask")
         anchor_lam = check_strength("anchor_lam", anchor_lam, owner="GradientMask")
         if anchor_lam and phase != "allocate":
@@ -116,6 +119,8 @@ class GradientMask(MasksCallback, FreezingCallback):
             new_modules = (new_modules,)
         self.phase = phase
         self.lam = lam
+        self.penalty_norm = penalty_norm
+        self._strength = lam
         self.masks_arg = masks
         self.new_modules = tuple(new_modules)
         self.train_shared = bool(train_shared)
@@ -221,6 +226,9 @@ class GradientMask(MasksCallback, FreezingCallback):
         resumed = self._restored is not None and self._restored.get("masks") is not None
         params = dict(pl_module.named_parameters())
         self.masks = {k: m.to(params[k].device) for k, m in masks.items()}
+        # the factor of sum(w_r ** 2): lam, or lam / (number of redundant entries)
+        redundant = sum(int((~m).sum()) for m in self.masks.values())
+        self._strength = self.lam / max(redundant, 1) if self.penalty_norm == "mean" else self.lam
         self._remove_hooks()
         with torch.no_grad():
             for name, mask in self.masks.items():
@@ -279,7 +287,7 @@ class GradientMask(MasksCallback, FreezingCallback):
                 self._anchor.add_gradient(group.named_params, self.masks, group.names)
             group.mask_gradients()
         else:
-            group.mask_gradients(penalty=2 * self.lam)
+            group.mask_gradients(penalty=2 * self._strength)
         if getattr(getattr(trainer, "precision_plugin", None), "scaler", None) is not None:
             return  # fp16 grad scaler: it skips steps with inf/NaN gradients itself
         if not group.finite(probe):
@@ -291,13 +299,14 @@ class GradientMask(MasksCallback, FreezingCallback):
             group.after_step(optimizer, self.state_tidy_every)
 
     def penalty(self, pl_module: nn.Module) -> Tensor:
-        """The calibrate penalty ``lam * sum(w_r ** 2)`` at the current weights."""
+        """The calibrate penalty (``lam * sum(w_r ** 2)`` or, with ``penalty_norm="mean"``,
+        ``lam * mean(w_r ** 2)``) at the current weights."""
         params = dict(pl_module.named_parameters())
         total = torch.zeros((), dtype=torch.float64)
         for name, mask in (self.masks or {}).items():
             w = params[name].detach()
             total += (w.double() ** 2).masked_fill(mask, 0).sum().cpu()
-        return self.lam * total
+        return self._strength * total
 
     @override
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:

@@ -156,12 +156,12 @@ def test_rerun_resumes_finished_stages_and_reruns_what_changed(tmp_path, capsys)
         assert "n_source: 300" in text  # and applied in the resolved config
     calibrated = (out / "calibrate.ckpt").read_bytes()
     line, again = run()
-    assert "resumed: source, calibrate, finetune" in line and "ran: nothing" in line
+    assert "resumed: source, calibrate, dense, finetune" in line and "ran: nothing" in line
     assert again["stages"] == first["stages"]
     (out / "calibrate.ckpt").unlink()  # killed before calibrate finished writing
     (out / "calibrate.ckpt.partial").write_bytes(b"half a checkpoint")
     line, resumed = run()
-    assert "resumed: source, finetune" in line and "ran: calibrate" in line
+    assert "resumed: source, dense, finetune" in line and "ran: calibrate" in line
     assert not list(out.glob("*.partial"))
     assert (out / "calibrate.ckpt").read_bytes() == calibrated  # same inputs, same result
     assert resumed["stages"] == first["stages"]
@@ -169,3 +169,39 @@ def test_rerun_resumes_finished_stages_and_reruns_what_changed(tmp_path, capsys)
     assert "ran every stage again" in line
     line, _ = run("--fresh")
     assert "started clean" in line
+
+
+@pytest.mark.slow
+def test_equal_source_budgets_validation_only_and_seeds(tmp_path, capsys):
+    """Baselines start from a dense model trained for the source stage's whole budget;
+    --val-only never evaluates a test split; --seeds reports mean ± std of the seeds' runs."""
+    out = tmp_path / "friedman"
+    argv = ["pac", "friedman", "--out", str(out), "--no-wandb", "--epochs-scale", "0.05"]
+    argv += ["--baselines", "finetune", "--val-only", "--seeds", "2", *TINY["friedman"]]
+    assert cli_main(argv) == 0
+    result = json.loads((out / "summary_seeds.json").read_text())
+    seeds = [json.loads((out / f"seed{k}" / "summary.json").read_text()) for k in (0, 1)]
+    for summary in seeds:
+        keys = [
+            k
+            for row in summary["stages"].values()
+            for s in ("target", "source")
+            for k in row.get(s, {})
+        ]
+        assert keys and all(k.startswith("val/") for k in keys), keys
+    values = [s["stages"]["finetune"]["target"]["val/mse"] for s in seeds]
+    cell = result["stages"]["finetune"]["target"]["val/mse"]
+    assert cell["values"] == values
+    assert cell["mean"] == pytest.approx(sum(values) / 2)
+    assert cell["std"] == pytest.approx(abs(values[0] - values[1]) / 2**0.5)
+    assert values[0] != values[1]  # the seeds differ
+    assert result["source_outputs_identical"] is True
+    assert "± " in (out / "summary_seeds.md").read_text()
+    seed0 = out / "seed0"
+    dense = torch.load(seed0 / "dense.ckpt", weights_only=False)
+    source = torch.load(seed0 / "source.ckpt", weights_only=False)
+    at_pruning = torch.load(seed0 / "source_dense.ckpt", weights_only=False)
+    assert dense["global_step"] == source["global_step"] > at_pruning["global_step"]
+    assert not any(k.startswith("pac") or "Mask" in k for k in dense.get("callbacks", {}))
+    config = (seed0 / "config_finetune.yaml").read_text()
+    assert str(seed0 / "dense.ckpt") in config and "source_dense.ckpt" not in config

@@ -123,6 +123,27 @@ def test_calibrate_penalty_pulls_redundant_to_zero():
     assert norms[1] < 0.5 * norms[0]
 
 
+def test_mean_penalty_is_the_sum_penalty_divided_by_the_redundant_count():
+    """penalty_norm="mean" with lam = n * c trains as penalty_norm="sum" with lam = c."""
+    torch.manual_seed(0)
+    model = TinyNet(hidden=(8,), optimizer="sgd")
+    masks = masks_for(model)
+    count = sum(int((~m).sum()) for m in masks.values())
+    finals, penalties = [], []
+    for norm, lam in (("sum", 0.5), ("mean", 0.5 * count)):
+        m = copy.deepcopy(model)
+        cb = GradientMask("calibrate", masks=masks, lam=lam, penalty_norm=norm, verbose=False)
+        trainer(callbacks=[cb], max_epochs=2).fit(m, TinyData())
+        finals.append(torch.cat([p.detach().flatten() for p in m.parameters()]))
+        penalties.append(float(cb.penalty(m)))
+    assert torch.allclose(finals[0], finals[1], rtol=1e-5, atol=1e-7)
+    assert penalties[1] == pytest.approx(penalties[0], rel=1e-5)
+    w = torch.cat([p.detach()[~masks[n]] for n, p in m.named_parameters() if n in masks])
+    assert penalties[1] == pytest.approx(0.5 * float((w.double() ** 2).mean()) * count, rel=1e-5)
+    with pytest.raises(ValueError, match="penalty_norm must be one of"):
+        GradientMask("calibrate", penalty_norm="max")
+
+
 def test_allocate_with_pruning_in_same_fit(tmp_path):
     """Dense epoch 0, pruned at the start of epoch 1, then allocate: one fit."""
     torch.manual_seed(0)

@@ -10,21 +10,24 @@ calibrated weights zeroed) and writes ``summary.json`` and ``summary.md`` there.
 Modules: :mod:`.stage` (one stage config fitted with the pipeline's overrides as data),
 :mod:`.records` (``pipeline_state.json``, to resume), :mod:`.evaluate` (target and source
 metrics), :mod:`.summary` (markdown and W&B tables), :mod:`.run` (:func:`run_pipeline`),
-:mod:`.command` (``pl-pac-trs pac`` and the demo).
+:mod:`.seeds` (several seeds, mean ± std), :mod:`.command` (``pl-pac-trs pac`` and the demo).
 """
 
 from pl_pac_trs.apps.pipeline.command import demo, main
-from pl_pac_trs.apps.pipeline.run import BASELINES, run_pipeline
+from pl_pac_trs.apps.pipeline.run import BASELINES, PAPER_SETTINGS, run_pipeline
+from pl_pac_trs.apps.pipeline.seeds import run_seeds
 from pl_pac_trs.apps.pipeline.stage import StageOverrides, fit_stage
 from pl_pac_trs.apps.pipeline.summary import log_summary_wandb, summary_markdown
 
 __all__ = [
     "BASELINES",
+    "PAPER_SETTINGS",
     "StageOverrides",
     "demo",
     "fit_stage",
     "log_summary_wandb",
     "main",
     "run_pipeline",
+    "run_seeds",
     "summary_markdown",
 ]

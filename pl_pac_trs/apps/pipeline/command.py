@@ -9,7 +9,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pl_pac_trs.apps.pipeline.run import BASELINES, _check_amount, _check_lam, run_pipeline
+from pl_pac_trs.apps.pipeline.run import (
+    BASELINES,
+    PAPER_SETTINGS,
+    _check_amount,
+    _check_lam,
+    run_pipeline,
+)
+from pl_pac_trs.apps.pipeline.seeds import run_seeds, seeds_markdown
 from pl_pac_trs.apps.pipeline.summary import summary_markdown
 from pl_pac_trs.apps.runs import ensure_wandb_mode
 from pl_pac_trs.configs import configs_root
@@ -88,7 +95,37 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ARG=VALUE",
         help="extra LightningCLI argument for every stage, e.g. --set trainer.accelerator=cpu",
     )
+    p.add_argument(
+        "--seeds",
+        type=_count,
+        default=1,
+        help="run seeds 0..N-1 (--seed_everything) into <out>/seed<k> and report mean ± std",
+    )
+    p.add_argument(
+        "--settings",
+        choices=("default", "paper"),
+        default="default",
+        help="default: the shipped configs' settings (chosen on validation, docs/pac.md); "
+        "paper: pruning 0.8 layer-wise, calibrate λ=0.01 on sum(w_r^2), shared parameters frozen",
+    )
+    p.add_argument(
+        "--dense-at-pruning",
+        action="store_true",
+        help="baselines start from the dense model saved at pruning time instead of a dense "
+        "model trained for the whole source budget",
+    )
+    p.add_argument(
+        "--val-only",
+        action="store_true",
+        help="evaluate validation splits only (for choosing settings; no test metric is computed)",
+    )
     return p
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return int(text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -102,8 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         baselines = [b.strip() for b in args.baselines.split(",") if b.strip()]
     extra = [f"--{item}" if not item.startswith("--") else item for item in args.set]
-    summary = run_pipeline(
-        args.task,
+    kwargs = dict(
         out=args.out,
         baselines=baselines,
         epochs_scale=args.epochs_scale,
@@ -114,10 +150,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         artifacts=args.artifacts,
         lam=args.lam,
         amount=args.amount,
+        callback_args=PAPER_SETTINGS if args.settings == "paper" else None,
+        split="val" if args.val_only else "test",
+        equal_budget=not args.dense_at_pruning,
     )
+    if args.seeds > 1:
+        result = run_seeds(args.task, range(args.seeds), **kwargs)
+        print(seeds_markdown(result), flush=True)
+        print(f"written: {result['out']}/summary_seeds.json, summary_seeds.md, seed*/")
+        return 0
+    summary = run_pipeline(args.task, **kwargs)
     print(summary_markdown(summary), flush=True)
     print(f"written: {summary['out']}/summary.json, summary.md and the stage checkpoints")
     return 0
+
+
+def _dense_source_mse(stages: dict[str, Any]) -> float:
+    for name in ("source (dense, whole source budget)", "source (dense)"):
+        if name in stages:
+            return stages[name]["source"]["test/mse"]
+    return float("nan")
 
 
 def demo(out: str | Path = "runs/pac/demo", epochs_scale: float = 0.35) -> dict[str, Any]:
@@ -140,8 +192,7 @@ def demo(out: str | Path = "runs/pac/demo", epochs_scale: float = 0.35) -> dict[
         f"{st['source (pruned + allocated)']['source']['test/mse']:.4f}, "
         f"identical outputs: {pac['source_outputs_identical']})",
         f"  source  fine-tuned model {ft.get('source', {}).get('test/mse', float('nan')):.4f}"
-        f"  (dense source model: "
-        f"{st.get('source (dense)', {}).get('source', {}).get('test/mse', float('nan')):.4f})",
+        f"  (dense source model it started from: {_dense_source_mse(st):.4f})",
         f"  ({summary['seconds']} s; details in {summary['out']}/summary.md)",
     ]
     print("\n".join(lines), flush=True)

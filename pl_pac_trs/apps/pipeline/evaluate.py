@@ -9,26 +9,35 @@ import torch
 from pl_pac_trs.pac import LoadSourceWeights, matches_any, source_state_dict
 
 __all__ = [
+    "SPLITS",
     "head_shape_differs",
     "head_state",
     "outputs_identical",
+    "source_metrics",
     "target_metrics",
-    "test_metrics",
 ]
 
+SPLITS = ("test", "val")
+"""What a pipeline evaluates: ``"test"`` (validation and test metrics) or ``"val"`` (validation
+only: the test split is never touched, for choosing settings)."""
 
-def test_metrics(trainer, model, datamodule) -> dict[str, float]:
-    """The test metrics of ``model`` on ``datamodule``'s test split."""
-    results = trainer.test(model, datamodule=datamodule, verbose=False)
+
+def _evaluate(trainer, model, datamodule, split: str) -> dict[str, float]:
+    run = trainer.test if split == "test" else trainer.validate
+    results = run(model, datamodule=datamodule, verbose=False)
     return {k: float(v) for k, v in (results[0] if results else {}).items()}
 
 
-def target_metrics(trainer, model, datamodule) -> dict[str, float]:
-    """The target task's validation (``val/...``: what to choose settings on, e.g. in a sweep)
-    and test (``test/...``) metrics of the fitted stage."""
-    results = trainer.validate(model, datamodule=datamodule, verbose=False)
-    val = {k: float(v) for k, v in (results[0] if results else {}).items()}
-    return {**val, **test_metrics(trainer, model, datamodule)}
+def source_metrics(trainer, model, datamodule, split: str = "test") -> dict[str, float]:
+    """``model``'s metrics on the source task: its ``split`` (``"test"`` or ``"val"``)."""
+    return _evaluate(trainer, model, datamodule, split)
+
+
+def target_metrics(trainer, model, datamodule, split: str = "test") -> dict[str, float]:
+    """The target task's validation metrics (``val/...``: what to choose settings on) and, when
+    ``split`` is ``"test"``, its test metrics (``test/...``)."""
+    val = _evaluate(trainer, model, datamodule, "val")
+    return {**val, **(_evaluate(trainer, model, datamodule, "test") if split == "test" else {})}
 
 
 def head_state(trainer, checkpoint: Path) -> dict[str, torch.Tensor]:
@@ -49,9 +58,9 @@ def head_shape_differs(model, source_model) -> bool:
     return any(k in b and a[k].shape != b[k].shape for k in a)
 
 
-def outputs_identical(source_model, model, datamodule) -> bool:
+def outputs_identical(source_model, model, datamodule, split: str = "test") -> bool:
     """Whether ``model`` (inside ``source_view``) equals the allocated source model bit for bit:
-    every state entry, and the outputs on the source test set when batches are ``(x, y)``."""
+    every state entry, and the outputs on the source ``split`` when batches are ``(x, y)``."""
     own = model.state_dict()
     for name, value in source_model.state_dict().items():
         if name not in own or not torch.equal(own[name].cpu(), value.cpu()):
@@ -61,7 +70,8 @@ def outputs_identical(source_model, model, datamodule) -> bool:
     model.eval()
     same = True
     with torch.no_grad():
-        for batch in datamodule.test_dataloader():
+        loader = datamodule.test_dataloader() if split == "test" else datamodule.val_dataloader()
+        for batch in loader:
             if not (isinstance(batch, (list, tuple)) and isinstance(batch[0], torch.Tensor)):
                 break  # a structured batch: the state comparison above decides
             x = batch[0].to(model.device)

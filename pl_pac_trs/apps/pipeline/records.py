@@ -1,20 +1,35 @@
-"""``pipeline_state.json``: what each finished stage was run from and produced, to resume."""
+"""Resumable stages: ``pipeline_state.json`` records what each finished stage was run from and
+produced; :class:`PipelineStage` fits a stage unless its record still holds."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pl_pac_trs.apps.pipeline.stage import write_atomic
+import yaml
 
-__all__ = ["STATE_FILE", "StageRecords", "start_clean"]
+from pl_pac_trs.apps.pipeline.stage import StageOverrides, fit_stage, stage_files, write_atomic
+from pl_pac_trs.apps.runs import finish_wandb
+from pl_pac_trs.pac.checkpoint import save_checkpoint_atomic
+
+__all__ = ["STATE_FILE", "PipelineStage", "StageRecords", "start_clean"]
 
 STATE_FILE = "pipeline_state.json"
-STAGE_DIRS = ("source", "calibrate", "wandb", "finetune", "l2sp", "scratch", "linear_probe")
+STAGE_DIRS = (
+    "source",
+    "calibrate",
+    "dense",
+    "wandb",
+    "finetune",
+    "l2sp",
+    "scratch",
+    "linear_probe",
+)
 
 
 def _sha256(path: Path) -> str:
@@ -93,3 +108,50 @@ def start_clean(out: Path) -> int:
             path.unlink()
         removed += ours
     return removed
+
+
+def _in_sweep() -> bool:
+    """Whether a ``wandb agent`` launched this process (it then expects a single run)."""
+    return bool(os.environ.get("WANDB_SWEEP_ID"))
+
+
+def _end_stage_run() -> None:
+    """Closes the stage's W&B run so that the next stage gets its own (not under a sweep)."""
+    if not _in_sweep():
+        finish_wandb()
+
+
+class PipelineStage:
+    """One stage of a pipeline run: its config, overrides and record."""
+
+    def __init__(
+        self, name: str, config: Path, overrides: StageOverrides, extra: list[str], records
+    ) -> None:
+        self.name, self.config, self.overrides = name, config, overrides
+        self.extra, self.records = extra, records
+        text = config.read_text()
+        self.key = records.key(text, overrides.describe(), extra)
+        self.inputs, self.outputs = stage_files(yaml.safe_load(text) or {}, overrides, name)
+
+    def finished(self) -> Any:
+        """The recorded rows if an earlier run finished this stage from the same inputs."""
+        rows = self.records.finished(self.name, self.key, self.inputs, self.outputs)
+        if rows is None:
+            self.records.forget(self.name)
+        return rows
+
+    def fit(self):
+        out = self.overrides.out
+        cli = fit_stage(self.config, self.overrides, self.extra, out / f"config_{self.name}.yaml")
+        save_checkpoint_atomic(cli.trainer, out / f"{self.name}.ckpt")
+        return cli
+
+    def build(self):
+        """The stage's trainer, model and data, not fitted and not logging."""
+        return fit_stage(
+            self.config, self.overrides, [*self.extra, "--trainer.logger=false"], run=False
+        )
+
+    def record(self, rows: dict[str, Any]) -> None:
+        self.records.record(self.name, self.key, self.inputs, self.outputs, rows)
+        _end_stage_run()

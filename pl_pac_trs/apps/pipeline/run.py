@@ -25,7 +25,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -35,16 +34,16 @@ from typing import Any
 import yaml
 
 from pl_pac_trs.apps.pipeline.evaluate import (
+    SPLITS,
     head_shape_differs,
     head_state,
     outputs_identical,
+    source_metrics,
     target_metrics,
-    test_metrics,
 )
-from pl_pac_trs.apps.pipeline.records import StageRecords, start_clean
-from pl_pac_trs.apps.pipeline.stage import StageOverrides, fit_stage, stage_files, write_atomic
+from pl_pac_trs.apps.pipeline.records import PipelineStage, StageRecords, start_clean
+from pl_pac_trs.apps.pipeline.stage import StageOverrides, write_atomic
 from pl_pac_trs.apps.pipeline.summary import log_summary_wandb, slug, summary_markdown
-from pl_pac_trs.apps.runs import finish_wandb
 from pl_pac_trs.configs import configs_root
 from pl_pac_trs.pac import (
     WandbArtifacts,
@@ -54,11 +53,19 @@ from pl_pac_trs.pac import (
     source_state_dict,
     source_view,
 )
-from pl_pac_trs.pac.checkpoint import save_checkpoint_atomic
 
 __all__ = ["BASELINES", "run_pipeline"]
 
 BASELINES = ("finetune", "l2sp", "scratch", "linear_probe")
+#: The paper's stated values (pruning ratio 0.8, λ = 0.01 on ``sum(w_r ** 2)``; its "LWM" rule read
+#: as layer-wise magnitude) with calibrate's shared parameters frozen: ``pl-pac-trs pac --settings
+#: paper``. The shipped configs carry the settings chosen on validation (docs/pac.md).
+PAPER_SETTINGS = {
+    "source": {"MagnitudePruning": {"amount": 0.8, "scope": "layer"}},
+    "calibrate": {"GradientMask": {"lam": 0.01, "penalty_norm": "sum", "train_shared": False}},
+}
+#: Left out of the source config for the dense, whole-budget source model of ``equal_budget``.
+_PAC_SOURCE_CALLBACKS = ("MagnitudePruning", "GradientMask", "FinalCheckpoint")
 
 
 def _config_dir(task: str, config_dir: str | None) -> Path:
@@ -92,17 +99,6 @@ def _check_amount(amount: Any) -> float | None:
     return None if amount is None else check_amount(amount)
 
 
-def _in_sweep() -> bool:
-    """Whether a ``wandb agent`` launched this process (it then expects a single run)."""
-    return bool(os.environ.get("WANDB_SWEEP_ID"))
-
-
-def _end_stage_run() -> None:
-    """Closes the stage's W&B run so that the next stage gets its own (not under a sweep)."""
-    if not _in_sweep():
-        finish_wandb()
-
-
 def run_pipeline(
     task: str,
     out: str | Path | None = None,
@@ -116,6 +112,8 @@ def run_pipeline(
     lam: float | None = None,
     amount: float | None = None,
     callback_args: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
+    split: str = "test",
+    equal_budget: bool = True,
 ) -> dict[str, Any]:
     """Runs source (prune + allocate), calibrate and ``baselines``; returns the summary.
 
@@ -141,6 +139,12 @@ def run_pipeline(
         callback_args: ``{stage: {callback class name: {argument: value}}}`` set on the stage
             configs' callbacks, e.g. ``{"calibrate": {"GradientMask": {"lam": 0.1}}}``
             (``lam`` and ``amount`` are short for two of these).
+        split: ``"test"``: validation and test metrics; ``"val"``: validation metrics only (the
+            source task's too), so that settings can be chosen without touching a test split.
+        equal_budget: The baselines start from a dense source model trained for the source
+            stage's whole budget (stage ``dense``: the source config without pruning and
+            allocate, ``dense.ckpt``), so PAC-Net and the baselines see the same number of source
+            epochs; ``False``: from the dense model saved when pruning (``source_dense.ckpt``).
 
     Returns:
         ``{"task", "out", "stages": {stage: {"target": {...}, "source": {...}}}, "resumed",
@@ -153,6 +157,8 @@ def run_pipeline(
     if not scale_ok or not math.isfinite(epochs_scale) or epochs_scale <= 0:
         raise ValueError(f"epochs_scale must be a finite number > 0, got {epochs_scale!r}")
     lam, amount = _check_lam(lam), _check_amount(amount)
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if artifacts and not wandb:
         raise ValueError("pac pipeline: --artifacts logs to W&B; drop --no-wandb")
     cdir = _config_dir(task, config_dir)
@@ -170,7 +176,7 @@ def run_pipeline(
     extra = list(extra_args)
     args = _stage_callback_args(callback_args, lam, amount)
 
-    def stage(name: str) -> _Stage:
+    def stage(name: str, config: str | None = None, drop: tuple[str, ...] = ()) -> PipelineStage:
         added = [WandbArtifacts(stage=name, prefix=slug(out.name) or "pac")] if artifacts else []
         overrides = StageOverrides(
             out=out,
@@ -179,8 +185,9 @@ def run_pipeline(
             wandb=wandb,
             callback_args=args.get(name, {}),
             extra_callbacks=added,
+            drop_callbacks=drop,
         )
-        return _Stage(name, cdir / f"{name}.yaml", overrides, extra, records)
+        return PipelineStage(name, cdir / f"{config or name}.yaml", overrides, extra, records)
 
     # 1. source: dense -> prune -> allocate (one fit)
     source = stage("source")
@@ -194,9 +201,11 @@ def run_pipeline(
         if dense_path.is_file():
             dense = copy.deepcopy(src.model)
             dense.load_state_dict(source_state_dict(dense_path))
-            rows["source (dense)"] = {"source": test_metrics(src.trainer, dense, src.datamodule)}
+            rows["source (dense)"] = {
+                "source": source_metrics(src.trainer, dense, src.datamodule, split)
+            }
         rows["source (pruned + allocated)"] = {
-            "source": test_metrics(src.trainer, src.model, src.datamodule)
+            "source": source_metrics(src.trainer, src.model, src.datamodule, split)
         }
         source.record(rows)
     stages.update(rows)
@@ -214,32 +223,52 @@ def run_pipeline(
     rows = calibrate.finished()
     if rows is None:
         cal = calibrate.fit()
-        row = {"target": target_metrics(cal.trainer, cal.model, cal.datamodule)}
+        row = {"target": target_metrics(cal.trainer, cal.model, cal.datamodule, split)}
         masks = load_masks(out / "source.ckpt")
         state = source_state_dict(out / "source.ckpt")
         src_ctx = source_context()
         with source_view(cal.model, masks, source_state=state):
-            row["source"] = test_metrics(cal.trainer, cal.model, src_ctx["datamodule"])
+            row["source"] = source_metrics(cal.trainer, cal.model, src_ctx["datamodule"], split)
             row["source_outputs_identical"] = outputs_identical(
-                src_ctx["model"], cal.model, src_ctx["datamodule"]
+                src_ctx["model"], cal.model, src_ctx["datamodule"], split
             )
         rows = {"PAC-Net (calibrate)": row}
         calibrate.record(rows)
     stages.update(rows)
 
-    # 3. baselines, with the source head put back for the source metrics
+    # 3. equal source budgets: a dense source model trained for the source stage's epochs
+    baseline_source = dense_path
+    if equal_budget and baselines:
+        dense_stage = stage("dense", config="source", drop=_PAC_SOURCE_CALLBACKS)
+        rows = dense_stage.finished()
+        if rows is None:
+            fitted = dense_stage.fit()
+            metrics = source_metrics(fitted.trainer, fitted.model, fitted.datamodule, split)
+            rows = {"source (dense, whole source budget)": {"source": metrics}}
+            dense_stage.record(rows)
+        stages.update(rows)
+        baseline_source = out / "dense.ckpt"
+        for name in baselines:
+            if "LoadSourceWeights" in (cdir / f"{name}.yaml").read_text():
+                loader = args.setdefault(name, {}).setdefault("LoadSourceWeights", {})
+                loader["checkpoint"] = str(baseline_source)
+
+    # 4. baselines, with the source head put back for the source metrics
     for name in baselines:
         baseline = stage(name)
         rows = baseline.finished()
         if rows is None:
             run = baseline.fit()
-            row = {"target": target_metrics(run.trainer, run.model, run.datamodule)}
+            row = {"target": target_metrics(run.trainer, run.model, run.datamodule, split)}
             src_ctx = source_context()
-            head = head_state(run.trainer, dense_path) if dense_path.is_file() else {}
+            has_source = baseline_source.is_file()
+            head = head_state(run.trainer, baseline_source) if has_source else {}
             needs_head = head or head_shape_differs(run.model, src_ctx["model"])
             if not needs_head or head:
                 with source_view(run.model, {}, source_state=head):
-                    row["source"] = test_metrics(run.trainer, run.model, src_ctx["datamodule"])
+                    row["source"] = source_metrics(
+                        run.trainer, run.model, src_ctx["datamodule"], split
+                    )
             rows = {name: row}
             baseline.record(rows)
         stages.update(rows)
@@ -260,40 +289,6 @@ def run_pipeline(
         except Exception as err:  # the results are on disk: W&B trouble is a warning here
             print(f"pac pipeline: summary not logged to W&B: {err}", file=sys.stderr)
     return summary
-
-
-class _Stage:
-    """One stage of a pipeline run: its config, overrides and record."""
-
-    def __init__(self, name, config, overrides, extra, records: StageRecords) -> None:
-        self.name, self.config, self.overrides = name, config, overrides
-        self.extra, self.records = extra, records
-        text = config.read_text()
-        self.key = records.key(text, overrides.describe(), extra)
-        self.inputs, self.outputs = stage_files(yaml.safe_load(text) or {}, overrides, name)
-
-    def finished(self) -> Any:
-        """The recorded rows if an earlier run finished this stage from the same inputs."""
-        rows = self.records.finished(self.name, self.key, self.inputs, self.outputs)
-        if rows is None:
-            self.records.forget(self.name)
-        return rows
-
-    def fit(self):
-        out = self.overrides.out
-        cli = fit_stage(self.config, self.overrides, self.extra, out / f"config_{self.name}.yaml")
-        save_checkpoint_atomic(cli.trainer, out / f"{self.name}.ckpt")
-        return cli
-
-    def build(self):
-        """The stage's trainer, model and data, not fitted and not logging."""
-        return fit_stage(
-            self.config, self.overrides, [*self.extra, "--trainer.logger=false"], run=False
-        )
-
-    def record(self, rows: dict[str, Any]) -> None:
-        self.records.record(self.name, self.key, self.inputs, self.outputs, rows)
-        _end_stage_run()
 
 
 def _stage_callback_args(callback_args, lam, amount) -> dict[str, dict[str, dict[str, Any]]]:

@@ -57,6 +57,8 @@ class StageOverrides:
             callbacks of that class, e.g. ``{"GradientMask": {"lam": 0.01}}``; the config must
             have one.
         extra_callbacks: Callback objects added to the stage's trainer.
+        drop_callbacks: Class names of the config's callbacks left out (e.g. a dense source fit
+            from the source config: ``("MagnitudePruning", "GradientMask")``).
     """
 
     out: Path
@@ -65,6 +67,7 @@ class StageOverrides:
     wandb: bool = True
     callback_args: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     extra_callbacks: Sequence[Callback] = ()
+    drop_callbacks: tuple[str, ...] = ()
 
     def arguments(self) -> list[str]:
         """The fixed settings, as command-line overrides placed after the stage config."""
@@ -91,6 +94,7 @@ class StageOverrides:
             "wandb": self.wandb,
             "callback_args": {k: dict(v) for k, v in self.callback_args.items()},
             "extra_callbacks": [type(cb).__name__ for cb in self.extra_callbacks],
+            "drop_callbacks": list(self.drop_callbacks),
         }
 
     def apply(self, config: Any) -> None:
@@ -108,7 +112,13 @@ class StageOverrides:
             logger = trainer.logger
             if logger.get("init_args") is not None and "save_dir" in logger.init_args:
                 logger.init_args.save_dir = str(self.out)
-        callbacks = trainer.get("callbacks") or []
+        callbacks = [
+            cb
+            for cb in trainer.get("callbacks") or []
+            if not (hasattr(cb, "get") and _short_name(cb.get("class_path")) in self.drop_callbacks)
+        ]
+        if trainer.get("callbacks") is not None:
+            trainer.callbacks = callbacks
         for cb in callbacks:
             args = cb.get("init_args") if hasattr(cb, "get") else None
             if args is None:
@@ -135,7 +145,10 @@ def stage_files(config: Mapping[str, Any], overrides: StageOverrides, stage: str
     outputs = {overrides.out / f"{stage}.ckpt"}
     inputs: set[Path] = set()
     for cb in (config.get("trainer") or {}).get("callbacks") or []:
-        args = cb.get("init_args") or {}
+        name = _short_name(cb.get("class_path"))
+        if name in overrides.drop_callbacks:
+            continue
+        args = {**(cb.get("init_args") or {}), **overrides.callback_args.get(name, {})}
         for key in PATH_ARGS:
             if _is_checkpoint(args.get(key)):
                 (outputs if key in OUTPUT_ARGS else inputs).add(Path(overrides.relocate(args[key])))
