@@ -92,6 +92,60 @@ def test_standalone_allocate_config(tmp_path):
         assert not torch.equal(w[mask], pruned[name][mask])
 
 
+def test_stage_overrides_change_only_what_they_name(tmp_path):
+    """The pipeline's changes to a parsed stage config: epochs scaled, checkpoint paths moved
+    into the output directory, a named callback argument set; nothing else touched."""
+    from jsonargparse import dict_to_namespace
+
+    config = dict_to_namespace(
+        {
+            "model": {"init_args": {"trs_weight": 10.0}},
+            "trainer": {
+                "max_epochs": 30,
+                "logger": {"class_path": "WandbLogger", "init_args": {"save_dir": "runs"}},
+                "callbacks": [
+                    {
+                        "class_path": "pl_pac_trs.pac.LoadSourceWeights",
+                        "init_args": {"checkpoint": "runs/pac/x/source.ckpt", "skip": ["head"]},
+                    },
+                    {
+                        "class_path": "pl_pac_trs.pac.MagnitudePruning",
+                        "init_args": {
+                            "amount": 0.8,
+                            "epoch": 10,
+                            "dense_checkpoint": "runs/pac/x/source_dense.ckpt",
+                        },
+                    },
+                    {"class_path": "pl_pac_trs.pac.GradientMask", "init_args": {"lam": 0.01}},
+                    {
+                        "class_path": "pl_pac_trs.pac.FinalCheckpoint",
+                        "init_args": {"path": "runs/pac/x/calibrate.ckpt"},
+                    },
+                ],
+            },
+        }
+    )
+    overrides = StageOverrides(
+        out=tmp_path,
+        root_dir=tmp_path / "cal",
+        epochs_scale=0.5,
+        callback_args={"GradientMask": {"lam": 0.0}},
+    )
+    overrides.apply(config)
+    load, prune, mask, final = config.trainer.callbacks
+    assert config.trainer.max_epochs == 15
+    assert load.init_args.checkpoint == str(tmp_path / "source.ckpt")
+    assert load.init_args.skip == ["head"]
+    assert prune.init_args.epoch == 5 and prune.init_args.amount == 0.8
+    assert prune.init_args.dense_checkpoint == str(tmp_path / "source_dense.ckpt")
+    assert mask.init_args.lam == 0.0
+    assert final.init_args.path == str(tmp_path / "calibrate.ckpt")
+    assert config.model.init_args.trs_weight == 10.0  # the TRS weight is not PAC's lam
+    assert config.trainer.logger.init_args.save_dir == str(tmp_path)
+    with pytest.raises(ValueError, match="no L2SP callback"):
+        StageOverrides(tmp_path, tmp_path, callback_args={"L2SP": {"lam": 1.0}}).apply(config)
+
+
 def test_pipeline_errors(tmp_path, capsys):
     assert cli_main(["pac", "nope", "--out", str(tmp_path), "--no-wandb"]) == 2
     assert "no stage configs for task 'nope'" in capsys.readouterr().err
