@@ -144,6 +144,10 @@ def test_stage_overrides_change_only_what_they_name(tmp_path):
     assert config.trainer.logger.init_args.save_dir == str(tmp_path)
     with pytest.raises(ValueError, match="no L2SP callback"):
         StageOverrides(tmp_path, tmp_path, callback_args={"L2SP": {"lam": 1.0}}).apply(config)
+    dense = StageOverrides(tmp_path, tmp_path, drop_callbacks=("MagnitudePruning", "GradientMask"))
+    dense.apply(config)
+    names = [cb.class_path.rsplit(".", 1)[-1] for cb in config.trainer.callbacks]
+    assert names == ["LoadSourceWeights", "FinalCheckpoint"]
 
 
 def test_pipeline_errors(tmp_path, capsys):
