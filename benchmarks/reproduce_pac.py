@@ -15,6 +15,7 @@ Budgets: ``full`` = the shipped epochs (``epochs_scale`` 1); ``ci`` = :data:`CI_
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,13 +26,20 @@ from benchmarks.common import fmt_mean_std, machine, markdown_table, mean_std, w
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs" / "pac"
 TASKS = ("friedman", "digits", "duffing")
-METHODS = {  # summary stage name -> row label
+METHODS = {  # summary stage name -> row label (the run with the shipped, validation-chosen configs)
     "scratch": "scratch",
     "finetune": "fine-tuning",
     "linear_probe": "linear probe",
-    "l2sp": "L2-SP",
-    "PAC-Net (calibrate)": "PAC-Net (0.8, λ=0.01)",
+    "l2sp": "L2-SP (ours: every weight but the head)",
+    "PAC-Net (calibrate)": "PAC-Net (validation-chosen settings)",
 }
+PAPER_METHODS = {  # ... and in the run with the paper's settings
+    "PAC-Net (calibrate)": "PAC-Net (paper: 0.8 layer-wise, λ=0.01)",
+    "l2sp": "L2-SP (paper: conv layers, λ=0.01)",
+}
+#: L2-SP as the paper applies it: strength 0.01 on the convolution layers only (tasks with any).
+PAPER_L2SP = {"L2SP": {"lam": 0.01, "module_types": ["torch.nn.Conv2d"]}}
+CONV_TASKS = ("digits", "digits_resnet")
 #: Target metric per task: (test metric key, label, transform to an error, lower is better).
 METRICS = {
     "friedman": ("test/mse", "test MSE (standardised y)", lambda v: v),
@@ -56,7 +64,9 @@ def _metric(task: str, metrics: dict[str, float]) -> float | None:
     return transform(metrics[key]) if key in metrics else None
 
 
-def _pipeline(task, out, baselines, scale, seed, extra=(), amount=None) -> dict[str, Any]:
+def _pipeline(
+    task, out, baselines, scale, seed, extra=(), amount=None, callback_args=None
+) -> dict[str, Any]:
     from pl_pac_trs.apps.pipeline import run_pipeline
 
     args = [f"--seed_everything={seed}", *extra]
@@ -68,22 +78,40 @@ def _pipeline(task, out, baselines, scale, seed, extra=(), amount=None) -> dict[
         amount=amount,
         wandb=False,
         extra_args=args,
+        callback_args=callback_args,
     )
 
 
-def extract(task: str, summary: dict[str, Any]) -> dict[str, Any]:
-    """Target error per method, source metric of each stage, and the bit-identity flag."""
-    st = summary["stages"]
+def _paper_run(task, out, scale, seed) -> dict[str, Any]:
+    """PAC-Net with the paper's settings (and, on image tasks, the paper's L2-SP)."""
+    from pl_pac_trs.apps.pipeline import PAPER_SETTINGS
+
+    conv = task in CONV_TASKS
+    args = {**PAPER_SETTINGS, **({"l2sp": PAPER_L2SP} if conv else {})}
+    return _pipeline(task, out, ("l2sp",) if conv else (), scale, seed, callback_args=args)
+
+
+def extract(task: str, summary: dict[str, Any], paper: dict[str, Any] | None = None):
+    """Target error per method, source metric of each stage, and the bit-identity flags."""
     row: dict[str, Any] = {"target": {}, "source": {}}
-    for stage, label in METHODS.items():
-        if stage in st and "target" in st[stage]:
-            row["target"][label] = _metric(task, st[stage]["target"])
-        if stage in st and "source" in st[stage]:
-            row["source"][label] = _metric(task, st[stage]["source"])
-    for stage in ("source (dense)", "source (pruned + allocated)"):
+    runs = [(summary, METHODS)] + ([(paper, PAPER_METHODS)] if paper else [])
+    for result, methods in runs:
+        st = result["stages"]
+        for stage, label in methods.items():
+            if stage in st and "target" in st[stage]:
+                row["target"][label] = _metric(task, st[stage]["target"])
+            if stage in st and "source" in st[stage]:
+                row["source"][label] = _metric(task, st[stage]["source"])
+    st = summary["stages"]
+    for stage in (
+        "source (dense)",
+        "source (dense, whole source budget)",
+        "source (pruned + allocated)",
+    ):
         if stage in st:
             row["source"][stage] = _metric(task, st[stage]["source"])
-    row["identical"] = bool(st["PAC-Net (calibrate)"].get("source_outputs_identical", False))
+    flags = [r["stages"]["PAC-Net (calibrate)"].get("source_outputs_identical") for r, _ in runs]
+    row["identical"] = all(bool(f) for f in flags)
     return row
 
 
@@ -127,20 +155,31 @@ def run(
     errors: dict[str, str] = {}
     jobs = [(t, s) for t in tasks for s in range(seeds)]
     bar = tqdm(jobs, desc=f"pac {budget}", disable=not progress, unit="pipeline")
+    log = work / "pac_runs.jsonl"  # one line per finished (task, seed): a killed run resumes
+    done = _read_log(log)
     for task, seed in bar:
         bar.set_postfix_str(f"{task} seed {seed}")
+        if (task, seed, budget) in done:
+            runs.setdefault(task, []).append(done[(task, seed, budget)])
+            continue
+        scale = scale_for(task, budget)
         try:
             summary = _pipeline(
                 task,
                 work / task / f"seed{seed}",
                 ("scratch", "finetune", "linear_probe", "l2sp"),
-                scale_for(task, budget),
+                scale,
                 seed,
             )
+            paper = _paper_run(task, work / task / f"seed{seed}_paper", scale, seed)
         except Exception as exc:  # a task that does not run is reported, not hidden
             errors[task] = f"{type(exc).__name__}: {exc}"
             continue
-        runs.setdefault(task, []).append({"seed": seed, **extract(task, summary)})
+        row = {"seed": seed, **extract(task, summary, paper)}
+        work.mkdir(parents=True, exist_ok=True)
+        with log.open("a") as f:
+            f.write(json.dumps({"task": task, "budget": budget, **row}) + "\n")
+        runs.setdefault(task, []).append(row)
 
     payload: dict[str, Any] = {
         "budget": budget,
@@ -160,13 +199,26 @@ def run(
     return payload
 
 
+def _read_log(log: Path) -> dict[tuple[str, int, str], dict[str, Any]]:
+    done = {}
+    if log.is_file():
+        for line in log.read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue  # a torn last line
+            key = (entry.pop("task"), entry["seed"], entry.pop("budget"))
+            done[key] = entry
+    return done
+
+
 def summarise(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     """Mean/std over seeds of every target and source entry; identity flags all true?"""
     summary: dict[str, Any] = {}
     for task, rows in runs.items():
         entry: dict[str, Any] = {"target": {}, "source": {}}
         for side in ("target", "source"):
-            labels = [k for k in rows[0][side]]
+            labels = list(dict.fromkeys(k for r in rows for k in r[side]))
             for label in labels:
                 values = [r[side][label] for r in rows if r[side].get(label) is not None]
                 m, s = mean_std(values)
@@ -205,7 +257,7 @@ def run_sweeps(
             summary = _pipeline("friedman", work / tag, ("finetune",), scale, seed, amount=value)
         row = extract("friedman", summary)
         point = result[kind].setdefault(str(value), {"PAC-Net": [], "fine-tuning": []})
-        point["PAC-Net"].append(row["target"]["PAC-Net (0.8, λ=0.01)"])
+        point["PAC-Net"].append(row["target"][METHODS["PAC-Net (calibrate)"]])
         point["fine-tuning"].append(row["target"]["fine-tuning"])
     plot_sweeps(result, out / "pac")
     return {"seeds": list(range(seeds)), "epochs_scale": scale, **result}
@@ -249,7 +301,7 @@ def main_table(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     tasks = list(summary)
     header = ["method", *[f"{t}: {METRICS[t][1]}" for t in tasks]]
     rows = []
-    for label in METHODS.values():
+    for label in [*METHODS.values(), *PAPER_METHODS.values()]:
         row = [label]
         for task in tasks:
             cell = summary[task]["target"].get(label)
@@ -262,12 +314,15 @@ def source_table(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Source-task metric of the source models and of each transferred model."""
     tasks = list(summary)
     header = ["model evaluated on the source task", *tasks]
+    pac, paper = METHODS["PAC-Net (calibrate)"], PAPER_METHODS["PAC-Net (calibrate)"]
     order = [
-        ("source (dense)", "dense source model"),
+        ("source (dense)", "dense source model at pruning time"),
+        ("source (dense, whole source budget)", "dense source model, whole source budget"),
         ("source (pruned + allocated)", "pruned + allocated source model"),
-        ("PAC-Net (0.8, λ=0.01)", "PAC-Net after calibration (calibrated weights zeroed)"),
+        (pac, f"{pac} after calibration (calibrated weights zeroed)"),
+        (paper, f"{paper} after calibration (calibrated weights zeroed)"),
         ("fine-tuning", "fine-tuned (forgetting)"),
-        ("L2-SP", "L2-SP (forgetting)"),
+        (METHODS["l2sp"], f"{METHODS['l2sp']} (forgetting)"),
     ]
     rows = []
     for key, label in order:

@@ -113,19 +113,23 @@ def test_pac_smoke_tables(tmp_path, restore_threads):
     )
     assert not payload["errors"]
     summary = payload["summary"]["friedman"]
-    assert set(summary["target"]) == set(reproduce_pac.METHODS.values())
+    paper_pac = reproduce_pac.PAPER_METHODS["PAC-Net (calibrate)"]
+    assert set(summary["target"]) == {*reproduce_pac.METHODS.values(), paper_pac}  # no conv
     for cell in summary["target"].values():
         assert len(cell["values"]) == 2 and all(math.isfinite(v) for v in cell["values"])
     # PAC-Net keeps the source task exactly: same source MSE as the allocated model, every seed
     for run in payload["runs"]["friedman"]:
         assert run["identical"] is True
-        pac_source = run["source"]["PAC-Net (0.8, λ=0.01)"]
+        pac_source = run["source"][reproduce_pac.METHODS["PAC-Net (calibrate)"]]
         assert pac_source == run["source"]["source (pruned + allocated)"]
+        assert run["source"]["source (dense, whole source budget)"] is not None
     md = (tmp_path / "out" / "pac.md").read_text()
     header, rows = _table(md, "method")
     assert header == ["method", "friedman: test MSE (standardised y)"]
-    assert [r[0] for r in rows] == list(reproduce_pac.METHODS.values())
-    assert all(CELL.match(r[1]) for r in rows), rows
+    labels = [*reproduce_pac.METHODS.values(), *reproduce_pac.PAPER_METHODS.values()]
+    assert [r[0] for r in rows] == labels
+    assert all(CELL.match(r[1]) for r in rows[:-1]), rows
+    assert rows[-1][1] == "n/a"  # the paper's L2-SP is on conv layers: none in an MLP
     _, src_rows = _table(md, "model evaluated on the source task")
     assert src_rows[-1] == ["PAC-Net source outputs bit-identical (all seeds)", "True"]
 
