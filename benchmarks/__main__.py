@@ -17,12 +17,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from benchmarks.common import quiet
+from benchmarks.reproduce_pac import TASKS as PAC_TASKS
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks",
-        description="Reproduce TRS-ODEN (exps I-VI) and PAC-Net (friedman, digits, duffing) and "
+        description=f"Reproduce TRS-ODEN (exps I-VI) and PAC-Net ({', '.join(PAC_TASKS)}) and "
         "collect speed ratios; results as JSON + markdown.",
     )
     p.add_argument("suite", choices=("trs", "pac", "speed", "all", "gpu"))
@@ -55,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="TRS conditions, comma-separated (e.g. oden,trs_oden; default all)",
     )
-    p.add_argument("--tasks", default="friedman,digits,duffing", help="PAC tasks, comma-separated")
+    p.add_argument("--tasks", default=",".join(PAC_TASKS), help="PAC tasks, comma-separated")
     p.add_argument("--no-sweeps", action="store_true", help="skip the PAC Friedman sweeps")
     p.add_argument("--sweep-seeds", type=int, default=None, help="seeds per PAC sweep point")
     p.add_argument(

@@ -263,3 +263,35 @@ def test_equal_source_budgets_validation_only_and_seeds(tmp_path, capsys):
     assert not any(k.startswith("pac") or "Mask" in k for k in dense.get("callbacks", {}))
     config = (seed0 / "config_finetune.yaml").read_text()
     assert str(seed0 / "dense.ckpt") in config and "source_dense.ckpt" not in config
+
+
+def test_pipeline_digits_resnet(tmp_path):
+    """The over-parameterised image task: PAC-Net keeps the ResNet's source model bit-exactly,
+    BatchNorm included (frozen, running statistics untouched in calibrate)."""
+    out = tmp_path / "digits_resnet"
+    argv = ["pac", "digits_resnet", "--out", str(out), "--no-wandb", "--epochs-scale", "0.07"]
+    argv += ["--baselines", "finetune", "--set", "data.init_args.target_per_class=3"]
+    assert cli_main(argv) == 0
+    stages = json.loads((out / "summary.json").read_text())["stages"]
+    pac = stages["PAC-Net (calibrate)"]
+    assert pac["source_outputs_identical"] is True
+    assert pac["source"]["test/acc"] == stages["source (pruned + allocated)"]["source"]["test/acc"]
+    assert "test/acc" in stages["finetune"]["target"]
+    masks = load_masks(out / "source.ckpt")
+    source = torch.load(out / "source.ckpt", weights_only=False)["state_dict"]
+    state = torch.load(out / "calibrate.ckpt", weights_only=False)["state_dict"]
+    # every convolution's weight and the head's, 80 % of them pruned (global ranking)
+    convs = [k for k, v in source.items() if k.endswith(".weight") and v.dim() == 4]
+    assert sorted(masks) == sorted([*convs, "head.weight"])
+    total = sum(m.numel() for m in masks.values())
+    assert total == 692_512 + 128 * 6  # ResNetClassifier(widths=(32, 64, 128)): see its tests
+    assert sum(int((~m).sum()) for m in masks.values()) == round(0.8 * total)
+    for name in convs:
+        mask = masks[name]
+        assert torch.equal(state[name][mask], source[name][mask]), name
+    assert any(bool((state[n][~masks[n]] != 0).any()) for n in convs)  # calibrate trained
+    # BatchNorm weights, biases and running statistics: exactly the source's
+    batch_norm = [k for k in source if ".bn" in k or ".stem.1." in k or ".shortcut.1." in k]
+    assert len(batch_norm) == 15 * 5  # 15 BatchNorm2d: weight, bias, mean, var, batches
+    for name in batch_norm:
+        assert torch.equal(state[name], source[name]), name

@@ -6,7 +6,7 @@ import importlib
 import pytest
 
 
-@pytest.mark.parametrize("name", ["base", "classification", "regression"])
+@pytest.mark.parametrize("name", ["base", "classification", "regression", "resnet"])
 def test_examples(name):
     module = importlib.import_module(f"pl_pac_trs.models.{name}")
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
