@@ -295,3 +295,26 @@ def test_pipeline_digits_resnet(tmp_path):
     assert len(batch_norm) == 15 * 5  # 15 BatchNorm2d: weight, bias, mean, var, batches
     for name in batch_norm:
         assert torch.equal(state[name], source[name]), name
+
+
+def test_paper_settings_reach_the_stage_configs(tmp_path):
+    """--settings paper: pruning 0.8 layer-wise, calibrate λ=0.01 on the sum, shared frozen."""
+    import yaml
+
+    out = tmp_path / "paper"
+    argv = ["pac", "friedman", "--out", str(out), "--no-wandb", "--epochs-scale", "0.02"]
+    argv += ["--baselines", "none", "--settings", "paper", *TINY["friedman"]]
+    assert cli_main(argv) == 0
+
+    def callback(stage, name):
+        config = yaml.safe_load((out / f"config_{stage}.yaml").read_text())
+        (cb,) = [c for c in config["trainer"]["callbacks"] if c["class_path"].endswith(name)]
+        return cb["init_args"]
+
+    prune = callback("source", "MagnitudePruning")
+    assert (prune["amount"], prune["scope"]) == (0.8, "layer")
+    mask = callback("calibrate", "GradientMask")
+    assert (mask["lam"], mask["penalty_norm"], mask["train_shared"]) == (0.01, "sum", False)
+    masks = load_masks(out / "source.ckpt")
+    for name, m in masks.items():  # layer-wise: every tensor keeps its own 20%
+        assert int(m.sum()) == m.numel() - round(0.8 * m.numel()), name
