@@ -10,6 +10,7 @@ from typing import Any
 
 from pl_pac_trs.apps.pipeline.run import run_pipeline
 from pl_pac_trs.apps.pipeline.stage import write_atomic
+from pl_pac_trs.apps.pipeline.summary import stage_table
 
 __all__ = ["aggregate", "run_seeds", "seeds_markdown"]
 
@@ -51,23 +52,8 @@ def aggregate(summaries: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 def seeds_markdown(result: dict[str, Any]) -> str:
     """The aggregate as a markdown table: one row per stage, ``mean ± std`` per metric."""
-    stages = result["stages"]
-    keys = sorted(
-        {f"{side}:{m}" for row in stages.values() for side in SIDES for m in row.get(side, {})}
-    )
-    lines = [
-        f"# PAC-Net pipeline: {result['task']}, seeds {result['seeds']} (mean ± std)",
-        "",
-        "| stage | " + " | ".join(keys) + " |",
-        "|---|" + "---|" * len(keys),
-    ]
-    for stage, row in stages.items():
-        cells = []
-        for key in keys:
-            side, metric = key.split(":", 1)
-            cell = row.get(side, {}).get(metric)
-            cells.append("" if cell is None else f"{cell['mean']:.4f} ± {cell['std']:.4f}")
-        lines.append(f"| {stage} | " + " | ".join(cells) + " |")
+    title = f"# PAC-Net pipeline: {result['task']}, seeds {result['seeds']} (mean ± std)"
+    lines = stage_table(title, result["stages"], lambda c: f"{c['mean']:.4f} ± {c['std']:.4f}")
     flags = result.get("source_outputs_identical")
     if flags is not None:
         lines += ["", f"PAC-Net source outputs bit-identical to the allocated model: {flags}"]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["log_summary_wandb", "slug", "summary_markdown"]
+__all__ = ["log_summary_wandb", "slug", "stage_table", "summary_markdown"]
 
 
 def slug(text: str) -> str:
@@ -71,29 +72,23 @@ def log_summary_wandb(summary: dict[str, Any], cfg: dict[str, Any]) -> str | Non
     return run_id
 
 
-def summary_markdown(summary: dict[str, Any]) -> str:
-    """The summary as a markdown table: one row per stage, target and source test metrics."""
-    keys = sorted(
-        {
-            f"{side}:{k}"
-            for row in summary["stages"].values()
-            for side in ("target", "source")
-            for k in row.get(side, {})
-        }
-    )
-    lines = [
-        f"# PAC-Net pipeline: {summary['task']} ({summary['seconds']} s)",
-        "",
-        "| stage | " + " | ".join(keys) + " |",
-        "|---|" + "---|" * len(keys),
-    ]
-    for stage, row in summary["stages"].items():
-        cells = []
-        for key in keys:
-            side, metric = key.split(":", 1)
-            value = row.get(side, {}).get(metric)
-            cells.append("" if value is None else f"{value:.4f}")
+def stage_table(title: str, stages: dict[str, Any], cell: Callable[[Any], str]) -> list[str]:
+    """A markdown title and table: one row per stage, one column per ``side:metric``, each
+    value written by ``cell``."""
+    sides = ("target", "source")
+    keys = sorted({f"{s}:{m}" for row in stages.values() for s in sides for m in row.get(s, {})})
+    lines = [title, "", "| stage | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+    for stage, row in stages.items():
+        values = [row.get(k.split(":", 1)[0], {}).get(k.split(":", 1)[1]) for k in keys]
+        cells = ["" if v is None else cell(v) for v in values]
         lines.append(f"| {stage} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def summary_markdown(summary: dict[str, Any]) -> str:
+    """The summary as a markdown table: one row per stage, target and source metrics."""
+    title = f"# PAC-Net pipeline: {summary['task']} ({summary['seconds']} s)"
+    lines = stage_table(title, summary["stages"], lambda v: f"{v:.4f}")
     flags = [s for s, r in summary["stages"].items() if "source_outputs_identical" in r]
     for stage in flags:
         ok = summary["stages"][stage]["source_outputs_identical"]
