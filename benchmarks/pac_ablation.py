@@ -125,8 +125,29 @@ def run_setting(task, seed, setting, work, scale, baselines=()) -> dict[str, Any
     return row
 
 
+def combined(cells: dict[str, Any]) -> dict[str, Any] | None:
+    """Stage 2: the base with every factor's best level that beat the base by more than the
+    base's seed std (``None`` when fewer than two factors did: nothing new to combine)."""
+    base = cells["base"]
+    margin = base["target_std"]
+    chosen: dict[str, Any] = {}
+    for factors in (("scope",), ("shared",), ("amount",), ("penalty_norm", "lam")):
+        others = [k for k in BASE if k not in factors]
+        levels = [
+            c
+            for k, c in cells.items()
+            if not k.startswith("_") and all(c["setting"][o] == BASE[o] for o in others)
+        ]
+        top = min(levels, key=lambda c: c["target_mean"])
+        if top["target_mean"] < base["target_mean"] - margin:
+            chosen.update({f: top["setting"][f] for f in factors})
+    changed = {k for k in chosen if chosen[k] != BASE[k]}
+    return {**BASE, **chosen} if len(changed - {"lam"}) + ("lam" in changed) > 1 else None
+
+
 def run(tasks, seeds, budget, work: Path, log: Path) -> list[dict[str, Any]]:
-    """Every (task, seed, setting), resuming the settings the job log already holds."""
+    """Every (task, seed, setting), resuming the settings the job log already holds; then, per
+    task, the combination of the factor levels that helped (stage 2, see :func:`combined`)."""
     done = {}
     if log.is_file():
         for line in log.read_text().splitlines():
@@ -146,13 +167,25 @@ def run(tasks, seeds, budget, work: Path, log: Path) -> list[dict[str, Any]]:
                     continue
                 started = time.perf_counter()
                 baselines = ("finetune", "l2sp") if i == 0 else ()
-                row = run_setting(task, seed, setting, work, scale, baselines)
-                row["seconds"] = round(time.perf_counter() - started, 1)
-                with log.open("a") as f:
-                    f.write(json.dumps(row) + "\n")
-                rows.append(row)
-                print(f"{task} seed {seed} {row['label']}: target {row['target']:.4f}", flush=True)
+                rows.append(_logged(log, run_setting(task, seed, setting, work, scale, baselines)))
+                rows[-1]["seconds"] = round(time.perf_counter() - started, 1)
+        stage2 = combined(summarise([r for r in rows if r["task"] == task])[task])
+        for seed in range(seeds) if stage2 else ():
+            key = (task, seed, label(stage2))
+            if key in done:
+                rows.append(done[key])
+            else:
+                rows.append(_logged(log, run_setting(task, seed, stage2, work, scale)))
     return rows
+
+
+def _logged(log: Path, row: dict[str, Any]) -> dict[str, Any]:
+    with log.open("a") as f:
+        f.write(json.dumps(row) + "\n")
+    print(
+        f"{row['task']} seed {row['seed']} {row['label']}: target {row['target']:.4f}", flush=True
+    )
+    return row
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:

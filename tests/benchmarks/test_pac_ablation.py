@@ -62,3 +62,20 @@ def test_summary_and_choice_use_validation_means():
     text = ab.to_markdown({"friedman": summary}, {"budget": "ci", "seeds": 2, "machine": {}})
     assert "| scope=layer | 0.1500 ± 0.0707 | 0.0500 ± 0.0000 | True |" in text
     assert "Best (lowest mean validation error): **scope=layer**" in text
+
+
+def test_stage_two_combines_the_levels_that_beat_the_base_by_a_std():
+    def cell(setting, mean, std=0.01):
+        return {"setting": setting, "target_mean": mean, "target_std": std}
+
+    cells = {
+        "base": cell(ab.BASE, 0.50, std=0.02),
+        "scope=layer": cell({**ab.BASE, "scope": "layer"}, 0.45),  # beats by 0.05 > 0.02
+        "shared=trained": cell({**ab.BASE, "shared": "trained"}, 0.49),  # within one std
+        "amount=0.5": cell({**ab.BASE, "amount": 0.5}, 0.60),
+        "lam=0.1": cell({**ab.BASE, "lam": 0.1}, 0.40),  # beats
+        "_finetune": [0.5],
+    }
+    assert ab.combined(cells) == {**ab.BASE, "scope": "layer", "lam": 0.1}
+    del cells["lam=0.1"]
+    assert ab.combined(cells) is None  # one factor only: its run is already in stage 1
