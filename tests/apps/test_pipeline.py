@@ -5,6 +5,7 @@ import shutil
 
 import pytest
 import torch
+import yaml
 
 from pl_pac_trs.apps.cli import main as cli_main
 from pl_pac_trs.apps.pipeline import StageOverrides, fit_stage
@@ -59,8 +60,14 @@ def test_pipeline_all_stages(tmp_path, task, capsys):
     # a scratch model has the source output space except on digits (new 4-class head)
     assert ("source" in stages["scratch"]) == (task != "digits")
     masks = load_masks(out / "source.ckpt")
+    source_config = yaml.safe_load((out / "config_source.yaml").read_text())
+    (amount,) = [
+        c["init_args"]["amount"]
+        for c in source_config["trainer"]["callbacks"]
+        if c["class_path"].endswith("MagnitudePruning")
+    ]
     assert sum(int((~m).sum()) for m in masks.values()) == round(
-        0.8 * sum(m.numel() for m in masks.values())
+        amount * sum(m.numel() for m in masks.values())
     )
     state = torch.load(out / "calibrate.ckpt", weights_only=False)["state_dict"]
     source = torch.load(out / "source.ckpt", weights_only=False)["state_dict"]
@@ -299,7 +306,6 @@ def test_pipeline_digits_resnet(tmp_path):
 
 def test_paper_settings_reach_the_stage_configs(tmp_path):
     """--settings paper: pruning 0.8 layer-wise, calibrate λ=0.01 on the sum, shared frozen."""
-    import yaml
 
     out = tmp_path / "paper"
     argv = ["pac", "friedman", "--out", str(out), "--no-wandb", "--epochs-scale", "0.02"]

@@ -315,7 +315,7 @@ def test_pipeline_artifacts_lineage_and_summary_table(offline):
         for record in _records(run_path):
             if record.WhichOneof("record_type") == "run":
                 runs[record.run.display_name] = run_path
-    assert set(runs) == {"source", "calibrate", "finetune", "summary"}
+    assert set(runs) == {"source", "calibrate", "dense", "finetune", "summary"}
 
     source = {a.name: a for a in _artifact_records(runs["source"])}
     assert set(source) == {"friedman-source", "friedman-source-masks", "friedman-source_dense"}
@@ -323,14 +323,16 @@ def test_pipeline_artifacts_lineage_and_summary_table(offline):
         name = f"friedman-{Path(file).stem}"
         assert json.loads(source[name].metadata)["size_bytes"] == (out / file).stat().st_size
     masks_meta = json.loads(source["friedman-source-masks"].metadata)
-    assert masks_meta["sparsity"] == pytest.approx(0.8, abs=1e-3)  # source.yaml: amount 0.8
-    for stage, input_name in (
-        ("calibrate", "friedman-source"),
-        ("finetune", "friedman-source_dense"),
+    assert masks_meta["sparsity"] == pytest.approx(0.5, abs=1e-3)  # source.yaml: amount 0.5
+    dense = {a.name: a for a in _artifact_records(runs["dense"])}
+    assert "friedman-dense" in dense  # equal source budgets: the whole-budget dense model
+    for stage, input_name, producer in (
+        ("calibrate", "friedman-source", source),
+        ("finetune", "friedman-dense", dense),
     ):
         records = _artifact_records(runs[stage])
         (use,) = [a for a in records if a.use_after_commit]
-        assert use.name == input_name and use.digest == source[input_name].digest
+        assert use.name == input_name and use.digest == producer[input_name].digest
         names = {a.name for a in records if not a.use_after_commit}
         assert f"friedman-{stage}" in names
     # the file calibrate read is the one the source stage logged

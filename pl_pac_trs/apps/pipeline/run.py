@@ -65,7 +65,7 @@ PAPER_SETTINGS = {
     "calibrate": {"GradientMask": {"lam": 0.01, "penalty_norm": "sum", "train_shared": False}},
 }
 #: Left out of the source config for the dense, whole-budget source model of ``equal_budget``.
-_PAC_SOURCE_CALLBACKS = ("MagnitudePruning", "GradientMask", "FinalCheckpoint")
+_PAC_SOURCE_CALLBACKS = ("MagnitudePruning", "GradientMask")
 
 
 def _config_dir(task: str, config_dir: str | None) -> Path:
@@ -239,6 +239,8 @@ def run_pipeline(
     # 3. equal source budgets: a dense source model trained for the source stage's epochs
     baseline_source = dense_path
     if equal_budget and baselines:
+        final = args.setdefault("dense", {}).setdefault("FinalCheckpoint", {})
+        final["path"] = str(out / "dense.ckpt")
         dense_stage = stage("dense", config="source", drop=_PAC_SOURCE_CALLBACKS)
         rows = dense_stage.finished()
         if rows is None:
