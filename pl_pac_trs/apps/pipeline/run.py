@@ -186,6 +186,7 @@ def run_pipeline(
             callback_args=args.get(name, {}),
             extra_callbacks=added,
             drop_callbacks=drop,
+            run_name=name,
         )
         return PipelineStage(name, cdir / f"{config or name}.yaml", overrides, extra, records)
 

@@ -59,6 +59,7 @@ class StageOverrides:
         extra_callbacks: Callback objects added to the stage's trainer.
         drop_callbacks: Class names of the config's callbacks left out (e.g. a dense source fit
             from the source config: ``("MagnitudePruning", "GradientMask")``).
+        run_name: The logger's run name (``None``: the config's).
     """
 
     out: Path
@@ -68,6 +69,7 @@ class StageOverrides:
     callback_args: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     extra_callbacks: Sequence[Callback] = ()
     drop_callbacks: tuple[str, ...] = ()
+    run_name: str | None = None
 
     def arguments(self) -> list[str]:
         """The fixed settings, as command-line overrides placed after the stage config."""
@@ -95,6 +97,7 @@ class StageOverrides:
             "callback_args": {k: dict(v) for k, v in self.callback_args.items()},
             "extra_callbacks": [type(cb).__name__ for cb in self.extra_callbacks],
             "drop_callbacks": list(self.drop_callbacks),
+            "run_name": self.run_name,
         }
 
     def apply(self, config: Any) -> None:
@@ -112,6 +115,8 @@ class StageOverrides:
             logger = trainer.logger
             if logger.get("init_args") is not None and "save_dir" in logger.init_args:
                 logger.init_args.save_dir = str(self.out)
+            if logger.get("init_args") is not None and self.run_name is not None:
+                logger.init_args.name = self.run_name
         callbacks = [
             cb
             for cb in trainer.get("callbacks") or []
