@@ -287,9 +287,10 @@ def plot(summary: dict[str, Any], dest: Path) -> list[Path]:
         )
         axes[1].errorbar([p[0] for p in pts], [p[1] for p in pts], [p[2] for p in pts], marker="o")
         axes[1].set_xlabel("pruning ratio")
-        for name in ("finetune", "l2sp"):
+        for color, name in (("C1", "finetune"), ("C2", "l2sp")):
             if cells.get(f"_{name}"):
-                axes[1].axhline(statistics.fmean(cells[f"_{name}"]), ls="--", label=name)
+                mean = statistics.fmean(cells[f"_{name}"])
+                axes[1].axhline(mean, ls="--", color=color, label=name)
         axes[1].legend()
         fig.suptitle(f"PAC-Net ablation, {task} (validation, mean ± std over seeds)")
         fig.tight_layout()
