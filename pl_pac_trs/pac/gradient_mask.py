@@ -61,7 +61,7 @@ class GradientMask(MasksCallback, FreezingCallback):
     Args:
         phase: ``"allocate"`` or ``"calibrate"``.
         lam: Calibrate penalty strength ``lam * sum(w_r ** 2)`` over the redundant weights
-            (paper: 0.01). Added to the gradient (``2 * lam * w_r``), which equals adding it to the
+            (default: the paper's 0.01; the shipped configs use the λ chosen on validation). Added to the gradient (``2 * lam * w_r``), which equals adding it to the
             loss of every (micro-)batch; it is not part of the logged training loss and is logged
             as ``pac/penalty`` once per epoch. Ignored in allocate.
         penalty_norm: ``"sum"`` (the paper's form, default): ``lam * sum(w_r ** 2)``;
@@ -75,8 +75,8 @@ class GradientMask(MasksCallback, FreezingCallback):
             Masks are also restored from this callback's state on resume.
         new_modules: Name patterns of modules that are new for this phase (typically a new target
             head): their masks are dropped and they train normally.
-        train_shared: Calibrate only: train the unmasked shared parameters instead of freezing
-            them (the source model is then only recoverable with ``source_state``).
+        train_shared: Calibrate only: train the unmasked shared parameters (paper: silent;
+            default: frozen). Trained, the source needs ``source_state`` to be recovered.
         anchor_lam: Allocate only, default 0 (off): starting-point penalty
             ``anchor_lam * ||w_e - w_e(start)||^2`` on the essential weights.
         verbose: Print a summary when the masks are attached (rank zero).
