@@ -61,13 +61,12 @@ class GradientMask(MasksCallback, FreezingCallback):
     Args:
         phase: ``"allocate"`` or ``"calibrate"``.
         lam: Calibrate penalty strength ``lam * sum(w_r ** 2)`` over the redundant weights
-            (default: the paper's 0.01; the shipped configs use the λ chosen on validation). Added to the gradient (``2 * lam * w_r``), which equals adding it to the
-            loss of every (micro-)batch; it is not part of the logged training loss and is logged
-            as ``pac/penalty`` once per epoch. Ignored in allocate.
-        penalty_norm: ``"sum"`` (the paper's form, default): ``lam * sum(w_r ** 2)``;
-            ``"mean"``: ``lam * mean(w_r ** 2)`` over the redundant entries, so that ``lam`` does
-            not scale with the model's size (the sum grows with the number of redundant weights
-            while the loss does not).
+            (default: the paper's 0.01; the shipped configs: the λ chosen on validation), added
+            to the gradient (``2 * lam * w_r``) of every (micro-)batch; not in the logged
+            training loss, logged as ``pac/penalty`` once per epoch. Ignored in allocate.
+        penalty_norm: ``"sum"`` (the paper's form, default), or ``"mean"``:
+            ``lam * mean(w_r ** 2)`` over the redundant entries, a ``lam`` that does not grow
+            with the model's size.
         masks: A checkpoint written while masks existed, an exported masks file, or a mapping of
             bool masks. ``None``: allocate takes the masks a ``MagnitudePruning`` callback of the
             same fit makes; calibrate takes those of the checkpoint a ``LoadSourceWeights``
