@@ -71,3 +71,16 @@ def quiet() -> None:
     warnings.filterwarnings("ignore", category=UserWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def read_job_log(path: Path) -> list[dict]:
+    """The records of a job log (one JSON object a line, appended as runs finish); a torn line
+    (a run killed while writing) is skipped. A missing log has none."""
+    records = []
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return records

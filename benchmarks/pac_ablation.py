@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import machine, markdown_table, quiet
+from benchmarks.common import machine, markdown_table, quiet, read_job_log
 from benchmarks.reproduce_pac import TASKS, scale_for
 
 #: Validation metric per task: (key, label, transform to an error, lower is better).
@@ -148,14 +148,7 @@ def combined(cells: dict[str, Any]) -> dict[str, Any] | None:
 def run(tasks, seeds, budget, work: Path, log: Path) -> list[dict[str, Any]]:
     """Every (task, seed, setting), resuming the settings the job log already holds; then, per
     task, the combination of the factor levels that helped (stage 2, see :func:`combined`)."""
-    done = {}
-    if log.is_file():
-        for line in log.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except ValueError:
-                continue  # a torn last line
-            done[(row["task"], row["seed"], row["label"])] = row
+    done = {(r["task"], r["seed"], r["label"]): r for r in read_job_log(log)}
     rows = []
     for task in tasks:
         scale = scale_for(task, budget)
@@ -318,8 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     log = args.work / "ablation_runs.jsonl"
     if args.report_only:
-        rows = [json.loads(x) for x in log.read_text().splitlines() if x.strip()]
-        rows = [r for r in rows if r["task"] in tasks and r["seed"] < args.seeds]
+        rows = [r for r in read_job_log(log) if r["task"] in tasks and r["seed"] < args.seeds]
     else:
         rows = run(tasks, args.seeds, args.budget, args.work, log)
     summary = summarise(rows)

@@ -22,7 +22,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import fmt_mean_std, machine, markdown_table, mean_std, write_outputs
+from benchmarks.common import (
+    fmt_mean_std,
+    machine,
+    markdown_table,
+    mean_std,
+    read_job_log,
+    write_outputs,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs" / "pac"
@@ -203,14 +210,8 @@ def run(
 
 def _read_log(log: Path) -> dict[tuple[str, int, str], dict[str, Any]]:
     done = {}
-    if log.is_file():
-        for line in log.read_text().splitlines():
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue  # a torn last line
-            key = (entry.pop("task"), entry["seed"], entry.pop("budget"))
-            done[key] = entry
+    for entry in read_job_log(log):
+        done[(entry.pop("task"), entry["seed"], entry.pop("budget"))] = entry
     return done
 
 

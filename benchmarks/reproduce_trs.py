@@ -28,7 +28,14 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import fmt_mean_std, machine, markdown_table, mean_std, write_outputs
+from benchmarks.common import (
+    fmt_mean_std,
+    machine,
+    markdown_table,
+    mean_std,
+    read_job_log,
+    write_outputs,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs" / "trs"
@@ -181,17 +188,11 @@ def _fit_one(
 
 def _read_log(path: Path, budget: str) -> dict[tuple[int, str, int], dict[str, Any]]:
     """Finished runs of this budget in a job log (one JSON record a line); torn lines skipped."""
-    done: dict[tuple[int, str, int], dict[str, Any]] = {}
-    if not path.is_file():
-        return done
-    for line in path.read_text().splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if rec.get("budget") == budget:
-            done[(rec["exp"], rec["condition"], rec["seed"])] = rec
-    return done
+    return {
+        (rec["exp"], rec["condition"], rec["seed"]): rec
+        for rec in read_job_log(path)
+        if rec.get("budget") == budget
+    }
 
 
 def run(
