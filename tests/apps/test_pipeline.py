@@ -292,7 +292,14 @@ def test_pipeline_digits_resnet(tmp_path):
     assert sorted(masks) == sorted([*convs, "head.weight"])
     total = sum(m.numel() for m in masks.values())
     assert total == 692_512 + 128 * 6  # ResNetClassifier(widths=(32, 64, 128)): see its tests
-    assert sum(int((~m).sum()) for m in masks.values()) == round(0.8 * total)
+    source_config = yaml.safe_load((out / "config_source.yaml").read_text())
+    (amount,) = [
+        c["init_args"]["amount"]
+        for c in source_config["trainer"]["callbacks"]
+        if c["class_path"].endswith("MagnitudePruning")
+    ]
+    assert amount == 0.7  # the digits family's validation-chosen ratio
+    assert sum(int((~m).sum()) for m in masks.values()) == round(amount * total)
     for name in convs:
         mask = masks[name]
         assert torch.equal(state[name][mask], source[name][mask]), name
