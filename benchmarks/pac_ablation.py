@@ -39,6 +39,7 @@ from benchmarks.reproduce_pac import TASKS, scale_for
 VAL_METRICS = {
     "friedman": ("val/mse", "val MSE (standardised y)", lambda v: v),
     "digits": ("val/acc", "val error (1 - accuracy)", lambda v: 1.0 - v),
+    "digits_resnet": ("val/acc", "val error (1 - accuracy)", lambda v: 1.0 - v),
     "duffing": ("val/ode", "val rollout loss (ODE term)", lambda v: v),
 }
 BASE = {"scope": "global", "amount": 0.8, "lam": 0.01, "penalty_norm": "sum", "shared": "frozen"}
