@@ -274,7 +274,8 @@ def test_equal_source_budgets_validation_only_and_seeds(tmp_path, capsys):
 
 def test_pipeline_digits_resnet(tmp_path):
     """The over-parameterised image task: PAC-Net keeps the ResNet's source model bit-exactly,
-    BatchNorm included (frozen, running statistics untouched in calibrate)."""
+    BatchNorm included: calibrate trains it (train_shared, chosen on validation), and
+    source_view puts the source's weights and running statistics back."""
     out = tmp_path / "digits_resnet"
     argv = ["pac", "digits_resnet", "--out", str(out), "--no-wandb", "--epochs-scale", "0.07"]
     argv += ["--baselines", "finetune", "--set", "data.init_args.target_per_class=3"]
@@ -298,17 +299,17 @@ def test_pipeline_digits_resnet(tmp_path):
         for c in source_config["trainer"]["callbacks"]
         if c["class_path"].endswith("MagnitudePruning")
     ]
-    assert amount == 0.7  # the digits family's validation-chosen ratio
+    assert amount == 0.8  # the paper's ratio, also this model's best on validation
     assert sum(int((~m).sum()) for m in masks.values()) == round(amount * total)
     for name in convs:
         mask = masks[name]
         assert torch.equal(state[name][mask], source[name][mask]), name
     assert any(bool((state[n][~masks[n]] != 0).any()) for n in convs)  # calibrate trained
-    # BatchNorm weights, biases and running statistics: exactly the source's
+    # BatchNorm weights, biases and running statistics trained in calibrate (train_shared);
+    # the source outputs above were still bit-identical: source_view restored them
     batch_norm = [k for k in source if ".bn" in k or ".stem.1." in k or ".shortcut.1." in k]
     assert len(batch_norm) == 15 * 5  # 15 BatchNorm2d: weight, bias, mean, var, batches
-    for name in batch_norm:
-        assert torch.equal(state[name], source[name]), name
+    assert any(not torch.equal(state[name], source[name]) for name in batch_norm)
 
 
 def test_paper_settings_reach_the_stage_configs(tmp_path):
