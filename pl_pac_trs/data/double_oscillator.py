@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import numpy as np
@@ -66,11 +67,9 @@ class DoubleOscillatorDataModule(TrajectoryDataModule):
         train_fraction: leading fraction of the points used for training (reference: 0.6).
         val_fraction: fraction of points after the training part used for validation windows
             (reference: 0, no validation).
-        time_horizon: steps per training window.
-        windows: ``"consecutive"`` (reference) or ``"sliding"``.
-        batch_size: windows per batch; ``None`` = full batch (reference).
-        test_batch_size: unused beyond 1 (there is one test rollout); kept for a uniform API.
-        num_workers: DataLoader workers.
+        **loader_args: ``time_horizon``, ``windows``, ``batch_size``, ``test_batch_size``,
+            ``num_workers`` of :class:`~pl_pac_trs.data.TrajectoryDataModule`, with its defaults
+            (the reference's: 10-step consecutive windows, full batch).
 
     ``energy`` is ``None``: the record gives no masses or spring constants, and the reference
     reports per-body trajectory errors (``bodies``) instead of an energy error.
@@ -90,13 +89,9 @@ class DoubleOscillatorDataModule(TrajectoryDataModule):
         cache_dir: str | None = None,
         train_fraction: float = 0.6,
         val_fraction: float = 0.0,
-        time_horizon: int = 10,
-        windows: str = "consecutive",
-        batch_size: int | None = None,
-        test_batch_size: int | None = None,
-        num_workers: int = 0,
+        **loader_args: Any,
     ) -> None:
-        super().__init__(**self.base_arguments(locals()))
+        super().__init__(**loader_args)
         self.save_hyperparameters()
         if path is not None and url is not None:
             raise ValueError("give either path= (a local file) or url= (to download), not both")

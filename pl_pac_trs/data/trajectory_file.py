@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from typing_extensions import override
@@ -127,12 +128,9 @@ class TrajectoryFileDataModule(TrajectoryDataModule):
         time_column: csv time column.
         id_column: csv trajectory-id column.
         state_columns: csv state columns (default: all others, in file order).
-        time_horizon: steps per window.
-        windows: ``"consecutive"`` or ``"sliding"``.
-        batch_size: windows per batch; ``None`` = full batch.
-        test_batch_size: test trajectories per batch; ``None`` = all (use 1 for trajectories of
-            different lengths).
-        num_workers: DataLoader workers.
+        **loader_args: ``time_horizon``, ``windows``, ``batch_size``, ``test_batch_size`` (use 1
+            for trajectories of different lengths), ``num_workers`` of
+            :class:`~pl_pac_trs.data.TrajectoryDataModule`, with its defaults.
 
     The file is read in ``__init__`` (so ``state_dim`` is known before ``setup``) and errors are
     raised there.
@@ -152,13 +150,9 @@ class TrajectoryFileDataModule(TrajectoryDataModule):
         time_column: str = "t",
         id_column: str = "trajectory",
         state_columns: list[str] | None = None,
-        time_horizon: int = 10,
-        windows: str = "consecutive",
-        batch_size: int | None = None,
-        test_batch_size: int | None = None,
-        num_workers: int = 0,
+        **loader_args: Any,
     ) -> None:
-        super().__init__(**self.base_arguments(locals()))
+        super().__init__(**loader_args)
         self.save_hyperparameters()
         if split not in SPLIT_MODES:
             raise ValueError(f"split must be one of {SPLIT_MODES}, got {split!r}")
