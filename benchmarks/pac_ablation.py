@@ -98,6 +98,7 @@ def run_setting(task, seed, setting, work, scale, baselines=()) -> dict[str, Any
     """One pipeline run on validation splits; PAC-Net's target error and source retention."""
     from pl_pac_trs.apps.pipeline import run_pipeline
 
+    started = time.perf_counter()
     source_dir = work / task / f"seed{seed}" / f"{setting['scope']}_{setting['amount']}"
     summary = run_pipeline(
         task,
@@ -123,6 +124,7 @@ def run_setting(task, seed, setting, work, scale, baselines=()) -> dict[str, Any
     }
     for name in baselines:
         row[name] = _error(task, stages[name]["target"])
+    row["seconds"] = round(time.perf_counter() - started, 1)
     return row
 
 
@@ -132,6 +134,7 @@ def combined(cells: dict[str, Any]) -> dict[str, Any] | None:
     base = cells["base"]
     margin = base["target_std"]
     chosen: dict[str, Any] = {}
+    helped = 0  # factors whose best level is adopted (penalty form and λ count as one)
     for factors in (("scope",), ("shared",), ("amount",), ("penalty_norm", "lam")):
         others = [k for k in BASE if k not in factors]
         levels = [
@@ -142,8 +145,8 @@ def combined(cells: dict[str, Any]) -> dict[str, Any] | None:
         top = min(levels, key=lambda c: c["target_mean"])
         if top["target_mean"] < base["target_mean"] - margin:
             chosen.update({f: top["setting"][f] for f in factors})
-    changed = {k for k in chosen if chosen[k] != BASE[k]}
-    return {**BASE, **chosen} if len(changed - {"lam"}) + ("lam" in changed) > 1 else None
+            helped += 1
+    return {**BASE, **chosen} if helped > 1 else None
 
 
 def run(tasks, seeds, budget, work: Path, log: Path) -> list[dict[str, Any]]:
@@ -159,10 +162,8 @@ def run(tasks, seeds, budget, work: Path, log: Path) -> list[dict[str, Any]]:
                 if key in done:
                     rows.append(done[key])
                     continue
-                started = time.perf_counter()
                 baselines = ("finetune", "l2sp") if i == 0 else ()
                 rows.append(_logged(log, run_setting(task, seed, setting, work, scale, baselines)))
-                rows[-1]["seconds"] = round(time.perf_counter() - started, 1)
         stage2 = combined(summarise([r for r in rows if r["task"] == task])[task])
         for seed in range(seeds) if stage2 else ():
             key = (task, seed, label(stage2))

@@ -79,3 +79,6 @@ def test_stage_two_combines_the_levels_that_beat_the_base_by_a_std():
     assert ab.combined(cells) == {**ab.BASE, "scope": "layer", "lam": 0.1}
     del cells["lam=0.1"]
     assert ab.combined(cells) is None  # one factor only: its run is already in stage 1
+    del cells["scope=layer"]
+    cells["mean"] = cell({**ab.BASE, "penalty_norm": "mean", "lam": 10.0}, 0.40)
+    assert ab.combined(cells) is None  # penalty form and λ are one factor
