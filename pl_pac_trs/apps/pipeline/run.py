@@ -42,7 +42,7 @@ from pl_pac_trs.apps.pipeline.evaluate import (
     target_metrics,
 )
 from pl_pac_trs.apps.pipeline.records import PipelineStage, StageRecords, start_clean
-from pl_pac_trs.apps.pipeline.stage import StageOverrides, write_atomic
+from pl_pac_trs.apps.pipeline.stage import StageOverrides, callback_names, write_atomic
 from pl_pac_trs.apps.pipeline.summary import log_summary_wandb, slug, summary_markdown
 from pl_pac_trs.configs import configs_root
 from pl_pac_trs.pac import (
@@ -252,7 +252,8 @@ def run_pipeline(
         stages.update(rows)
         baseline_source = out / "dense.ckpt"
         for name in baselines:
-            if "LoadSourceWeights" in (cdir / f"{name}.yaml").read_text():
+            config = yaml.safe_load((cdir / f"{name}.yaml").read_text()) or {}
+            if "LoadSourceWeights" in callback_names(config):
                 loader = args.setdefault(name, {}).setdefault("LoadSourceWeights", {})
                 loader["checkpoint"] = str(baseline_source)
 

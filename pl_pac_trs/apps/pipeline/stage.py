@@ -20,7 +20,14 @@ from lightning.pytorch import Callback, Trainer
 
 from pl_pac_trs.apps.cli import PacTrsCLI
 
-__all__ = ["PATH_ARGS", "StageOverrides", "fit_stage", "stage_files", "write_atomic"]
+__all__ = [
+    "PATH_ARGS",
+    "StageOverrides",
+    "callback_names",
+    "fit_stage",
+    "stage_files",
+    "write_atomic",
+]
 
 PATH_ARGS = ("checkpoint", "dense_checkpoint", "masks", "path")
 """Callback arguments naming a checkpoint file; moved into the output directory, name kept."""
@@ -142,6 +149,14 @@ class StageOverrides:
         for name in self.callback_args:
             if name not in have:
                 raise ValueError(f"pac pipeline: the stage config has no {name} callback to set")
+
+
+def callback_names(config: Mapping[str, Any]) -> set[str]:
+    """The class names of a stage config's callbacks (the config as loaded from its file)."""
+    return {
+        _short_name(cb.get("class_path"))
+        for cb in (config.get("trainer") or {}).get("callbacks") or []
+    }
 
 
 def stage_files(config: Mapping[str, Any], overrides: StageOverrides, stage: str):
