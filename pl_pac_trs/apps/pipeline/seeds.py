@@ -10,11 +10,9 @@ from typing import Any
 
 from pl_pac_trs.apps.pipeline.run import run_pipeline
 from pl_pac_trs.apps.pipeline.stage import write_atomic
-from pl_pac_trs.apps.pipeline.summary import stage_table
+from pl_pac_trs.apps.pipeline.summary import SIDES, stage_table
 
 __all__ = ["aggregate", "run_seeds", "seeds_markdown"]
-
-SIDES = ("target", "source")
 
 
 def aggregate(summaries: Sequence[dict[str, Any]]) -> dict[str, Any]:

@@ -6,7 +6,10 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["log_summary_wandb", "slug", "stage_table", "summary_markdown"]
+__all__ = ["SIDES", "log_summary_wandb", "slug", "stage_table", "summary_markdown"]
+
+SIDES = ("target", "source")
+"""The two tasks a stage is evaluated on."""
 
 
 def slug(text: str) -> str:
@@ -50,9 +53,8 @@ def log_summary_wandb(summary: dict[str, Any], cfg: dict[str, Any]) -> str | Non
             job_type="pac-summary",
             config={"task": summary["task"], "out": summary["out"]},
         )
-    sides = ("target", "source")
     rows = summary["stages"].values()
-    columns = sorted({f"{side}/{k}" for row in rows for side in sides for k in row.get(side, {})})
+    columns = sorted({f"{side}/{k}" for row in rows for side in SIDES for k in row.get(side, {})})
     data = []
     metrics: dict[str, Any] = {}
     for stage, row in summary["stages"].items():
@@ -75,8 +77,7 @@ def log_summary_wandb(summary: dict[str, Any], cfg: dict[str, Any]) -> str | Non
 def stage_table(title: str, stages: dict[str, Any], cell: Callable[[Any], str]) -> list[str]:
     """A markdown title and table: one row per stage, one column per ``side:metric``, each
     value written by ``cell``."""
-    sides = ("target", "source")
-    keys = sorted({f"{s}:{m}" for row in stages.values() for s in sides for m in row.get(s, {})})
+    keys = sorted({f"{s}:{m}" for row in stages.values() for s in SIDES for m in row.get(s, {})})
     lines = [title, "", "| stage | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
     for stage, row in stages.items():
         values = [row.get(k.split(":", 1)[0], {}).get(k.split(":", 1)[1]) for k in keys]
