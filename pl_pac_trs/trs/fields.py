@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from pl_pac_trs.trs.tanh_grad import is_scalar_tanh_mlp, tanh_mlp_input_grad
 from pl_pac_trs.trs.tanh_mlp import is_tanh_mlp, tanh_mlp, tanh_mlp_leapfrog
+from pl_pac_trs.trs.tanh_mlp_rk4 import tanh_mlp_rk4
 
 __all__ = ["DEFAULT_INIT", "INITS", "HODENField", "ODENField", "init_linear", "mlp"]
 
@@ -178,6 +179,14 @@ class ODENField(_TanhMLPField):
         if not self.fused or self.time_augmented or x0.dim() != 2 or not is_tanh_mlp(self.net):
             return None
         return tanh_mlp_leapfrog(self.net, x0, t, position_dim, fast_tanh=self.fast_tanh)
+
+    def fused_rk4(self, x0: Tensor, t: Tensor) -> Tensor | None:
+        """The whole RK4 rollout as one autograd node
+        (:func:`~pl_pac_trs.trs.tanh_mlp_rk4.tanh_mlp_rk4`, time-augmented or not), used by
+        :class:`~pl_pac_trs.trs.RK4`; ``None`` when not ``fused``."""
+        if not self.fused or x0.dim() != 2 or not is_tanh_mlp(self.net):
+            return None
+        return tanh_mlp_rk4(self.net, x0, t, self.time_augmented, fast_tanh=self.fast_tanh)
 
 
 class HODENField(_TanhMLPField):

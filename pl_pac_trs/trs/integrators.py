@@ -215,9 +215,20 @@ class Leapfrog(FixedGridIntegrator):
 
 
 class RK4(FixedGridIntegrator):
-    """Classical fourth-order Runge-Kutta, one step per data interval."""
+    """Classical fourth-order Runge-Kutta, one step per data interval.
+
+    Fields with a ``fused_rk4(x0, t)`` method (:class:`~pl_pac_trs.trs.ODENField`) may compute
+    the same rollout as one autograd node (returning ``None`` where they cannot)."""
 
     name = "rk4"
+
+    def rollout(self, field: nn.Module, x0: Tensor, t: Tensor) -> Tensor:
+        fused = getattr(field, "fused_rk4", None)
+        if fused is not None and not t.requires_grad:
+            out = fused(x0, t)
+            if out is not None:
+                return out
+        return super().rollout(field, x0, t)
 
     def step(self, field: nn.Module, x: Tensor, t0: Tensor, t1: Tensor, h: Tensor) -> Tensor:
         hh = 0.5 * h

@@ -35,6 +35,7 @@ __all__ = [
     "is_tanh_mlp",
     "mlp_backward",
     "mlp_forward",
+    "mlp_params",
     "tanh_mlp",
     "tanh_mlp_leapfrog",
 ]
@@ -228,8 +229,7 @@ def tanh_mlp_leapfrog(
     """The leapfrog rollout ``(B, S, D)`` of the autonomous field ``net`` (:func:`is_tanh_mlp`)
     from ``x0`` ``(B, D)`` along ``t`` ``(B, S + 1)`` as one autograd node
     (:class:`LeapfrogTanhMLPFunction`); ``t`` must not require gradients."""
-    params = [p for layer in list(net)[::2] for p in _layer_params(layer)]
-    last_bias = net[-1].bias is not None
+    params, last_bias = mlp_params(net)
     return LeapfrogTanhMLPFunction.apply(
         x0, t, int(position_dim), bool(fast_tanh), last_bias, *params
     )
@@ -254,9 +254,15 @@ def tanh_mlp(net: nn.Sequential, x: Tensor, fast_tanh: bool = False) -> Tensor:
         >>> torch.allclose(tanh_mlp(net, x), net(x), atol=1e-6)
         True
     """
-    params: Sequence[Tensor] = [p for layer in list(net)[::2] for p in _layer_params(layer)]
-    last_bias = net[-1].bias is not None
+    params, last_bias = mlp_params(net)
     return TanhMLPFunction.apply(x, bool(fast_tanh), last_bias, *params)
+
+
+def mlp_params(net: nn.Sequential) -> tuple[list[Tensor], bool]:
+    """The parameters of a tanh MLP (:func:`is_tanh_mlp`) in the order :func:`mlp_forward`
+    takes them (``weight, bias`` per layer), and whether the last layer has a bias."""
+    params = [p for layer in list(net)[::2] for p in _layer_params(layer)]
+    return params, net[-1].bias is not None
 
 
 def _layer_params(layer: nn.Linear) -> list[Tensor]:

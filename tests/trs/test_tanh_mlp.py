@@ -134,3 +134,64 @@ def test_leapfrog_takes_the_fused_rollout_only_where_it_applies():
     assert ODENField(2, (8,), fused=False).fused_leapfrog(x0, t, 1) is None
     t_grad = t.clone().requires_grad_(True)  # gradients w.r.t. the grid: the generic path
     assert "LeapfrogTanhMLP" not in type(Leapfrog()(field, x0, t_grad).grad_fn).__name__
+
+
+@pytest.mark.parametrize("fast", [False, True])
+@pytest.mark.parametrize("time_augmented", [False, True])
+@pytest.mark.parametrize("last_bias", [True, False])
+def test_fused_rk4_rollout_equals_the_generic_scheme_and_its_autograd(
+    fast, time_augmented, last_bias
+):
+    """Values and gradients (parameters and x0) of the one-node RK4 rollout against autograd
+    through RK4's step loop, float64, on per-sample non-uniform forward and reversed grids."""
+    from pl_pac_trs.trs import RK4
+    from pl_pac_trs.trs.tanh_mlp_rk4 import tanh_mlp_rk4
+
+    torch.manual_seed(0)
+    plain = ODENField(3, (12, 7), time_augmented=time_augmented, fused=False).double()
+    if not last_bias:
+        plain.net[-1].bias = None
+    for p in plain.parameters():
+        p.data.normal_(0, 0.5)
+    x0 = torch.randn(6, 3, dtype=torch.float64, requires_grad=True)
+    t = torch.sort(torch.rand(6, 5, dtype=torch.float64), dim=1).values
+    t = torch.cat([t[:3], -t[3:]])
+    ref = RK4()(plain, x0, t)
+    out = tanh_mlp_rk4(plain.net, x0, t, time_augmented, fast_tanh=fast)
+    g = torch.randn_like(ref)
+    inputs = [x0, *plain.parameters()]
+    for a, b in zip(_grads(out, inputs, g), _grads(ref, inputs, g), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-12)
+    assert torch.autograd.gradcheck(
+        lambda x: tanh_mlp_rk4(plain.net, x, t, time_augmented, fast_tanh=fast), (x0,)
+    )
+
+
+def test_fused_rk4_float32_values_equal_the_fused_field_step_loop():
+    """In float32 the node does the step loop's arithmetic in the same order: the rollout is
+    bit-identical to RK4's generic loop over the (fused-node) field."""
+    from pl_pac_trs.trs import RK4
+    from pl_pac_trs.trs.integrators import FixedGridIntegrator
+
+    torch.manual_seed(0)
+    for time_augmented in (False, True):
+        field = ODENField(2, (16,), time_augmented=time_augmented)
+        x0, t = torch.randn(5, 2), torch.linspace(0, 1, 7).expand(5, 7)
+        loop = FixedGridIntegrator.rollout(RK4(), field, x0, t)
+        assert torch.equal(RK4()(field, x0, t), loop)
+
+
+def test_rk4_takes_the_fused_rollout_only_where_it_applies():
+    from pl_pac_trs.trs import RK4
+
+    torch.manual_seed(0)
+    x0, t = torch.randn(4, 2), torch.linspace(0, 1, 6).expand(4, 6)
+    for time_augmented in (False, True):
+        out = RK4()(ODENField(2, (8,), time_augmented=time_augmented), x0, t)
+        assert out.grad_fn is not None and "RK4TanhMLP" in type(out.grad_fn).__name__
+    plain = ODENField(2, (8,), fused=False)
+    assert plain.fused_rk4(x0, t) is None
+    assert "RK4TanhMLP" not in type(RK4()(plain, x0, t).grad_fn).__name__
+    t_grad = t.clone().requires_grad_(True)  # gradients w.r.t. the grid: the generic path
+    assert "RK4TanhMLP" not in type(RK4()(ODENField(2, (8,)), x0, t_grad).grad_fn).__name__

@@ -1,0 +1,111 @@
+"""A whole RK4 rollout of a tanh-MLP field as one autograd node.
+
+The RK4 counterpart of :class:`~pl_pac_trs.trs.tanh_mlp.LeapfrogTanhMLPFunction`: exps III and VI
+roll a ``2/3 -> 1000 -> 2/3`` (or ``100 x 100``) tanh MLP out with classical Runge-Kutta, four
+field evaluations per step. Left to autograd, every step records about twenty small nodes (the
+stage sums, the time columns of a time-augmented field, the four MLPs); here the forward pass
+keeps only the MLPs' ``tanh`` outputs and the backward pass is the exact reverse-mode derivative
+of the discrete scheme, written out with :func:`~pl_pac_trs.trs.tanh_mlp.mlp_backward`:
+
+for ``x' = x + h/6 (k1 + 2 k2 + 2 k3 + k4)`` with ``k1 = f(x)``, ``k2 = f(x + h/2 k1)``,
+``k3 = f(x + h/2 k2)``, ``k4 = f(x + h k3)`` and ``g`` the gradient of ``x'``,
+
+``g_k4 = h/6 g``, ``g_k3 = h/3 g + h J4^T g_k4``, ``g_k2 = h/3 g + h/2 J3^T g_k3``,
+``g_k1 = h/6 g + h/2 J2^T g_k2`` and ``g_x = g + sum_i J_i^T g_ki``,
+
+where ``J_i^T`` is the MLP's vector-Jacobian product at stage ``i`` (a time-augmented field's
+time column gets no gradient: the grid is treated as constant, as in the leapfrog node).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
+
+from pl_pac_trs.trs.tanh_mlp import _finish, _grad_slots, mlp_backward, mlp_forward, mlp_params
+
+__all__ = ["RK4TanhMLPFunction", "tanh_mlp_rk4"]
+
+
+def _with_time(x: Tensor, tc: Tensor | None) -> Tensor:
+    return x if tc is None else torch.cat([x, tc], dim=1)
+
+
+class RK4TanhMLPFunction(torch.autograd.Function):
+    """Classical RK4 over every interval of ``t`` of the field ``x -> mlp(x)`` (or
+    ``x -> mlp([x, t])`` when time-augmented) as one node; gradients reach the parameters and
+    ``x0``, not ``t``. The same arithmetic, in the same order, as
+    :class:`~pl_pac_trs.trs.RK4`'s step on :class:`~pl_pac_trs.trs.ODENField`."""
+
+    @staticmethod
+    def forward(ctx, x0, t, time_augmented, fast_tanh, last_bias, *params):
+        dt = t.diff(dim=1)
+        x = x0
+        saved: list[Tensor] = []
+        out = []
+        for k in range(dt.shape[1]):
+            h = dt[:, k : k + 1]
+            hh = 0.5 * h
+            t0, t1 = t[:, k : k + 1], t[:, k + 1 : k + 2]
+            tm = t0 + hh
+            times = (t0, tm, tm, t1) if time_augmented else (None,) * 4
+            k1, a1 = mlp_forward(_with_time(x, times[0]), params, last_bias, fast_tanh)
+            k2, a2 = mlp_forward(_with_time(x + hh * k1, times[1]), params, last_bias, fast_tanh)
+            k3, a3 = mlp_forward(_with_time(x + hh * k2, times[2]), params, last_bias, fast_tanh)
+            k4, a4 = mlp_forward(_with_time(x + h * k3, times[3]), params, last_bias, fast_tanh)
+            x = x + (h / 6.0) * (k1 + 2.0 * (k2 + k3) + k4)
+            saved += [*a1, *a2, *a3, *a4]
+            out.append(x)
+        ctx.save_for_backward(dt, *params, *saved)
+        ctx.last_bias, ctx.n_params, ctx.d = last_bias, len(params), x0.shape[1]
+        return torch.stack(out, dim=1)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):
+        tensors = ctx.saved_tensors
+        last_bias, n_params, d = ctx.last_bias, ctx.n_params, ctx.d
+        dt, params, flat = tensors[0], tensors[1 : 1 + n_params], tensors[1 + n_params :]
+        per_eval = len(flat) // (4 * dt.shape[1])
+        acts = [flat[i : i + per_eval] for i in range(0, len(flat), per_eval)]
+        grads = _grad_slots(ctx.needs_input_grad[5:])
+        grad_out = grad_out.contiguous()
+        g = torch.zeros_like(grad_out[:, 0])
+
+        def vjp(gk: Tensor, stage: Sequence[Tensor], need: bool = True) -> Tensor | None:
+            gin = mlp_backward(gk, stage, params, last_bias, grads, need)
+            return None if gin is None else gin[:, :d]
+
+        for k in reversed(range(dt.shape[1])):
+            h = dt[:, k : k + 1]
+            hh, h6 = 0.5 * h, h / 6.0
+            a1, a2, a3, a4 = acts[4 * k : 4 * k + 4]
+            g = g + grad_out[:, k]
+            gx = g
+            gin = vjp(h6 * g, a4)
+            gx = gx + gin
+            gin = vjp(2.0 * h6 * g + h * gin, a3)
+            gx = gx + gin
+            gin = vjp(2.0 * h6 * g + hh * gin, a2)
+            gx = gx + gin
+            need = k > 0 or ctx.needs_input_grad[0]
+            gin = vjp(h6 * g + hh * gin, a1, need)
+            g = gx if gin is None else gx + gin
+        grad_x0 = g if ctx.needs_input_grad[0] else None
+        return (grad_x0, None, None, None, None, *_finish(grads))
+
+
+def tanh_mlp_rk4(
+    net: nn.Sequential, x0: Tensor, t: Tensor, time_augmented: bool = False, fast_tanh: bool = False
+) -> Tensor:
+    """The RK4 rollout ``(B, S, D)`` of the field ``net`` (a tanh MLP,
+    :func:`~pl_pac_trs.trs.tanh_mlp.is_tanh_mlp`; with ``time_augmented`` its last input is the
+    time) from ``x0`` ``(B, D)`` along ``t`` ``(B, S + 1)`` as one autograd node
+    (:class:`RK4TanhMLPFunction`); ``t`` must not require gradients."""
+    params, last_bias = mlp_params(net)
+    return RK4TanhMLPFunction.apply(
+        x0, t, bool(time_augmented), bool(fast_tanh), last_bias, *params
+    )
