@@ -3,19 +3,19 @@ the data contract and the figures callback)."""
 
 from pl_pac_trs.trs.data_contract import DataInfo, TrajectoryData, trajectory_data, unpack_batch
 from pl_pac_trs.trs.fields import DEFAULT_INIT, INITS, HODENField, ODENField, init_linear, mlp
+from pl_pac_trs.trs.integrator_names import make_integrator
 from pl_pac_trs.trs.integrators import (
     RK4,
     Euler,
     FixedGridIntegrator,
     Integrator,
     Leapfrog,
-    TorchDiffEq,
-    make_integrator,
 )
 from pl_pac_trs.trs.loss import TRSLoss, paired_rollout, trs_loss, trs_terms
 from pl_pac_trs.trs.module import TRSODEN
 from pl_pac_trs.trs.optim import OPTIMIZERS, KerasAdam, make_optimizer
 from pl_pac_trs.trs.reversal import Reversal
+from pl_pac_trs.trs.torchdiffeq_integrator import TorchDiffEq
 from pl_pac_trs.trs.visualization import TrajectoryPlots, output_dir, reference_rollout
 
 __all__ = [

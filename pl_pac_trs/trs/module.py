@@ -2,8 +2,7 @@
 
 ``trs_weight = 0`` gives the ODEN (MLP field) or HODEN (Hamiltonian field) baselines,
 ``trs_weight > 0`` the TRS-ODEN / TRS-HODEN, so every condition of the reference experiments is
-one config. Figures of the test rollouts come from the
-:class:`~pl_pac_trs.trs.TrajectoryPlots` callback.
+one config. Figures of the test rollouts: the :class:`~pl_pac_trs.trs.TrajectoryPlots` callback.
 """
 
 from __future__ import annotations
@@ -21,7 +20,8 @@ from typing_extensions import override
 from pl_pac_trs.metrics import RolloutMetrics
 from pl_pac_trs.trs.data_contract import DataInfo, trajectory_data, unpack_batch
 from pl_pac_trs.trs.deprecation import renamed_argument
-from pl_pac_trs.trs.integrators import Integrator, Leapfrog, make_integrator
+from pl_pac_trs.trs.integrator_names import make_integrator
+from pl_pac_trs.trs.integrators import Integrator, Leapfrog
 from pl_pac_trs.trs.loss import TRSLoss, trs_loss
 from pl_pac_trs.trs.model_checks import check_model, rollout_mode
 from pl_pac_trs.trs.optim import OPTIMIZERS, make_optimizer
