@@ -274,12 +274,21 @@ def test_equal_source_budgets_validation_only_and_seeds(tmp_path, capsys):
 
 def test_pipeline_digits_resnet(tmp_path):
     """The over-parameterised image task: PAC-Net keeps the ResNet's source model bit-exactly,
-    BatchNorm included: calibrate trains it (train_shared, chosen on validation), and
-    source_view puts the source's weights and running statistics back."""
+    BatchNorm included: with calibrate training it (``train_shared``, given here as a callback
+    argument: the shipped config keeps it frozen), source_view puts the source's weights and
+    running statistics back."""
+    from pl_pac_trs.apps.pipeline import run_pipeline
+
     out = tmp_path / "digits_resnet"
-    argv = ["pac", "digits_resnet", "--out", str(out), "--no-wandb", "--epochs-scale", "0.07"]
-    argv += ["--baselines", "finetune", "--set", "data.init_args.target_per_class=3"]
-    assert cli_main(argv) == 0
+    run_pipeline(
+        "digits_resnet",
+        out,
+        baselines=("finetune",),
+        epochs_scale=0.07,
+        wandb=False,
+        extra_args=["--data.init_args.target_per_class=3"],
+        callback_args={"calibrate": {"GradientMask": {"train_shared": True}}},
+    )
     stages = json.loads((out / "summary.json").read_text())["stages"]
     pac = stages["PAC-Net (calibrate)"]
     assert pac["source_outputs_identical"] is True
@@ -288,7 +297,7 @@ def test_pipeline_digits_resnet(tmp_path):
     masks = load_masks(out / "source.ckpt")
     source = torch.load(out / "source.ckpt", weights_only=False)["state_dict"]
     state = torch.load(out / "calibrate.ckpt", weights_only=False)["state_dict"]
-    # every convolution's weight and the head's, 80 % of them pruned (global ranking)
+    # every convolution's weight and the head's, 50 % of them pruned (global ranking)
     convs = [k for k, v in source.items() if k.endswith(".weight") and v.dim() == 4]
     assert sorted(masks) == sorted([*convs, "head.weight"])
     total = sum(m.numel() for m in masks.values())
@@ -299,7 +308,7 @@ def test_pipeline_digits_resnet(tmp_path):
         for c in source_config["trainer"]["callbacks"]
         if c["class_path"].endswith("MagnitudePruning")
     ]
-    assert amount == 0.8  # the paper's ratio, also this model's best on validation
+    assert amount == 0.5  # chosen on validation at the full budget (the paper: 0.8)
     assert sum(int((~m).sum()) for m in masks.values()) == round(amount * total)
     for name in convs:
         mask = masks[name]
