@@ -1,9 +1,10 @@
 """A whole RK4 rollout of a tanh-MLP field as one autograd node.
 
 The RK4 counterpart of :class:`~pl_pac_trs.trs.tanh_mlp.LeapfrogTanhMLPFunction`: exps III and VI
-roll a ``2/3 -> 1000 -> 2/3`` (or ``100 x 100``) tanh MLP out with classical Runge-Kutta, four
-field evaluations per step. Left to autograd, every step records about twenty small nodes (the
-stage sums, the time columns of a time-augmented field, the four MLPs); here the forward pass
+roll tanh MLPs (``[x, t] -> 100 -> 100 -> 2``, time-augmented; ``3 -> 200 -> 200 -> 3``) out
+with classical Runge-Kutta, four field evaluations per step. Left to autograd, every step
+records about twenty small nodes (the stage sums, the time columns of a time-augmented field,
+the four MLPs); here the forward pass
 keeps only the MLPs' ``tanh`` outputs and the backward pass is the exact reverse-mode derivative
 of the discrete scheme, written out with :func:`~pl_pac_trs.trs.tanh_mlp.mlp_backward`:
 
