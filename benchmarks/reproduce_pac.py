@@ -341,6 +341,30 @@ def source_table(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def paired_table(runs: dict[str, list[dict[str, Any]]]) -> tuple[list[str], list[list[str]]]:
+    """PAC-Net (chosen settings) minus each baseline on the target, paired by seed (the same
+    data, source model and seed): mean ± std of the differences (negative: PAC-Net better) and
+    on how many seeds PAC-Net was strictly better."""
+    pac = METHODS["PAC-Net (calibrate)"]
+    baselines = [label for key, label in METHODS.items() if key != "PAC-Net (calibrate)"]
+    tasks = list(runs)
+    header = ["PAC-Net minus", *tasks]
+    rows = []
+    for label in baselines:
+        row = [label]
+        for task in tasks:
+            pairs = [
+                (r["target"][pac], r["target"][label])
+                for r in runs[task]
+                if r["target"].get(pac) is not None and r["target"].get(label) is not None
+            ]
+            diffs = [a - b for a, b in pairs]
+            wins = sum(a < b for a, b in pairs)
+            row.append(f"{fmt_mean_std(diffs)} ({wins}/{len(diffs)})" if diffs else EMPTY)
+        rows.append(row)
+    return header, rows
+
+
 def sweep_table(sweep: dict[str, Any], kind: str) -> tuple[list[str], list[list[str]]]:
     points = sweep[kind]
     header = [kind, "PAC-Net", "fine-tuning"]
@@ -360,6 +384,10 @@ def to_markdown(payload: dict[str, Any]) -> str:
         "## Target task (lower is better), mean ± std over seeds",
         "",
         markdown_table(*main_table(payload["summary"])),
+        "",
+        "## PAC-Net minus each baseline, paired by seed (mean ± std; seeds PAC-Net won)",
+        "",
+        markdown_table(*paired_table(payload["runs"])),
         "",
         "## Source task after transfer (same metric, on the source test set)",
         "",

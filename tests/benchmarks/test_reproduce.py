@@ -283,3 +283,25 @@ def test_trs_job_log_workers_resume_and_report_only(tmp_path, restore_threads, m
     assert list(report["runs"]) == [str(kept["exp"])]
     assert report["runs"][str(kept["exp"])]["oden"] == [kept["test"]]
     assert (tmp_path / "d" / "trs.md").is_file()
+
+
+def test_pac_paired_table_differences_by_seed():
+    """PAC-Net minus each baseline per seed: the mean ± std of the differences and the seeds won
+    (a tie is not a win); a baseline missing on a seed drops that seed's pair only."""
+    pac = reproduce_pac.METHODS["PAC-Net (calibrate)"]
+    ft, l2 = reproduce_pac.METHODS["finetune"], reproduce_pac.METHODS["l2sp"]
+    runs = {
+        "digits": [
+            {"target": {pac: 0.10, ft: 0.12, l2: 0.10}},
+            {"target": {pac: 0.20, ft: 0.19, l2: None}},
+            {"target": {pac: 0.05, ft: 0.08, l2: 0.06}},
+        ]
+    }
+    header, rows = reproduce_pac.paired_table(runs)
+    assert header == ["PAC-Net minus", "digits"]
+    cells = {r[0]: r[1] for r in rows}
+    assert (
+        cells[ft] == reproduce_pac.fmt_mean_std([0.10 - 0.12, 0.20 - 0.19, 0.05 - 0.08]) + " (2/3)"
+    )
+    assert cells[l2] == reproduce_pac.fmt_mean_std([0.10 - 0.10, 0.05 - 0.06]) + " (1/2)"
+    assert cells[reproduce_pac.METHODS["scratch"]] == reproduce_pac.EMPTY
