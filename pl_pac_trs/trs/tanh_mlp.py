@@ -33,6 +33,7 @@ __all__ = [
     "LeapfrogTanhMLPFunction",
     "TanhMLPFunction",
     "is_tanh_mlp",
+    "leapfrog_forward",
     "mlp_backward",
     "mlp_forward",
     "mlp_params",
@@ -154,6 +155,31 @@ class TanhMLPFunction(torch.autograd.Function):
         return (grad_x, None, None, *_finish(grads))
 
 
+def leapfrog_forward(x0, t, n, fast_tanh, last_bias, params, keep=True):
+    """The kick-drift-kick rollout ``(B, S, D)`` and, with ``keep``, the activations of its three
+    field evaluations per step in order (what the backward pass needs; a no-grad rollout keeps
+    none)."""
+    dt = t.diff(dim=1)
+    half = 0.5 * dt
+    q, p = x0[:, :n], x0[:, n:]
+    saved: list[Tensor] = []
+    out = []
+    for k in range(dt.shape[1]):
+        h, hh = dt[:, k : k + 1], half[:, k : k + 1]
+        fa, acts_a = mlp_forward(torch.cat([q, p], 1), params, last_bias, fast_tanh)
+        p = p + hh * fa[:, n:]
+        fb, acts_b = mlp_forward(torch.cat([q, p], 1), params, last_bias, fast_tanh)
+        q = q + h * fb[:, :n]
+        x = torch.cat([q, p], 1)
+        fc, acts_c = mlp_forward(x, params, last_bias, fast_tanh)
+        p = p + hh * fc[:, n:]
+        x = torch.cat([q, p], 1)
+        if keep:
+            saved += [*acts_a, *acts_b, *acts_c]
+        out.append(x)
+    return torch.stack(out, dim=1), saved
+
+
 class LeapfrogTanhMLPFunction(torch.autograd.Function):
     """A whole kick-drift-kick rollout of an autonomous tanh-MLP field as one autograd node.
 
@@ -166,27 +192,11 @@ class LeapfrogTanhMLPFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x0, t, n, fast_tanh, last_bias, *params):
-        dt = t.diff(dim=1)
-        half = 0.5 * dt
-        q, p = x0[:, :n], x0[:, n:]
-        saved: list[list[Tensor]] = []
-        out = []
-        for k in range(dt.shape[1]):
-            h, hh = dt[:, k : k + 1], half[:, k : k + 1]
-            fa, acts_a = mlp_forward(torch.cat([q, p], 1), params, last_bias, fast_tanh)
-            p = p + hh * fa[:, n:]
-            fb, acts_b = mlp_forward(torch.cat([q, p], 1), params, last_bias, fast_tanh)
-            q = q + h * fb[:, :n]
-            x = torch.cat([q, p], 1)
-            fc, acts_c = mlp_forward(x, params, last_bias, fast_tanh)
-            p = p + hh * fc[:, n:]
-            x = torch.cat([q, p], 1)
-            saved += [acts_a, acts_b, acts_c]
-            out.append(x)
+        out, saved = leapfrog_forward(x0, t, n, fast_tanh, last_bias, params)
         # saved as autograd saved tensors (freed after the backward pass unless retained)
-        ctx.save_for_backward(dt, *params, *[a for acts in saved for a in acts])
+        ctx.save_for_backward(t.diff(dim=1), *params, *saved)
         ctx.n, ctx.last_bias, ctx.n_params = n, last_bias, len(params)
-        return torch.stack(out, dim=1)
+        return out
 
     @staticmethod
     @once_differentiable
@@ -230,6 +240,8 @@ def tanh_mlp_leapfrog(
     from ``x0`` ``(B, D)`` along ``t`` ``(B, S + 1)`` as one autograd node
     (:class:`LeapfrogTanhMLPFunction`); ``t`` must not require gradients."""
     params, last_bias = mlp_params(net)
+    if not torch.is_grad_enabled():  # the same arithmetic, no activations kept
+        return leapfrog_forward(x0, t, int(position_dim), fast_tanh, last_bias, params, False)[0]
     return LeapfrogTanhMLPFunction.apply(
         x0, t, int(position_dim), bool(fast_tanh), last_bias, *params
     )

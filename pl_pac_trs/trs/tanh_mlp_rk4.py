@@ -28,11 +28,35 @@ from torch.autograd.function import once_differentiable
 
 from pl_pac_trs.trs.tanh_mlp import _finish, _grad_slots, mlp_backward, mlp_forward, mlp_params
 
-__all__ = ["RK4TanhMLPFunction", "tanh_mlp_rk4"]
+__all__ = ["RK4TanhMLPFunction", "rk4_forward", "tanh_mlp_rk4"]
 
 
 def _with_time(x: Tensor, tc: Tensor | None) -> Tensor:
     return x if tc is None else torch.cat([x, tc], dim=1)
+
+
+def rk4_forward(x0, t, time_augmented, fast_tanh, last_bias, params, keep=True):
+    """The rollout ``(B, S, D)`` and, with ``keep``, every stage's activations in order (what
+    the backward pass needs; a no-grad rollout keeps none)."""
+    dt = t.diff(dim=1)
+    x = x0
+    saved: list[Tensor] = []
+    out = []
+    for k in range(dt.shape[1]):
+        h = dt[:, k : k + 1]
+        hh = 0.5 * h
+        t0, t1 = t[:, k : k + 1], t[:, k + 1 : k + 2]
+        tm = t0 + hh
+        times = (t0, tm, tm, t1) if time_augmented else (None,) * 4
+        k1, a1 = mlp_forward(_with_time(x, times[0]), params, last_bias, fast_tanh)
+        k2, a2 = mlp_forward(_with_time(x + hh * k1, times[1]), params, last_bias, fast_tanh)
+        k3, a3 = mlp_forward(_with_time(x + hh * k2, times[2]), params, last_bias, fast_tanh)
+        k4, a4 = mlp_forward(_with_time(x + h * k3, times[3]), params, last_bias, fast_tanh)
+        x = x + (h / 6.0) * (k1 + 2.0 * (k2 + k3) + k4)
+        if keep:
+            saved += [*a1, *a2, *a3, *a4]
+        out.append(x)
+    return torch.stack(out, dim=1), saved
 
 
 class RK4TanhMLPFunction(torch.autograd.Function):
@@ -43,26 +67,10 @@ class RK4TanhMLPFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x0, t, time_augmented, fast_tanh, last_bias, *params):
-        dt = t.diff(dim=1)
-        x = x0
-        saved: list[Tensor] = []
-        out = []
-        for k in range(dt.shape[1]):
-            h = dt[:, k : k + 1]
-            hh = 0.5 * h
-            t0, t1 = t[:, k : k + 1], t[:, k + 1 : k + 2]
-            tm = t0 + hh
-            times = (t0, tm, tm, t1) if time_augmented else (None,) * 4
-            k1, a1 = mlp_forward(_with_time(x, times[0]), params, last_bias, fast_tanh)
-            k2, a2 = mlp_forward(_with_time(x + hh * k1, times[1]), params, last_bias, fast_tanh)
-            k3, a3 = mlp_forward(_with_time(x + hh * k2, times[2]), params, last_bias, fast_tanh)
-            k4, a4 = mlp_forward(_with_time(x + h * k3, times[3]), params, last_bias, fast_tanh)
-            x = x + (h / 6.0) * (k1 + 2.0 * (k2 + k3) + k4)
-            saved += [*a1, *a2, *a3, *a4]
-            out.append(x)
-        ctx.save_for_backward(dt, *params, *saved)
+        out, saved = rk4_forward(x0, t, time_augmented, fast_tanh, last_bias, params)
+        ctx.save_for_backward(t.diff(dim=1), *params, *saved)
         ctx.last_bias, ctx.n_params, ctx.d = last_bias, len(params), x0.shape[1]
-        return torch.stack(out, dim=1)
+        return out
 
     @staticmethod
     @once_differentiable
@@ -107,6 +115,8 @@ def tanh_mlp_rk4(
     time) from ``x0`` ``(B, D)`` along ``t`` ``(B, S + 1)`` as one autograd node
     (:class:`RK4TanhMLPFunction`); ``t`` must not require gradients."""
     params, last_bias = mlp_params(net)
+    if not torch.is_grad_enabled():  # the same arithmetic, no activations kept
+        return rk4_forward(x0, t, time_augmented, fast_tanh, last_bias, params, keep=False)[0]
     return RK4TanhMLPFunction.apply(
         x0, t, bool(time_augmented), bool(fast_tanh), last_bias, *params
     )

@@ -195,3 +195,22 @@ def test_rk4_takes_the_fused_rollout_only_where_it_applies():
     assert "RK4TanhMLP" not in type(RK4()(plain, x0, t).grad_fn).__name__
     t_grad = t.clone().requires_grad_(True)  # gradients w.r.t. the grid: the generic path
     assert "RK4TanhMLP" not in type(RK4()(ODENField(2, (8,)), x0, t_grad).grad_fn).__name__
+
+
+def test_no_grad_fused_rollouts_equal_the_graph_ones_and_record_nothing():
+    """Test-time rollouts (no grad) take the fused arithmetic without keeping activations:
+    bit-identical states, no autograd node."""
+    from pl_pac_trs.trs import RK4
+
+    torch.manual_seed(0)
+    x0, t = torch.randn(4, 2), torch.linspace(0, 2, 9).expand(4, 9)
+    for field, integrator in [
+        (ODENField(2, (16,)), Leapfrog()),
+        (ODENField(2, (16,)), RK4()),
+        (ODENField(2, (16,), time_augmented=True), RK4()),
+    ]:
+        with_graph = integrator(field, x0, t)
+        assert with_graph.grad_fn is not None
+        with torch.no_grad():
+            plain = integrator(field, x0, t)
+        assert plain.grad_fn is None and torch.equal(plain, with_graph.detach())
