@@ -271,6 +271,39 @@ def measure(
     return {"threads": threads, "rounds": rounds, "chunk": chunk, "warmup": warmup, **results}
 
 
+def combine(sessions: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Several :func:`measure` payloads (fresh processes each) as one: per condition and arm the
+    median of the sessions' medians, and the ratios taken within each session (where the arms
+    ran interleaved) with their median over sessions. Separate processes of the same arm differ
+    by up to ~10-30% on a shared machine (memory placement, neighbours), so a ratio from one
+    session can be off by that much; the median over sessions is the figure to read."""
+    first = sessions[0]
+    out: dict[str, Any] = {k: first[k] for k in ("threads", "rounds", "chunk", "warmup")}
+    out["sessions"] = len(sessions)
+    ratios: dict[str, dict[str, list[float]]] = {}
+    for cond in CONDITIONS:
+        if cond not in first:
+            continue
+        arms = list(first[cond])
+        out[cond] = {
+            arm: {
+                "median_ms": statistics.median(s[cond][arm]["median_ms"] for s in sessions),
+                "session_ms": [s[cond][arm]["median_ms"] for s in sessions],
+                "loss": first[cond][arm]["loss"],
+                "epochs": first[cond][arm]["epochs"],
+            }
+            for arm in arms
+        }
+        pairs = [(a, "reference") for a in arms if a != "reference" and "reference" in arms]
+        pairs += [("lightning", "bare")] if {"lightning", "bare"} <= set(arms) else []
+        ratios[cond] = {
+            f"{a}/{b}": [s[cond][a]["median_ms"] / s[cond][b]["median_ms"] for s in sessions]
+            for a, b in pairs
+        }
+    out["ratios"] = ratios
+    return out
+
+
 def full_run(
     reference: Path, tf_python: str, threads: int, work: Path, cores: str | None = None
 ) -> dict[str, float]:
@@ -319,15 +352,34 @@ def to_markdown(payload: dict[str, Any]) -> str:
         "| condition | arm | ms / epoch | ratio to reference | loss |",
         "|---|---|---|---|---|",
     ]
+    ratios = payload.get("ratios", {})
     for cond in CONDITIONS:
         if cond not in payload:
             continue
         ref = payload[cond].get("reference", {}).get("median_ms")
         for arm, row in payload[cond].items():
-            ratio = f"{row['median_ms'] / ref:.3f}" if ref else "n/a"
+            per_session = ratios.get(cond, {}).get(f"{arm}/reference")
+            if per_session:
+                ratio = f"{statistics.median(per_session):.3f}"
+            else:
+                ratio = f"{row['median_ms'] / ref:.3f}" if ref else "n/a"
             lines.append(
                 f"| {cond} | {arm} | {row['median_ms']:.2f} | {ratio} | {row['loss']:.5f} |"
             )
+    if ratios:
+        n = payload["sessions"]
+        lines += [
+            "",
+            f"{n} sessions (fresh processes each); ms / epoch: median of the sessions' medians; "
+            "ratios: median over sessions of the ratio within each session. Per session:",
+            "",
+            "| condition | ratio | median | per session |",
+            "|---|---|---|---|",
+        ]
+        for cond, table in ratios.items():
+            for name, values in table.items():
+                each = ", ".join(f"{v:.3f}" for v in values)
+                lines.append(f"| {cond} | {name} | {statistics.median(values):.3f} | {each} |")
     if "full" in payload:
         f = payload["full"]
         lines += [
@@ -348,6 +400,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--chunk", type=int, default=20)
     p.add_argument("--warmup", type=int, default=20)
+    p.add_argument(
+        "--sessions",
+        type=int,
+        default=1,
+        help="repeat the interleaved measurement with fresh processes; report medians",
+    )
     p.add_argument("--full", action="store_true", help="also the whole 5000-epoch exp I run")
     p.add_argument("--out", type=Path, default=Path("docs/results/reference_speed"))
     p.add_argument("--work", type=Path, default=Path("runs/bench/reference_speed"))
@@ -366,8 +424,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = [a for a in arms if a not in ARMS]
     if unknown or not arms:
         raise SystemExit(f"--arms: {unknown or arms!r} not in {list(ARMS)}")
-    if min(args.threads, args.rounds, args.chunk) < 1 or args.warmup < 0:
-        raise SystemExit("--threads, --rounds and --chunk must be >= 1, --warmup >= 0")
+    if min(args.threads, args.rounds, args.chunk, args.sessions) < 1 or args.warmup < 0:
+        raise SystemExit("--threads, --rounds, --chunk and --sessions must be >= 1, --warmup >= 0")
     if "reference" in arms or args.full:
         if args.reference is None or args.tf_python is None:
             raise SystemExit(
@@ -377,16 +435,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         check_reference(args.reference, args.tf_python)
     cores = args.cores or ",".join(str(i) for i in range(args.threads))
-    payload = measure(
-        arms,
-        args.threads,
-        args.rounds,
-        args.chunk,
-        args.warmup,
-        args.reference,
-        args.tf_python,
-        cores,
-    )
+    sessions = [
+        measure(
+            arms[k % len(arms) :] + arms[: k % len(arms)],  # who starts first rotates
+            args.threads,
+            args.rounds,
+            args.chunk,
+            args.warmup,
+            args.reference,
+            args.tf_python,
+            cores,
+        )
+        for k in range(args.sessions)
+    ]
+    payload = combine(sessions) if args.sessions > 1 else sessions[0]
     if args.full:
         payload["full"] = full_run(args.reference, args.tf_python, args.threads, args.work, cores)
     from benchmarks.common import machine, write_outputs

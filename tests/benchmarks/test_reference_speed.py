@@ -1,6 +1,7 @@
 """The side-by-side benchmark's own parts, without TensorFlow or the reference checkout."""
 
 import math
+import statistics
 import sys
 
 import pytest
@@ -41,3 +42,28 @@ def test_interleaved_lightning_and_bare_arms_time_the_same_training(tmp_path):
     assert rows["lightning"]["loss"] == pytest.approx(rows["bare"]["loss"], rel=1e-4)
     markdown = reference_speed.to_markdown(payload)
     assert "| trs_oden | bare |" in markdown and "n/a" in markdown  # no reference arm
+
+
+def test_sessions_combine_as_medians_of_within_session_ratios():
+    """--sessions: ms per arm = median of the sessions' medians; each ratio is taken within a
+    session (arms interleaved there) and reported as the median over sessions."""
+
+    def session(ref, lit, bare):
+        rows = {"reference": ref, "lightning": lit, "bare": bare}
+        cond = {a: {"median_ms": v, "loss": 0.02, "epochs": 5} for a, v in rows.items()}
+        return {"threads": 1, "rounds": 2, "chunk": 2, "warmup": 1, "trs_oden": cond}
+
+    sessions = [session(40.0, 30.0, 28.0), session(50.0, 31.0, 30.0), session(44.0, 40.0, 32.0)]
+    payload = reference_speed.combine(sessions)
+    assert payload["sessions"] == 3
+    assert payload["trs_oden"]["lightning"]["median_ms"] == 31.0
+    assert payload["trs_oden"]["lightning"]["session_ms"] == [30.0, 31.0, 40.0]
+    ratios = payload["ratios"]["trs_oden"]
+    assert ratios["lightning/bare"] == [30 / 28, 31 / 30, 40 / 32]
+    assert ratios["bare/reference"] == [28 / 40, 30 / 50, 32 / 44]
+    markdown = reference_speed.to_markdown(payload)
+    assert (
+        f"| trs_oden | lightning | 31.00 | {statistics.median([0.75, 0.62, 40 / 44]):.3f} |"
+        in markdown
+    )
+    assert f"| trs_oden | lightning/bare | {30 / 28:.3f} | 1.071, 1.033, 1.250 |" in markdown
