@@ -323,7 +323,7 @@ def test_pipeline_artifacts_lineage_and_summary_table(offline):
         name = f"friedman-{Path(file).stem}"
         assert json.loads(source[name].metadata)["size_bytes"] == (out / file).stat().st_size
     masks_meta = json.loads(source["friedman-source-masks"].metadata)
-    assert masks_meta["sparsity"] == pytest.approx(0.5, abs=1e-3)  # source.yaml: amount 0.5
+    assert masks_meta["sparsity"] == pytest.approx(0.8, abs=1e-3)  # source.yaml: amount 0.8
     dense = {a.name: a for a in _artifact_records(runs["dense"])}
     assert "friedman-dense" in dense  # equal source budgets: the whole-budget dense model
     for stage, input_name, producer in (
