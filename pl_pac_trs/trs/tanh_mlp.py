@@ -37,6 +37,8 @@ __all__ = [
     "mlp_backward",
     "mlp_forward",
     "mlp_params",
+    "save_rollout",
+    "saved_rollout",
     "tanh_mlp",
     "tanh_mlp_leapfrog",
 ]
@@ -133,6 +135,24 @@ def _finish(grads: list) -> list[Tensor | None]:
     return [None if g is False else g for g in grads]
 
 
+def save_rollout(ctx, t: Tensor, params: Sequence[Tensor], saved: Sequence[Tensor]) -> None:
+    """What a fused rollout node's backward needs, as autograd saved tensors (freed after the
+    backward pass unless retained): the time grid, the parameters and every field evaluation's
+    activations in order."""
+    ctx.save_for_backward(t, *params, *saved)
+    ctx.n_params = len(params)
+
+
+def saved_rollout(ctx, evals_per_step: int) -> tuple[Tensor, tuple[Tensor, ...], list]:
+    """The steps ``dt`` ``(B, S)``, the parameters and the activations of each field evaluation
+    (``evals_per_step`` per step, in order) that :func:`save_rollout` kept."""
+    tensors = ctx.saved_tensors
+    t, params, flat = tensors[0], tensors[1 : 1 + ctx.n_params], tensors[1 + ctx.n_params :]
+    dt = t.diff(dim=1)
+    per_eval = len(flat) // (evals_per_step * dt.shape[1])
+    return dt, params, [flat[i : i + per_eval] for i in range(0, len(flat), per_eval)]
+
+
 class TanhMLPFunction(torch.autograd.Function):
     """``Linear -> tanh -> ... -> Linear`` as one node (see the module docstring)."""
 
@@ -193,19 +213,15 @@ class LeapfrogTanhMLPFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x0, t, n, fast_tanh, last_bias, *params):
         out, saved = leapfrog_forward(x0, t, n, fast_tanh, last_bias, params)
-        # saved as autograd saved tensors (freed after the backward pass unless retained)
-        ctx.save_for_backward(t.diff(dim=1), *params, *saved)
-        ctx.n, ctx.last_bias, ctx.n_params = n, last_bias, len(params)
+        save_rollout(ctx, t, params, saved)
+        ctx.n, ctx.last_bias = n, last_bias
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
-        tensors = ctx.saved_tensors
-        n, last_bias, n_params = ctx.n, ctx.last_bias, ctx.n_params
-        dt, params, flat = tensors[0], tensors[1 : 1 + n_params], tensors[1 + n_params :]
-        per_eval = len(flat) // (3 * dt.shape[1])
-        acts = [flat[i : i + per_eval] for i in range(0, len(flat), per_eval)]
+        n, last_bias = ctx.n, ctx.last_bias
+        dt, params, acts = saved_rollout(ctx, 3)
         half = 0.5 * dt
         grads = _grad_slots(ctx.needs_input_grad[5:])
         grad_out = grad_out.contiguous()

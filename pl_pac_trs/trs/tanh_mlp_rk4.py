@@ -26,7 +26,15 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from pl_pac_trs.trs.tanh_mlp import _finish, _grad_slots, mlp_backward, mlp_forward, mlp_params
+from pl_pac_trs.trs.tanh_mlp import (
+    _finish,
+    _grad_slots,
+    mlp_backward,
+    mlp_forward,
+    mlp_params,
+    save_rollout,
+    saved_rollout,
+)
 
 __all__ = ["RK4TanhMLPFunction", "rk4_forward", "tanh_mlp_rk4"]
 
@@ -68,18 +76,15 @@ class RK4TanhMLPFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x0, t, time_augmented, fast_tanh, last_bias, *params):
         out, saved = rk4_forward(x0, t, time_augmented, fast_tanh, last_bias, params)
-        ctx.save_for_backward(t.diff(dim=1), *params, *saved)
-        ctx.last_bias, ctx.n_params, ctx.d = last_bias, len(params), x0.shape[1]
+        save_rollout(ctx, t, params, saved)
+        ctx.last_bias, ctx.d = last_bias, x0.shape[1]
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
-        tensors = ctx.saved_tensors
-        last_bias, n_params, d = ctx.last_bias, ctx.n_params, ctx.d
-        dt, params, flat = tensors[0], tensors[1 : 1 + n_params], tensors[1 + n_params :]
-        per_eval = len(flat) // (4 * dt.shape[1])
-        acts = [flat[i : i + per_eval] for i in range(0, len(flat), per_eval)]
+        last_bias, d = ctx.last_bias, ctx.d
+        dt, params, acts = saved_rollout(ctx, 4)
         grads = _grad_slots(ctx.needs_input_grad[5:])
         grad_out = grad_out.contiguous()
         g = torch.zeros_like(grad_out[:, 0])

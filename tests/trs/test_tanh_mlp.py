@@ -9,6 +9,28 @@ def _grads(out, inputs, g):
     return torch.autograd.grad(out, inputs, g)
 
 
+def _rollout_case(plain, d):
+    """Random float64 weights for ``plain``, a start ``x0`` that needs gradients, and per-sample
+    non-uniform grids: three forward and three backward (reversed-time) ones."""
+    for p in plain.parameters():
+        p.data.normal_(0, 0.5)
+    x0 = torch.randn(6, d, dtype=torch.float64, requires_grad=True)
+    t = torch.sort(torch.rand(6, 5, dtype=torch.float64), dim=1).values
+    return x0, torch.cat([t[:3], -t[3:]])
+
+
+def _assert_rollout_equals(fused, ref, plain, x0):
+    """``fused(x0)`` against the autograd rollout ``ref``: values, the gradients of the
+    parameters and ``x0``, and gradcheck of the node."""
+    out = fused(x0)
+    g = torch.randn_like(ref)
+    inputs = [x0, *plain.parameters()]
+    for a, b in zip(_grads(out, inputs, g), _grads(ref, inputs, g), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-12)
+    assert torch.autograd.gradcheck(fused, (x0,))
+
+
 @pytest.mark.parametrize("hidden", [(64,), (16, 8), (5, 4, 3)])
 @pytest.mark.parametrize("last_bias", [False, True])
 @pytest.mark.parametrize("fast", [False, True])
@@ -106,20 +128,10 @@ def test_fused_leapfrog_rollout_equals_the_generic_scheme_and_its_autograd(fast,
     d, n = dims
     torch.manual_seed(0)
     plain = ODENField(d, (12, 7), fused=False).double()
-    for p in plain.parameters():
-        p.data.normal_(0, 0.5)
-    x0 = torch.randn(6, d, dtype=torch.float64, requires_grad=True)
-    t = torch.sort(torch.rand(6, 5, dtype=torch.float64), dim=1).values
-    t = torch.cat([t[:3], -t[3:]])  # three forward and three backward (reversed-time) grids
+    x0, t = _rollout_case(plain, d)
     ref = Leapfrog(position_dim=n)(plain, x0, t)
-    out = tanh_mlp_leapfrog(plain.net, x0, t, n, fast_tanh=fast)
-    g = torch.randn_like(ref)
-    inputs = [x0, *plain.parameters()]
-    for a, b in zip(_grads(out, inputs, g), _grads(ref, inputs, g), strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-12)
-    assert torch.autograd.gradcheck(
-        lambda x: tanh_mlp_leapfrog(plain.net, x, t, n, fast_tanh=fast), (x0,)
+    _assert_rollout_equals(
+        lambda x: tanh_mlp_leapfrog(plain.net, x, t, n, fast_tanh=fast), ref, plain, x0
     )
 
 
@@ -151,20 +163,10 @@ def test_fused_rk4_rollout_equals_the_generic_scheme_and_its_autograd(
     plain = ODENField(3, (12, 7), time_augmented=time_augmented, fused=False).double()
     if not last_bias:
         plain.net[-1].bias = None
-    for p in plain.parameters():
-        p.data.normal_(0, 0.5)
-    x0 = torch.randn(6, 3, dtype=torch.float64, requires_grad=True)
-    t = torch.sort(torch.rand(6, 5, dtype=torch.float64), dim=1).values
-    t = torch.cat([t[:3], -t[3:]])
+    x0, t = _rollout_case(plain, 3)
     ref = RK4()(plain, x0, t)
-    out = tanh_mlp_rk4(plain.net, x0, t, time_augmented, fast_tanh=fast)
-    g = torch.randn_like(ref)
-    inputs = [x0, *plain.parameters()]
-    for a, b in zip(_grads(out, inputs, g), _grads(ref, inputs, g), strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-12)
-    assert torch.autograd.gradcheck(
-        lambda x: tanh_mlp_rk4(plain.net, x, t, time_augmented, fast_tanh=fast), (x0,)
+    _assert_rollout_equals(
+        lambda x: tanh_mlp_rk4(plain.net, x, t, time_augmented, fast_tanh=fast), ref, plain, x0
     )
 
 
