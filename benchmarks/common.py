@@ -73,6 +73,38 @@ def quiet() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
 
 
+def exp1_data():
+    """The exp I reference data (simple harmonic oscillator, full batch of 150 windows): the
+    datamodule, set up, and its training batch."""
+    from pl_pac_trs.data import DuffingDataModule
+
+    dm = DuffingDataModule(alpha=1.0, beta=0.0, cache_dir=None)
+    dm.setup("fit")
+    return dm, next(iter(dm.train_dataloader()))
+
+
+def timing_trainer(max_epochs: int, callbacks: Sequence[object], **overrides: object):
+    """The Lightning arm's ``Trainer`` of the speed benchmarks: CPU, training only (no logger,
+    checkpoints, progress bar, model summary or validation), the training metrics logged every
+    10th step as the shipped TRS configs do; ``overrides`` replace any of these."""
+    import lightning.pytorch as pl
+
+    args: dict[str, object] = {
+        "max_epochs": max_epochs,
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "limit_val_batches": 0,
+        "num_sanity_val_steps": 0,
+        "log_every_n_steps": 10,
+        "callbacks": list(callbacks),
+        "accelerator": "cpu",
+        "devices": 1,
+    }
+    return pl.Trainer(**{**args, **overrides})
+
+
 def read_job_log(path: Path) -> list[dict]:
     """The records of a job log (one JSON object a line, appended as runs finish); a torn line
     (a run killed while writing) is skipped. A missing log has none."""

@@ -19,25 +19,21 @@ from __future__ import annotations
 
 import argparse
 import copy
-import logging
 import statistics
 import time
-import warnings
 from collections.abc import Sequence
 
 import lightning.pytorch as pl
 import torch
 
-from pl_pac_trs.data import DuffingDataModule
+from benchmarks.common import exp1_data, quiet, timing_trainer
 from pl_pac_trs.trs import TRSODEN, Leapfrog, ODENField, Reversal, trs_loss
 
 
 def measure(hidden: int, epochs: int, trs_weight: float, warmup: int = 20) -> dict[str, float]:
     """Median Lightning epoch and in-process bare step (seconds) after ``warmup`` epochs, their
     ratio, the median of the per-epoch ratios, and both arms' final losses."""
-    dm = DuffingDataModule(alpha=1.0, beta=0.0, cache_dir=None)
-    dm.setup("fit")
-    batch = next(iter(dm.train_dataloader()))
+    dm, batch = exp1_data()
     torch.manual_seed(0)
     field = ODENField(2, (hidden,), init="reference")
     twin = copy.deepcopy(field)
@@ -64,19 +60,7 @@ def measure(hidden: int, epochs: int, trs_weight: float, warmup: int = 20) -> di
             losses["bare"] = float(out.total.detach())
 
     model = TRSODEN(field, integrator="leapfrog", trs_weight=trs_weight)
-    trainer = pl.Trainer(
-        max_epochs=epochs,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        log_every_n_steps=10,
-        callbacks=[_Paired()],
-        accelerator="cpu",
-        devices=1,
-    )
+    trainer = timing_trainer(epochs, [_Paired()])
     trainer.fit(model, datamodule=dm)
     a, b = lit[warmup:], bare[warmup:]
     return {
@@ -99,8 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.epochs <= args.warmup:
         raise SystemExit("--epochs must exceed --warmup")
-    warnings.filterwarnings("ignore")
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    quiet()
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:

@@ -55,14 +55,6 @@ _MISSING_TF = (
 
 
 # ----------------------------------------------------------------------------- our workers
-def _exp1_batch():
-    from pl_pac_trs.data import DuffingDataModule
-
-    dm = DuffingDataModule(alpha=1.0, beta=0.0, cache_dir=None)
-    dm.setup("fit")
-    return dm, next(iter(dm.train_dataloader()))
-
-
 def _protocol_wait() -> int:
     request = json.loads(sys.stdin.readline() or '{"stop": true}')
     if request.get("stop"):
@@ -73,9 +65,10 @@ def _protocol_wait() -> int:
 def _worker_bare(lam: float, total: int) -> None:
     import torch
 
+    from benchmarks.common import exp1_data
     from pl_pac_trs.trs import Leapfrog, ODENField, Reversal, trs_loss
 
-    _, batch = _exp1_batch()
+    _, batch = exp1_data()
     torch.manual_seed(0)
     field = ODENField(2, (1000,), init="reference")
     opt = torch.optim.Adam(field.parameters(), lr=2e-4)
@@ -103,9 +96,10 @@ def _worker_lightning(lam: float, total: int) -> None:
     import lightning.pytorch as pl
     import torch
 
+    from benchmarks.common import exp1_data, timing_trainer
     from pl_pac_trs.trs import TRSODEN, ODENField
 
-    dm, _ = _exp1_batch()
+    dm, _ = exp1_data()
     torch.manual_seed(0)  # the same initial weights as the bare arm
     model = TRSODEN(ODENField(2, (1000,), init="reference"), integrator="leapfrog", trs_weight=lam)
 
@@ -131,20 +125,7 @@ def _worker_lightning(lam: float, total: int) -> None:
                 self.times = []
                 self.budget = _protocol_wait()
 
-    trainer = pl.Trainer(
-        max_epochs=total,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        log_every_n_steps=10,  # the shipped configs' cadence
-        callbacks=[Pace()],
-        accelerator="cpu",
-        devices=1,
-    )
-    trainer.fit(model, datamodule=dm)
+    timing_trainer(total, [Pace()]).fit(model, datamodule=dm)
 
 
 def worker_main(arm: str, lam: float, threads: int, total: int) -> None:
