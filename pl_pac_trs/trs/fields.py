@@ -168,15 +168,19 @@ class ODENField(_TanhMLPField):
     def forward(self, t: Tensor | float, x: Tensor) -> Tensor:
         if self.time_augmented:
             x = torch.cat([x, _time_column(t, x)], dim=-1)
-        if self.fused and x.dim() == 2 and is_tanh_mlp(self.net):
+        if self._fusable(x):
             return tanh_mlp(self.net, x, fast_tanh=self.fast_tanh)
         return self.net(x)
+
+    def _fusable(self, x: Tensor) -> bool:
+        """Whether the one-node paths apply: ``fused``, a batch ``(B, D)``, a tanh MLP net."""
+        return self.fused and x.dim() == 2 and is_tanh_mlp(self.net)
 
     def fused_leapfrog(self, x0: Tensor, t: Tensor, position_dim: int) -> Tensor | None:
         """The whole leapfrog rollout as one autograd node
         (:func:`~pl_pac_trs.trs.tanh_mlp.tanh_mlp_leapfrog`), used by
         :class:`~pl_pac_trs.trs.Leapfrog`; ``None`` when not ``fused`` or time-augmented."""
-        if not self.fused or self.time_augmented or x0.dim() != 2 or not is_tanh_mlp(self.net):
+        if self.time_augmented or not self._fusable(x0):
             return None
         return tanh_mlp_leapfrog(self.net, x0, t, position_dim, fast_tanh=self.fast_tanh)
 
@@ -184,7 +188,7 @@ class ODENField(_TanhMLPField):
         """The whole RK4 rollout as one autograd node
         (:func:`~pl_pac_trs.trs.tanh_mlp_rk4.tanh_mlp_rk4`, time-augmented or not), used by
         :class:`~pl_pac_trs.trs.RK4`; ``None`` when not ``fused``."""
-        if not self.fused or x0.dim() != 2 or not is_tanh_mlp(self.net):
+        if not self._fusable(x0):
             return None
         return tanh_mlp_rk4(self.net, x0, t, self.time_augmented, fast_tanh=self.fast_tanh)
 

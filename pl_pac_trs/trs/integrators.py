@@ -172,11 +172,9 @@ class Leapfrog(FixedGridIntegrator):
             # the closing kick's force is the next step's opening force: carry it along
             start = (x0[:, :n], x0[:, n:], field.force(x0[:, :n]))
             return march(partial(self._separable_step, field), start, t, _joined)
-        fused = getattr(field, "fused_leapfrog", None)
-        if fused is not None and not t.requires_grad:
-            out = fused(x0, t, n)  # the same scheme as one autograd node, or None
-            if out is not None:
-                return out
+        out = _fused_rollout(field, "fused_leapfrog", x0, t, n)
+        if out is not None:
+            return out
         # (q, p, [q, p]) carried along: no step re-slices the joined state (in the backward too)
         return march(partial(self._kdk, field, n), (x0[:, :n], x0[:, n:], x0), t, itemgetter(2))
 
@@ -222,12 +220,8 @@ class RK4(FixedGridIntegrator):
     name = "rk4"
 
     def rollout(self, field: nn.Module, x0: Tensor, t: Tensor) -> Tensor:
-        fused = getattr(field, "fused_rk4", None)
-        if fused is not None and not t.requires_grad:
-            out = fused(x0, t)
-            if out is not None:
-                return out
-        return super().rollout(field, x0, t)
+        out = _fused_rollout(field, "fused_rk4", x0, t)
+        return super().rollout(field, x0, t) if out is None else out
 
     def step(self, field: nn.Module, x: Tensor, t0: Tensor, t1: Tensor, h: Tensor) -> Tensor:
         hh = 0.5 * h
@@ -246,6 +240,18 @@ class Euler(FixedGridIntegrator):
 
     def step(self, field: nn.Module, x: Tensor, t0: Tensor, t1: Tensor, h: Tensor) -> Tensor:
         return x + h * field(t0, x)
+
+
+def _fused_rollout(
+    field: nn.Module, method: str, x0: Tensor, t: Tensor, *args: int
+) -> Tensor | None:
+    """The field's own one-node rollout of a scheme (``field.<method>(x0, t, *args)``: the same
+    arithmetic as the step loop), or ``None`` where the field has none, declines, or the grid
+    needs gradients (the nodes treat it as constant)."""
+    fused = getattr(field, method, None)
+    if fused is None or t.requires_grad:
+        return None
+    return fused(x0, t, *args)
 
 
 def _joined(state: tuple[Tensor, ...]) -> Tensor:
