@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import pathlib
 import pickle
-import zipfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +104,9 @@ def load_torch_file(
         raise ValueError(f"{what} {str(path)!r} is empty (0 bytes); expected a torch checkpoint")
     trusted = pickle_trusted(trust_pickle)
     try:
-        with torch.serialization.safe_globals(SAFE_GLOBALS):
+        with torch.serialization.safe_globals(SAFE_GLOBALS), warnings.catch_warnings():
+            # a corrupt file's first bytes read as a bogus protocol number: the error says it all
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
             return torch.load(path, map_location=map_location, weights_only=not trusted)
     except pickle.UnpicklingError as err:
         text = str(err).lower()
@@ -117,7 +119,8 @@ def load_torch_file(
                 f"{TRUST_ENV}=1 (or pass trust_pickle=True)."
             ) from None
         raise _unreadable(what, path, err) from err
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, TypeError) as err:
+    except Exception as err:  # corrupt bytes can fail anywhere in the unpickler
+        # (IndexError, KeyError, struct.error, EOFError, zipfile.BadZipFile, ...)
         raise _unreadable(what, path, err) from err
 
 
