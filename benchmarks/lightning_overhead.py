@@ -11,8 +11,14 @@ comparison of :mod:`benchmarks.reference_speed` cannot give (there one process o
 10-60% slower than the next). ``--hidden 8`` makes the compute negligible: the difference is
 then Lightning's own per-step work.
 
+``--loaders full,dataloader`` fits once with each training loader, ``--rounds`` times in
+turn in one process: ``full`` is what the datamodule hands out at full batch
+(:class:`~pl_pac_trs.data.full_batch.FullBatchLoader`), ``dataloader`` the shuffling
+``DataLoader`` it used before (same batch rows, permuted each epoch).
+
     taskset -c 1 python -m benchmarks.lightning_overhead --threads 1 --trs-weight 0
     taskset -c 1 python -m benchmarks.lightning_overhead --threads 1 --trs-weight 10
+    taskset -c 1 python -m benchmarks.lightning_overhead --loaders full,dataloader --rounds 3
 """
 
 from __future__ import annotations
@@ -25,15 +31,31 @@ from collections.abc import Sequence
 
 import lightning.pytorch as pl
 import torch
+from torch.utils.data import DataLoader
 
 from benchmarks.common import exp1_data, quiet, timing_trainer
+from pl_pac_trs.data.sampling import EpochSeededSampler
+from pl_pac_trs.data.windows import collate_batch
 from pl_pac_trs.trs import TRSODEN, Leapfrog, ODENField, Reversal, trs_loss
 
+LOADERS = ("full", "dataloader")
 
-def measure(hidden: int, epochs: int, trs_weight: float, warmup: int = 20) -> dict[str, float]:
+
+def measure(
+    hidden: int, epochs: int, trs_weight: float, warmup: int = 20, loader: str = "full"
+) -> dict[str, float]:
     """Median Lightning epoch and in-process bare step (seconds) after ``warmup`` epochs, their
-    ratio, the median of the per-epoch ratios, and both arms' final losses."""
+    ratio, the median of the per-epoch ratios, and both arms' final losses. ``loader``: the
+    Lightning arm's training loader (see the module docstring)."""
+    if loader not in LOADERS:
+        raise ValueError(f"loader must be one of {LOADERS}, got {loader!r}")
     dm, batch = exp1_data()
+    if loader == "dataloader":
+        data = dm.train_dataset
+        shuffled = DataLoader(
+            data, batch_size=len(data), sampler=EpochSeededSampler(data), collate_fn=collate_batch
+        )
+        dm.train_dataloader = lambda: shuffled
     torch.manual_seed(0)
     field = ODENField(2, (hidden,), init="reference")
     twin = copy.deepcopy(field)
@@ -80,22 +102,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--trs-weight", type=float, default=10.0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--loaders", default="full", help=f"comma-separated, of {', '.join(LOADERS)}")
+    p.add_argument("--rounds", type=int, default=1, help="fits per loader, in turn")
     args = p.parse_args(argv)
     if args.epochs <= args.warmup:
         raise SystemExit("--epochs must exceed --warmup")
+    loaders = [x.strip() for x in args.loaders.split(",") if x.strip()]
+    if not loaders or any(x not in LOADERS for x in loaders) or args.rounds < 1:
+        raise SystemExit(f"--loaders takes {', '.join(LOADERS)}; --rounds at least 1")
     quiet()
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
+    results: dict[str, list[dict[str, float]]] = {x: [] for x in loaders}
     try:
-        r = measure(args.hidden, args.epochs, args.trs_weight, args.warmup)
+        for _ in range(args.rounds):
+            for loader in loaders:
+                r = measure(args.hidden, args.epochs, args.trs_weight, args.warmup, loader)
+                results[loader].append(r)
+                print(
+                    f"hidden {args.hidden}, trs_weight {args.trs_weight}, {args.threads} "
+                    f"thread(s), {loader} loader: Lightning epoch {1e3 * r['lightning_s']:.2f} "
+                    f"ms, bare step in the same process {1e3 * r['bare_s']:.2f} ms; Lightning / "
+                    f"bare {r['ratio']:.3f} (median of per-epoch ratios "
+                    f"{r['paired_ratio']:.3f}); losses {r['lightning_loss']:.5f} / "
+                    f"{r['bare_loss']:.5f}",
+                    flush=True,
+                )
     finally:
         torch.set_num_threads(threads)
-    print(
-        f"hidden {args.hidden}, trs_weight {args.trs_weight}, {args.threads} thread(s): "
-        f"Lightning epoch {1e3 * r['lightning_s']:.2f} ms, bare step in the same process "
-        f"{1e3 * r['bare_s']:.2f} ms; Lightning / bare {r['ratio']:.3f} (median of per-epoch "
-        f"ratios {r['paired_ratio']:.3f}); losses {r['lightning_loss']:.5f} / {r['bare_loss']:.5f}"
-    )
+    if args.rounds > 1 or len(loaders) > 1:
+        for loader, rs in results.items():
+            extra = statistics.median(1e3 * (r["lightning_s"] - r["bare_s"]) for r in rs)
+            ratio = statistics.median(r["ratio"] for r in rs)
+            print(
+                f"{loader} loader, median of {len(rs)} fit(s): Lightning / bare {ratio:.3f}, "
+                f"Lightning's extra time {extra:.2f} ms per epoch"
+            )
     return 0
 
 

@@ -14,10 +14,12 @@ from typing import Any, ClassVar
 
 import lightning.pytorch as pl
 import numpy as np
+import torch.distributed as dist
 from torch import Tensor
 from torch.utils.data import DataLoader
 from typing_extensions import override
 
+from pl_pac_trs.data.full_batch import FullBatchLoader
 from pl_pac_trs.data.sampling import EpochSeededSampler
 from pl_pac_trs.data.splitting import Splits
 from pl_pac_trs.data.validation import check_count
@@ -45,7 +47,9 @@ class TrajectoryDataModule(pl.LightningDataModule):
         time_horizon: steps per training/validation window (reference: 10).
         windows: ``"consecutive"`` (non-overlapping windows starting at ``j * time_horizon``, the
             reference) or ``"sliding"`` (a window at every point).
-        batch_size: training (and validation) batch size; ``None`` means the full set in one batch.
+        batch_size: training (and validation) batch size; ``None`` means the full set in one batch
+            (in one process without workers a :class:`~pl_pac_trs.data.full_batch.FullBatchLoader`,
+            the windows in their stored order: no per-epoch shuffle, which one batch does not need).
         test_batch_size: test/predict batch size (one item per trajectory); ``None``: all in one.
         num_workers: DataLoader worker processes.
 
@@ -180,7 +184,9 @@ class TrajectoryDataModule(pl.LightningDataModule):
 
     def _loader(
         self, dataset: BatchDictDataset, batch_size: int | None, shuffle: bool
-    ) -> DataLoader:
+    ) -> DataLoader | FullBatchLoader:
+        if self._one_local_batch(dataset, batch_size):
+            return FullBatchLoader(dataset, collate_batch)
         return DataLoader(
             dataset,
             batch_size=batch_size or max(len(dataset), 1),
@@ -190,15 +196,28 @@ class TrajectoryDataModule(pl.LightningDataModule):
             persistent_workers=self.num_workers > 0,
         )
 
+    def _one_local_batch(self, dataset: BatchDictDataset, batch_size: int | None) -> bool:
+        """Whether the whole set is one batch that this process loads itself: no worker
+        processes, and not distributed (Lightning gives a ``DataLoader`` a distributed
+        sampler that deals the rows out to the ranks)."""
+        if len(dataset) == 0 or (batch_size is not None and batch_size < len(dataset)):
+            return False
+        if self.num_workers > 0:
+            return False
+        if self.trainer is not None:
+            return self.trainer.world_size == 1
+        return not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1)
+
     @override
-    def train_dataloader(self) -> DataLoader:
-        """Windows shuffled per epoch (:class:`EpochSeededSampler`); full batch when
-        ``batch_size`` is None."""
+    def train_dataloader(self) -> DataLoader | FullBatchLoader:
+        """Windows shuffled per epoch (:class:`EpochSeededSampler`); the full set as one batch
+        in stored order (:class:`~pl_pac_trs.data.full_batch.FullBatchLoader`) when
+        ``batch_size`` is None or covers it, in one process without workers."""
         self._require_setup()
         return self._loader(self.train_dataset, self.batch_size, shuffle=True)
 
     @override
-    def val_dataloader(self) -> DataLoader | list:
+    def val_dataloader(self) -> DataLoader | FullBatchLoader | list:
         """Noisy validation windows (an empty list, i.e. no validation, when there are none)."""
         self._require_setup()
         if len(self.val_dataset) == 0:
@@ -206,13 +225,13 @@ class TrajectoryDataModule(pl.LightningDataModule):
         return self._loader(self.val_dataset, self.batch_size, shuffle=False)
 
     @override
-    def test_dataloader(self) -> DataLoader:
+    def test_dataloader(self) -> DataLoader | FullBatchLoader:
         """Whole-horizon test trajectories from their clean initial state, one item each."""
         self._require_setup()
         return self._loader(self.test_dataset, self.test_batch_size, shuffle=False)
 
     @override
-    def predict_dataloader(self) -> DataLoader:
+    def predict_dataloader(self) -> DataLoader | FullBatchLoader:
         """Same items as :meth:`test_dataloader`."""
         return self.test_dataloader()
 

@@ -36,7 +36,10 @@ def test_datamodules_shuffle_with_it(tmp_path):
     seed_everything(3)
     friedman = FriedmanTransferDataModule(task="source", n_source=100, batch_size=16)
     friedman.setup("fit")
-    duffing = DuffingDataModule(alpha=1.0, num_train=4, num_test=2, cache_dir=tmp_path)
+    # minibatches: a full batch needs no shuffle (FullBatchLoader, tests/data/test_full_batch.py)
+    duffing = DuffingDataModule(
+        alpha=1.0, num_train=4, num_test=2, batch_size=8, cache_dir=tmp_path
+    )
     duffing.prepare_data()
     duffing.setup("fit")
     for dm in (friedman, duffing):
