@@ -8,9 +8,15 @@ from pl_pac_trs.data.duffing import DuffingDataModule
 from pl_pac_trs.data.generated import GeneratedTrajectoryDataModule
 from pl_pac_trs.data.trajectory_file import TrajectoryFileDataModule
 
+# What the datamodules' training loaders are made of.
+from pl_pac_trs.data.full_batch import FullBatchLoader  # isort: skip
+from pl_pac_trs.data.sampling import EpochSeededSampler  # isort: skip
+
 __all__ = [
     "DoubleOscillatorDataModule",
     "DuffingDataModule",
+    "EpochSeededSampler",
+    "FullBatchLoader",
     "GeneratedTrajectoryDataModule",
     "StrangeAttractorDataModule",
     "TrajectoryDataModule",
