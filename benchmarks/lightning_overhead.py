@@ -14,17 +14,26 @@ then Lightning's own per-step work.
 ``--loaders full,dataloader`` fits once with each training loader, ``--rounds`` times in
 turn in one process: ``full`` is what the datamodule hands out at full batch
 (:class:`~pl_pac_trs.data.full_batch.FullBatchLoader`), ``dataloader`` the shuffling
-``DataLoader`` it used before (same batch rows, permuted each epoch).
+``DataLoader`` it used before (same batch rows, permuted each epoch). ``--variants
+default,shortcuts`` adds, in the same turn, a ``TRSODEN`` with three shortcuts through Lightning's
+per-step bookkeeping that the package does not ship (:class:`_Shortcuts`), to size what a module
+can still save. ``--segments`` times one fit hook to hook instead (where the Lightning epoch's
+time goes, next to the bare step's ``zero_grad`` .. ``backward`` and ``step``).
 
     taskset -c 1 python -m benchmarks.lightning_overhead --threads 1 --trs-weight 0
     taskset -c 1 python -m benchmarks.lightning_overhead --threads 1 --trs-weight 10
     taskset -c 1 python -m benchmarks.lightning_overhead --loaders full,dataloader --rounds 3
+    taskset -c 1 python -m benchmarks.lightning_overhead --trs-weight 0 --rounds 5 \
+        --variants default,shortcuts
+    taskset -c 1 python -m benchmarks.lightning_overhead --trs-weight 0 --segments  # --hidden 8
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import inspect
+import itertools
 import statistics
 import time
 from collections.abc import Sequence
@@ -39,16 +48,50 @@ from pl_pac_trs.data.windows import collate_batch
 from pl_pac_trs.trs import TRSODEN, Leapfrog, ODENField, Reversal, trs_loss
 
 LOADERS = ("full", "dataloader")
+VARIANTS = ("default", "shortcuts")
+
+
+class _Shortcuts(TRSODEN):
+    """``TRSODEN`` with three shortcuts through Lightning's per-step bookkeeping, measured here
+    and not shipped (docs/trs.md, "Performance"): Lightning's ``_current_fx_name`` (set twice per
+    hook call) as a plain attribute instead of through ``nn.Module.__setattr__``, a pass-through
+    ``transfer_batch_to_device`` for a CPU batch, and a precomputed signature of
+    ``training_step`` (Lightning inspects it every step for ``batch_idx``)."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name == "_current_fx_name":
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
+    def transfer_batch_to_device(self, batch, device, dataloader_idx):
+        if device.type == "cpu" and all(v.device.type == "cpu" for v in batch.values()):
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
+    def training_step(self, batch, batch_idx):
+        return super().training_step(batch, batch_idx)
+
+
+_Shortcuts.training_step.__signature__ = inspect.signature(_Shortcuts.training_step)
+MODULES = {"default": TRSODEN, "shortcuts": _Shortcuts}
 
 
 def measure(
-    hidden: int, epochs: int, trs_weight: float, warmup: int = 20, loader: str = "full"
+    hidden: int,
+    epochs: int,
+    trs_weight: float,
+    warmup: int = 20,
+    loader: str = "full",
+    variant: str = "default",
 ) -> dict[str, float]:
     """Median Lightning epoch and in-process bare step (seconds) after ``warmup`` epochs, their
     ratio, the median of the per-epoch ratios, and both arms' final losses. ``loader``: the
-    Lightning arm's training loader (see the module docstring)."""
+    Lightning arm's training loader, ``variant`` its module (see the module docstring)."""
     if loader not in LOADERS:
         raise ValueError(f"loader must be one of {LOADERS}, got {loader!r}")
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     dm, batch = exp1_data()
     if loader == "dataloader":
         data = dm.train_dataset
@@ -81,7 +124,7 @@ def measure(
             bare.append(time.perf_counter() - t0)
             losses["bare"] = float(out.total.detach())
 
-    model = TRSODEN(field, integrator="leapfrog", trs_weight=trs_weight)
+    model = MODULES[variant](field, integrator="leapfrog", trs_weight=trs_weight)
     trainer = timing_trainer(epochs, [_Paired()])
     trainer.fit(model, datamodule=dm)
     a, b = lit[warmup:], bare[warmup:]
@@ -95,6 +138,74 @@ def measure(
     }
 
 
+SEGMENT_HOOKS = (
+    "on_train_batch_start",
+    "on_before_zero_grad",
+    "on_before_backward",
+    "on_after_backward",
+    "on_before_optimizer_step",
+    "on_train_batch_end",
+)
+
+
+def segments(hidden: int, epochs: int, trs_weight: float, warmup: int = 20) -> dict[str, float]:
+    """Where a Lightning epoch's time goes: the median seconds (after ``warmup`` epochs) between
+    consecutive marks (epoch start, the callback hooks of :data:`SEGMENT_HOOKS`, the entry and
+    return of ``training_step`` and of the loss in it, epoch end), keyed ``"a -> b"`` in the order
+    they occur, then the in-process bare step's ``bare: zero_grad .. backward`` and ``bare: step``
+    (the same field, batch and Adam, as in :func:`measure`)."""
+    dm, batch = exp1_data()
+    torch.manual_seed(0)
+    field = ODENField(2, (hidden,), init="reference")
+    twin = copy.deepcopy(field)
+    opt = torch.optim.Adam(twin.parameters(), lr=2e-4)
+    integrator, reversal = Leapfrog(), Reversal.momentum_flip(2, 1)
+    marks: list[tuple[str, float]] = []
+    times: dict[str, list[float]] = {}
+
+    def mark(name: str) -> None:
+        marks.append((name, time.perf_counter()))
+
+    class _Marked(TRSODEN):
+        def training_step(self, batch, batch_idx):
+            mark("training_step")
+            out = super().training_step(batch, batch_idx)
+            mark("training_step returned")
+            return out
+
+        def loss(self, batch, compute_trs=None):
+            mark("loss")
+            out = super().loss(batch, compute_trs)
+            mark("loss returned")
+            return out
+
+    class _Marks(pl.Callback):
+        def on_train_epoch_start(self, trainer, pl_module) -> None:
+            marks.clear()
+            mark("epoch start")
+
+        def on_train_epoch_end(self, trainer, pl_module) -> None:
+            mark("epoch end")
+            for (a, ta), (b, tb) in itertools.pairwise(marks):
+                times.setdefault(f"{a} -> {b}", []).append(tb - ta)
+            t0 = time.perf_counter()
+            opt.zero_grad(set_to_none=True)
+            out = trs_loss(
+                twin, integrator, batch["x0"], batch["t"], batch["y"], reversal, trs_weight
+            )
+            out.total.backward()
+            t1 = time.perf_counter()
+            opt.step()
+            times.setdefault("bare: zero_grad .. backward", []).append(t1 - t0)
+            times.setdefault("bare: step", []).append(time.perf_counter() - t1)
+
+    for hook in SEGMENT_HOOKS:
+        setattr(_Marks, hook, lambda self, *args, _hook=hook, **kwargs: mark(_hook))
+    model = _Marked(field, integrator="leapfrog", trs_weight=trs_weight)
+    timing_trainer(epochs, [_Marks()]).fit(model, datamodule=dm)
+    return {name: statistics.median(v[warmup:]) for name, v in times.items()}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--hidden", type=int, default=1000)
@@ -103,42 +214,59 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--trs-weight", type=float, default=10.0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--loaders", default="full", help=f"comma-separated, of {', '.join(LOADERS)}")
-    p.add_argument("--rounds", type=int, default=1, help="fits per loader, in turn")
+    p.add_argument(
+        "--variants", default="default", help=f"comma-separated, of {', '.join(VARIANTS)}"
+    )
+    p.add_argument("--rounds", type=int, default=1, help="fits per loader and variant, in turn")
+    p.add_argument("--segments", action="store_true", help="time one fit hook to hook instead")
     args = p.parse_args(argv)
     if args.epochs <= args.warmup:
         raise SystemExit("--epochs must exceed --warmup")
     loaders = [x.strip() for x in args.loaders.split(",") if x.strip()]
     if not loaders or any(x not in LOADERS for x in loaders) or args.rounds < 1:
         raise SystemExit(f"--loaders takes {', '.join(LOADERS)}; --rounds at least 1")
+    variants = [x.strip() for x in args.variants.split(",") if x.strip()]
+    if not variants or any(x not in VARIANTS for x in variants):
+        raise SystemExit(f"--variants takes {', '.join(VARIANTS)}")
     quiet()
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
-    results: dict[str, list[dict[str, float]]] = {x: [] for x in loaders}
+    runs = [(loader, variant) for loader in loaders for variant in variants]
+    results: dict[tuple[str, str], list[dict[str, float]]] = {run: [] for run in runs}
+    head = f"hidden {args.hidden}, trs_weight {args.trs_weight}, {args.threads} thread(s)"
     try:
+        if args.segments:
+            print(f"{head}: median ms per epoch between marks")
+            for name, s in segments(args.hidden, args.epochs, args.trs_weight, args.warmup).items():
+                print(f"{1e3 * s:9.3f}  {name}")
+            return 0
         for _ in range(args.rounds):
-            for loader in loaders:
-                r = measure(args.hidden, args.epochs, args.trs_weight, args.warmup, loader)
-                results[loader].append(r)
+            for loader, variant in runs:
+                r = measure(args.hidden, args.epochs, args.trs_weight, args.warmup, loader, variant)
+                results[loader, variant].append(r)
                 print(
-                    f"hidden {args.hidden}, trs_weight {args.trs_weight}, {args.threads} "
-                    f"thread(s), {loader} loader: Lightning epoch {1e3 * r['lightning_s']:.2f} "
-                    f"ms, bare step in the same process {1e3 * r['bare_s']:.2f} ms; Lightning / "
-                    f"bare {r['ratio']:.3f} (median of per-epoch ratios "
-                    f"{r['paired_ratio']:.3f}); losses {r['lightning_loss']:.5f} / "
-                    f"{r['bare_loss']:.5f}",
+                    f"{head}, {_label(loader, variant)}: Lightning epoch "
+                    f"{1e3 * r['lightning_s']:.2f} ms, bare step in the same process "
+                    f"{1e3 * r['bare_s']:.2f} ms; Lightning / bare {r['ratio']:.3f} (median of "
+                    f"per-epoch ratios {r['paired_ratio']:.3f}); losses "
+                    f"{r['lightning_loss']:.5f} / {r['bare_loss']:.5f}",
                     flush=True,
                 )
     finally:
         torch.set_num_threads(threads)
-    if args.rounds > 1 or len(loaders) > 1:
-        for loader, rs in results.items():
+    if args.rounds > 1 or len(runs) > 1:
+        for (loader, variant), rs in results.items():
             extra = statistics.median(1e3 * (r["lightning_s"] - r["bare_s"]) for r in rs)
             ratio = statistics.median(r["ratio"] for r in rs)
             print(
-                f"{loader} loader, median of {len(rs)} fit(s): Lightning / bare {ratio:.3f}, "
-                f"Lightning's extra time {extra:.2f} ms per epoch"
+                f"{_label(loader, variant)}, median of {len(rs)} fit(s): Lightning / bare "
+                f"{ratio:.3f}, Lightning's extra time {extra:.2f} ms per epoch"
             )
     return 0
+
+
+def _label(loader: str, variant: str) -> str:
+    return f"{loader} loader" + ("" if variant == "default" else f", {variant} module")
 
 
 if __name__ == "__main__":

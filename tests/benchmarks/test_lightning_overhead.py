@@ -3,6 +3,8 @@ same batch (equal losses after the same epochs), the ratios are the medians' quo
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
@@ -34,3 +36,45 @@ def test_both_loaders_train_the_same_model_and_summarise(capsys):
     out = capsys.readouterr().out
     assert out.count("full loader:") == 2 and out.count("dataloader loader:") == 2
     assert "full loader, median of 2 fit(s)" in out and "dataloader loader, median of 2" in out
+
+
+def test_shortcuts_module_trains_the_same_model(capsys):
+    default = lightning_overhead.measure(hidden=8, epochs=6, trs_weight=0.0, warmup=2)
+    short = lightning_overhead.measure(8, 6, 0.0, warmup=2, variant="shortcuts")
+    # the shortcuts skip bookkeeping only: the same float operations on the same batch
+    assert short["lightning_loss"] == default["lightning_loss"]
+    assert short["lightning_loss"] == pytest.approx(short["bare_loss"], rel=1e-5)
+    with pytest.raises(ValueError, match="variant"):
+        lightning_overhead.measure(8, 6, 0.0, warmup=2, variant="other")
+    argv = ["--hidden", "8", "--epochs", "4", "--warmup", "1", "--variants", "default,shortcuts"]
+    lightning_overhead.main(argv)
+    out = capsys.readouterr().out
+    assert out.count("full loader:") == 1 and out.count("full loader, shortcuts module:") == 1
+    assert "full loader, shortcuts module, median of 1 fit(s)" in out
+    with pytest.raises(SystemExit, match="--variants"):
+        lightning_overhead.main(["--variants", "default,other"])
+
+
+def test_shortcuts_keep_lightnings_view_of_the_module():
+    from pl_pac_trs.trs import ODENField
+
+    model = lightning_overhead._Shortcuts(ODENField(2, (4,)), integrator="leapfrog")
+    model._current_fx_name = "training_step"
+    assert model.__dict__["_current_fx_name"] == "training_step"
+    model.extra = torch.nn.Linear(1, 1)  # other attributes still go through nn.Module
+    assert "extra" in model._modules
+    batch = {"x0": torch.zeros(2, 2)}
+    assert model.transfer_batch_to_device(batch, torch.device("cpu"), 0) is batch
+
+
+def test_segments_chain_from_epoch_start_to_epoch_end(capsys):
+    seg = lightning_overhead.segments(hidden=8, epochs=6, trs_weight=10.0, warmup=2)
+    chain = [name.split(" -> ") for name in seg if not name.startswith("bare:")]
+    assert chain[0][0] == "epoch start" and chain[-1][1] == "epoch end"
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(chain))
+    for hook in [*lightning_overhead.SEGMENT_HOOKS, "training_step", "loss", "loss returned"]:
+        assert any(hook in pair for pair in chain), hook
+    assert list(seg)[-2:] == ["bare: zero_grad .. backward", "bare: step"]
+    assert all(s > 0 for s in seg.values())
+    lightning_overhead.main(["--hidden", "8", "--epochs", "4", "--warmup", "1", "--segments"])
+    assert "loss -> loss returned" in capsys.readouterr().out
