@@ -29,6 +29,8 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from pl_pac_trs.trs.activation_pool import RolloutActivations, rollout_activations
+
 __all__ = [
     "LeapfrogTanhMLPFunction",
     "TanhMLPFunction",
@@ -70,19 +72,25 @@ def _mm(a: Tensor, b: Tensor) -> Tensor:
 
 
 def mlp_forward(
-    x: Tensor, params: Sequence[Tensor], last_bias: bool, fast_tanh: bool
+    x: Tensor,
+    params: Sequence[Tensor],
+    last_bias: bool,
+    fast_tanh: bool,
+    store: RolloutActivations | None = None,
 ) -> tuple[Tensor, list[Tensor]]:
-    """The MLP's output and the activations its backward needs (``[x, y_1, ..., y_L]``)."""
+    """The MLP's output and the activations its backward needs (``[x, y_1, ..., y_L]``); with
+    ``store`` the hidden activations are written into its next slots."""
     n_hidden = (len(params) - 1 - int(last_bias)) // 2
     saved = [x]
     a = x
     for i in range(n_hidden):
         weight, bias = params[2 * i], params[2 * i + 1]
+        out = None if store is None else store.slot(i)
         if fast_tanh:  # tanh(z) = 2 sigmoid(2z) - 1, the 2z straight out of the product
-            a = torch.addmm(bias, a, weight.t(), beta=2, alpha=2).sigmoid_()
+            a = torch.addmm(bias, a, weight.t(), beta=2, alpha=2, out=out).sigmoid_()
             a = a.mul_(2).sub_(1)
         else:
-            a = torch.addmm(bias, a, weight.t()).tanh_()
+            a = torch.addmm(bias, a, weight.t(), out=out).tanh_()
         saved.append(a)
     out = _mm(a, params[2 * n_hidden].t())
     if last_bias:
@@ -135,12 +143,21 @@ def _finish(grads: list) -> list[Tensor | None]:
     return [None if g is False else g for g in grads]
 
 
-def save_rollout(ctx, t: Tensor, params: Sequence[Tensor], saved: Sequence[Tensor]) -> None:
+def save_rollout(
+    ctx,
+    t: Tensor,
+    params: Sequence[Tensor],
+    saved: Sequence[Tensor],
+    store: RolloutActivations | None = None,
+) -> None:
     """What a fused rollout node's backward needs, as autograd saved tensors (freed after the
     backward pass unless retained): the time grid, the parameters and every field evaluation's
-    activations in order."""
+    activations in order; the ``store`` they were written into goes back to its pool with
+    ``ctx``."""
     ctx.save_for_backward(t, *params, *saved)
     ctx.n_params = len(params)
+    if store is not None:
+        store.lease_to(ctx)
 
 
 def saved_rollout(ctx, evals_per_step: int) -> tuple[Tensor, tuple[Tensor, ...], list]:
@@ -175,10 +192,11 @@ class TanhMLPFunction(torch.autograd.Function):
         return (grad_x, None, None, *_finish(grads))
 
 
-def leapfrog_forward(x0, t, n, fast_tanh, last_bias, params, keep=True):
+def leapfrog_forward(x0, t, n, fast_tanh, last_bias, params, keep=True, store=None):
     """The kick-drift-kick rollout ``(B, S, D)`` and, with ``keep``, the activations of its three
     field evaluations per step in order (what the backward pass needs; a no-grad rollout keeps
-    none)."""
+    none), written into ``store`` (:class:`~pl_pac_trs.trs.activation_pool.RolloutActivations`,
+    three evaluations per step) when given."""
     dt = t.diff(dim=1)
     half = 0.5 * dt
     q, p = x0[:, :n], x0[:, n:]
@@ -186,12 +204,12 @@ def leapfrog_forward(x0, t, n, fast_tanh, last_bias, params, keep=True):
     out = []
     for k in range(dt.shape[1]):
         h, hh = dt[:, k : k + 1], half[:, k : k + 1]
-        fa, acts_a = mlp_forward(torch.cat([q, p], 1), params, last_bias, fast_tanh)
+        fa, acts_a = mlp_forward(torch.cat([q, p], 1), params, last_bias, fast_tanh, store)
         p = p + hh * fa[:, n:]
-        fb, acts_b = mlp_forward(torch.cat([q, p], 1), params, last_bias, fast_tanh)
+        fb, acts_b = mlp_forward(torch.cat([q, p], 1), params, last_bias, fast_tanh, store)
         q = q + h * fb[:, :n]
         x = torch.cat([q, p], 1)
-        fc, acts_c = mlp_forward(x, params, last_bias, fast_tanh)
+        fc, acts_c = mlp_forward(x, params, last_bias, fast_tanh, store)
         p = p + hh * fc[:, n:]
         x = torch.cat([q, p], 1)
         if keep:
@@ -212,8 +230,9 @@ class LeapfrogTanhMLPFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x0, t, n, fast_tanh, last_bias, *params):
-        out, saved = leapfrog_forward(x0, t, n, fast_tanh, last_bias, params)
-        save_rollout(ctx, t, params, saved)
+        store = rollout_activations(3 * (t.shape[1] - 1), x0, params, last_bias)
+        out, saved = leapfrog_forward(x0, t, n, fast_tanh, last_bias, params, store=store)
+        save_rollout(ctx, t, params, saved, store)
         ctx.n, ctx.last_bias = n, last_bias
         return out
 

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from pl_pac_trs.trs.activation_pool import rollout_activations
 from pl_pac_trs.trs.tanh_mlp import (
     _finish,
     _grad_slots,
@@ -43,9 +44,11 @@ def _with_time(x: Tensor, tc: Tensor | None) -> Tensor:
     return x if tc is None else torch.cat([x, tc], dim=1)
 
 
-def rk4_forward(x0, t, time_augmented, fast_tanh, last_bias, params, keep=True):
+def rk4_forward(x0, t, time_augmented, fast_tanh, last_bias, params, keep=True, store=None):
     """The rollout ``(B, S, D)`` and, with ``keep``, every stage's activations in order (what
-    the backward pass needs; a no-grad rollout keeps none)."""
+    the backward pass needs; a no-grad rollout keeps none), written into ``store``
+    (:class:`~pl_pac_trs.trs.activation_pool.RolloutActivations`, four evaluations per step)
+    when given."""
     dt = t.diff(dim=1)
     x = x0
     saved: list[Tensor] = []
@@ -56,10 +59,10 @@ def rk4_forward(x0, t, time_augmented, fast_tanh, last_bias, params, keep=True):
         t0, t1 = t[:, k : k + 1], t[:, k + 1 : k + 2]
         tm = t0 + hh
         times = (t0, tm, tm, t1) if time_augmented else (None,) * 4
-        k1, a1 = mlp_forward(_with_time(x, times[0]), params, last_bias, fast_tanh)
-        k2, a2 = mlp_forward(_with_time(x + hh * k1, times[1]), params, last_bias, fast_tanh)
-        k3, a3 = mlp_forward(_with_time(x + hh * k2, times[2]), params, last_bias, fast_tanh)
-        k4, a4 = mlp_forward(_with_time(x + h * k3, times[3]), params, last_bias, fast_tanh)
+        k1, a1 = mlp_forward(_with_time(x, times[0]), params, last_bias, fast_tanh, store)
+        k2, a2 = mlp_forward(_with_time(x + hh * k1, times[1]), params, last_bias, fast_tanh, store)
+        k3, a3 = mlp_forward(_with_time(x + hh * k2, times[2]), params, last_bias, fast_tanh, store)
+        k4, a4 = mlp_forward(_with_time(x + h * k3, times[3]), params, last_bias, fast_tanh, store)
         x = x + (h / 6.0) * (k1 + 2.0 * (k2 + k3) + k4)
         if keep:
             saved += [*a1, *a2, *a3, *a4]
@@ -75,8 +78,9 @@ class RK4TanhMLPFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x0, t, time_augmented, fast_tanh, last_bias, *params):
-        out, saved = rk4_forward(x0, t, time_augmented, fast_tanh, last_bias, params)
-        save_rollout(ctx, t, params, saved)
+        store = rollout_activations(4 * (t.shape[1] - 1), x0, params, last_bias)
+        out, saved = rk4_forward(x0, t, time_augmented, fast_tanh, last_bias, params, store=store)
+        save_rollout(ctx, t, params, saved, store)
         ctx.last_bias, ctx.d = last_bias, x0.shape[1]
         return out
 

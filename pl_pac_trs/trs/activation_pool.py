@@ -1,0 +1,139 @@
+"""Storage reused from step to step for what a fused rollout keeps for its backward pass.
+
+A fused rollout node (:class:`~pl_pac_trs.trs.tanh_mlp.LeapfrogTanhMLPFunction`,
+:class:`~pl_pac_trs.trs.tanh_mlp_rk4.RK4TanhMLPFunction`) keeps the hidden activations of every
+field evaluation until its backward pass: at exp I (150 windows, ten leapfrog steps, width
+1000) thirty tensors of 600 kB. Allocated afresh every step, they come from glibc's heap and are
+all freed at the end of the step; when they lie at the top of the heap glibc hands those 18 MB
+back to the system, and the next step faults every page in again (about 4,700 page faults, 8
+ms, on an exp I ODEN step of 13 ms). Whether a process does so depends on where its other heap
+blocks happen to lie: in our measurements about half of the processes ran 60% slower from start
+to end (docs/trs.md, "Allocation").
+
+Here a rollout takes one block per hidden layer, ``(evaluations, rows, width)``, from an
+:class:`ActivationPool` and the block goes back to the pool when the autograd node that saved
+it is freed (its graph released, after the backward pass or when the output is dropped), never
+earlier: a graph kept with ``retain_graph=True`` keeps its block. A training loop then cycles
+through two blocks and faults no pages. Only CPU tensors are pooled (CUDA's caching allocator
+already reuses its memory).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = ["ActivationPool", "RolloutActivations", "rollout_activations"]
+
+_Key = tuple[tuple[int, ...], torch.dtype, torch.device]
+
+
+class ActivationPool:
+    """Idle activation blocks by shape, dtype and device, at most ``max_idle`` of them (the
+    least recently returned are dropped first). Thread-safe.
+
+    Args:
+        max_idle: blocks kept while no rollout uses them.
+
+    Example:
+        >>> pool = ActivationPool(max_idle=2)
+        >>> block = pool.take((30, 4, 8), torch.float32, torch.device("cpu"))
+        >>> pool.give_back(block)
+        >>> pool.take((30, 4, 8), torch.float32, torch.device("cpu")) is block
+        True
+    """
+
+    def __init__(self, max_idle: int = 4) -> None:
+        if max_idle < 0:
+            raise ValueError(f"ActivationPool: max_idle must be >= 0, got {max_idle}")
+        self.max_idle = max_idle
+        self.allocated = 0  #: blocks allocated so far (the others were reused)
+        self._idle: list[tuple[_Key, Tensor]] = []  # in the order they came back
+        self._lock = threading.Lock()
+
+    def take(self, shape: Sequence[int], dtype: torch.dtype, device: torch.device) -> Tensor:
+        """An idle block of this shape, dtype and device (the last returned), or a new
+        (uninitialised) one."""
+        key = (tuple(shape), dtype, device)
+        with self._lock:
+            for i in range(len(self._idle) - 1, -1, -1):
+                if self._idle[i][0] == key:
+                    return self._idle.pop(i)[1]
+            self.allocated += 1
+        return torch.empty(key[0], dtype=dtype, device=device)
+
+    def give_back(self, block: Tensor) -> None:
+        """Make ``block`` available to the next :meth:`take` of its shape."""
+        with self._lock:
+            self._idle.append(((tuple(block.shape), block.dtype, block.device), block))
+            del self._idle[: max(0, len(self._idle) - self.max_idle)]
+
+    def clear(self) -> None:
+        """Drop every idle block."""
+        with self._lock:
+            self._idle.clear()
+
+
+class _Lease:
+    """Gives the blocks back to their pool when it is freed (with the node that holds it)."""
+
+    __slots__ = ("blocks", "pool")
+
+    def __init__(self, pool: ActivationPool, blocks: list[Tensor]) -> None:
+        self.pool, self.blocks = pool, blocks
+
+    def __del__(self) -> None:
+        for block in self.blocks:
+            self.pool.give_back(block)
+
+
+class RolloutActivations:
+    """The activation blocks of one rollout: :meth:`slot` is the next evaluation's output
+    tensor ``(rows, width)`` of a hidden layer, :meth:`lease_to` ties the blocks' return to the
+    pool to the lifetime of an autograd node's ``ctx``."""
+
+    def __init__(
+        self,
+        pool: ActivationPool,
+        evaluations: int,
+        rows: int,
+        widths: Sequence[int],
+        dtype: torch.dtype,
+        device: torch.device,
+    ) -> None:
+        self._pool = pool
+        self._blocks = [pool.take((evaluations, rows, w), dtype, device) for w in widths]
+        self._next = [0] * len(self._blocks)
+
+    def slot(self, layer: int) -> Tensor:
+        """The next evaluation's output of hidden layer ``layer``."""
+        index = self._next[layer]
+        self._next[layer] = index + 1
+        return self._blocks[layer][index]
+
+    def lease_to(self, ctx: object) -> None:
+        """Return the blocks to the pool when ``ctx`` (a node's context) is freed."""
+        ctx.activation_lease = _Lease(self._pool, self._blocks)  # type: ignore[attr-defined]
+
+
+#: The pool the fused rollouts take their blocks from.
+POOL = ActivationPool()
+
+
+def rollout_activations(
+    evaluations: int, x: Tensor, params: Sequence[Tensor], last_bias: bool
+) -> RolloutActivations | None:
+    """Blocks from :data:`POOL` for ``evaluations`` evaluations of a tanh MLP with parameters
+    ``params`` (:func:`~pl_pac_trs.trs.tanh_mlp.mlp_params`) on a batch like ``x``; ``None``
+    (allocate as usual) off the CPU, under autocast (the activations' dtype is then the
+    autocast one) and for parameters of another dtype than ``x``."""
+    if x.device.type != "cpu" or torch.is_autocast_enabled("cpu"):
+        return None
+    if any(p.dtype != x.dtype for p in params):
+        return None
+    n_hidden = (len(params) - 1 - int(last_bias)) // 2
+    widths = [params[2 * i].shape[0] for i in range(n_hidden)]
+    return RolloutActivations(POOL, evaluations, x.shape[0], widths, x.dtype, x.device)
