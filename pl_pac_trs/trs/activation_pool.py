@@ -7,8 +7,8 @@ field evaluation until its backward pass: at exp I (150 windows, ten leapfrog st
 all freed at the end of the step; when they lie at the top of the heap glibc hands those 18 MB
 back to the system, and the next step faults every page in again (about 4,700 page faults, 8
 ms, on an exp I ODEN step of 13 ms). Whether a process does so depends on where its other heap
-blocks happen to lie: in our measurements about half of the processes ran 60% slower from start
-to end (docs/trs.md, "Allocation").
+blocks happen to lie: 2 of 10 fresh ODEN processes ran 60% slower from start to end, and 3 of 5
+sessions of one side-by-side run (docs/trs.md, "Allocation").
 
 Here a rollout takes one block per hidden layer, ``(evaluations, rows, width)``, from an
 :class:`ActivationPool` and the block goes back to the pool when the autograd node that saved
