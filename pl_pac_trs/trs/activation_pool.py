@@ -14,8 +14,10 @@ Here a rollout takes one block per hidden layer, ``(evaluations, rows, width)``,
 :class:`ActivationPool` and the block goes back to the pool when the autograd node that saved
 it is freed (its graph released, after the backward pass or when the output is dropped), never
 earlier: a graph kept with ``retain_graph=True`` keeps its block. A training loop then cycles
-through two blocks and faults no pages. Only CPU tensors are pooled (CUDA's caching allocator
-already reuses its memory).
+through two blocks and faults no pages. The one-evaluation nodes (the fused field
+:class:`~pl_pac_trs.trs.tanh_mlp.TanhMLPFunction`, the HODEN derivative
+:class:`~pl_pac_trs.trs.tanh_grad.TanhMLPInputGradFunction`) take a block per evaluation the
+same way. Only CPU tensors are pooled (CUDA's caching allocator already reuses its memory).
 """
 
 from __future__ import annotations
@@ -26,55 +28,86 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["ActivationPool", "RolloutActivations", "rollout_activations"]
+__all__ = [
+    "POOL",
+    "ActivationPool",
+    "RolloutActivations",
+    "activation_store",
+    "rollout_activations",
+]
 
 _Key = tuple[tuple[int, ...], torch.dtype, torch.device]
 
 
 class ActivationPool:
-    """Idle activation blocks by shape, dtype and device, at most ``max_idle`` of them (the
-    least recently returned are dropped first). Thread-safe.
-
-    Args:
-        max_idle: blocks kept while no rollout uses them.
+    """Idle activation blocks by shape, dtype and device, like a caching allocator: a block
+    given back waits for the next :meth:`take` of its shape. Idle blocks are kept while they and
+    the blocks in use together stay within the most ever in use at once (what training needed
+    anyway); beyond that the shapes returned longest ago are dropped first. Thread-safe.
 
     Example:
-        >>> pool = ActivationPool(max_idle=2)
+        >>> pool = ActivationPool()
         >>> block = pool.take((30, 4, 8), torch.float32, torch.device("cpu"))
         >>> pool.give_back(block)
         >>> pool.take((30, 4, 8), torch.float32, torch.device("cpu")) is block
         True
     """
 
-    def __init__(self, max_idle: int = 4) -> None:
-        if max_idle < 0:
-            raise ValueError(f"ActivationPool: max_idle must be >= 0, got {max_idle}")
-        self.max_idle = max_idle
+    def __init__(self) -> None:
         self.allocated = 0  #: blocks allocated so far (the others were reused)
-        self._idle: list[tuple[_Key, Tensor]] = []  # in the order they came back
+        self.in_use = 0  #: bytes of the blocks taken and not given back
+        self.high_water = 0  #: the most bytes ever in use at once
+        self._idle: dict[_Key, list[Tensor]] = {}  # shapes in the order last given back
+        self._idle_bytes = 0
         self._lock = threading.Lock()
+
+    @property
+    def idle(self) -> int:
+        """Bytes of the idle blocks."""
+        return self._idle_bytes
 
     def take(self, shape: Sequence[int], dtype: torch.dtype, device: torch.device) -> Tensor:
         """An idle block of this shape, dtype and device (the last returned), or a new
         (uninitialised) one."""
         key = (tuple(shape), dtype, device)
         with self._lock:
-            for i in range(len(self._idle) - 1, -1, -1):
-                if self._idle[i][0] == key:
-                    return self._idle.pop(i)[1]
-            self.allocated += 1
-        return torch.empty(key[0], dtype=dtype, device=device)
+            idle = self._idle.get(key)
+            block = idle.pop() if idle else None
+            if block is None:
+                self.allocated += 1
+                block = torch.empty(key[0], dtype=dtype, device=device)
+            else:
+                self._idle_bytes -= _nbytes(block)
+            self.in_use += _nbytes(block)
+            self.high_water = max(self.high_water, self.in_use)
+        return block
 
     def give_back(self, block: Tensor) -> None:
         """Make ``block`` available to the next :meth:`take` of its shape."""
+        key = (tuple(block.shape), block.dtype, block.device)
+        size = _nbytes(block)
         with self._lock:
-            self._idle.append(((tuple(block.shape), block.dtype, block.device), block))
-            del self._idle[: max(0, len(self._idle) - self.max_idle)]
+            self.in_use -= size
+            blocks = self._idle.pop(key, [])
+            blocks.append(block)
+            self._idle[key] = blocks  # now the shape last given back
+            self._idle_bytes += size
+            while self._idle_bytes + self.in_use > self.high_water:
+                oldest = next(iter(self._idle))
+                self._idle_bytes -= _nbytes(self._idle[oldest].pop(0))
+                if not self._idle[oldest]:
+                    del self._idle[oldest]
 
     def clear(self) -> None:
-        """Drop every idle block."""
+        """Drop every idle block and forget the high-water mark (blocks in use stay counted)."""
         with self._lock:
             self._idle.clear()
+            self._idle_bytes = 0
+            self.high_water = self.in_use
+
+
+def _nbytes(block: Tensor) -> int:
+    return block.numel() * block.element_size()
 
 
 class _Lease:
@@ -119,21 +152,29 @@ class RolloutActivations:
         ctx.activation_lease = _Lease(self._pool, self._blocks)  # type: ignore[attr-defined]
 
 
-#: The pool the fused rollouts take their blocks from.
+#: The pool the fused nodes take their blocks from.
 POOL = ActivationPool()
+
+
+def activation_store(
+    evaluations: int, x: Tensor, widths: Sequence[int], params: Sequence[Tensor]
+) -> RolloutActivations | None:
+    """Blocks from :data:`POOL` for ``evaluations`` evaluations whose saved activations have
+    the given ``widths``, on a batch like ``x``; ``None`` (allocate as usual) off the CPU, under
+    autocast (the activations' dtype is then the autocast one) and for parameters of another
+    dtype than ``x``."""
+    if x.device.type != "cpu" or torch.is_autocast_enabled("cpu"):
+        return None
+    if any(p.dtype != x.dtype for p in params):
+        return None
+    return RolloutActivations(POOL, evaluations, x.shape[0], widths, x.dtype, x.device)
 
 
 def rollout_activations(
     evaluations: int, x: Tensor, params: Sequence[Tensor], last_bias: bool
 ) -> RolloutActivations | None:
-    """Blocks from :data:`POOL` for ``evaluations`` evaluations of a tanh MLP with parameters
-    ``params`` (:func:`~pl_pac_trs.trs.tanh_mlp.mlp_params`) on a batch like ``x``; ``None``
-    (allocate as usual) off the CPU, under autocast (the activations' dtype is then the
-    autocast one) and for parameters of another dtype than ``x``."""
-    if x.device.type != "cpu" or torch.is_autocast_enabled("cpu"):
-        return None
-    if any(p.dtype != x.dtype for p in params):
-        return None
+    """:func:`activation_store` for the hidden layers of a tanh MLP with parameters ``params``
+    (:func:`~pl_pac_trs.trs.tanh_mlp.mlp_params`)."""
     n_hidden = (len(params) - 1 - int(last_bias)) // 2
     widths = [params[2 * i].shape[0] for i in range(n_hidden)]
-    return RolloutActivations(POOL, evaluations, x.shape[0], widths, x.dtype, x.device)
+    return activation_store(evaluations, x, widths, params)

@@ -40,25 +40,34 @@ def _grads(kind, net, x0, t, target):
     return out.detach(), [p.grad.clone() for p in net.parameters()] + [x.grad.clone()]
 
 
-def test_pool_reuses_blocks_and_keeps_at_most_max_idle():
-    pool = ActivationPool(max_idle=2)
-    a = pool.take((3, 4, 5), torch.float32, CPU)
-    b = pool.take((3, 4, 5), torch.float32, CPU)
-    c = pool.take((2, 4, 5), torch.float32, CPU)
-    assert pool.allocated == 3
+def test_pool_reuses_blocks_and_keeps_no_more_than_its_high_water_mark():
+    pool = ActivationPool()
+    f32 = torch.float32
+    a = pool.take((3, 4, 5), f32, CPU)  # 240 bytes each
+    b = pool.take((3, 4, 5), f32, CPU)
+    c = pool.take((3, 4, 5), torch.float64, CPU)  # 480 bytes
+    assert (pool.allocated, pool.in_use, pool.high_water) == (3, 960, 960)
     pool.give_back(a)
     pool.give_back(c)
-    pool.give_back(b)  # three idle: the least recently returned (a) is dropped
-    assert pool.take((3, 4, 5), torch.float32, CPU) is b
-    assert pool.take((3, 4, 5), torch.float32, CPU) is not a  # a new one
-    assert pool.take((2, 4, 5), torch.float32, CPU) is c
-    assert pool.take((3, 4, 5), torch.float64, CPU).dtype == torch.float64
-    assert pool.allocated == 5 and pool.take((2, 4, 5), torch.float32, CPU) is not c
+    assert (pool.in_use, pool.idle) == (240, 720)
+    assert pool.take((3, 4, 5), f32, CPU) is a  # reused, nothing allocated
+    assert pool.take((3, 4, 5), torch.float64, CPU) is c
+    assert pool.allocated == 3
+    pool.give_back(a)
+    pool.give_back(b)
+    pool.give_back(c)
+    assert (pool.in_use, pool.idle, pool.high_water) == (0, 960, 960)
+    d = pool.take((2, 4, 5), f32, CPU)  # new, 160 bytes: in use 160, the mark stays 960
+    pool.give_back(d)  # idle 1120 > 960: the shape given back longest ago loses a block
+    assert (pool.idle, pool.high_water) == (880, 960)
+    assert pool.take((3, 4, 5), f32, CPU) is b  # a was dropped, b kept
+    e = pool.take((3, 4, 5), f32, CPU)
+    assert e is not a and pool.allocated == 5
+    pool.give_back(e)
     pool.give_back(b)
     pool.clear()
-    assert pool.take((3, 4, 5), torch.float32, CPU) is not b
-    with pytest.raises(ValueError, match="max_idle"):
-        ActivationPool(max_idle=-1)
+    assert (pool.idle, pool.high_water) == (0, 0)
+    assert pool.take((3, 4, 5), f32, CPU) is not e
 
 
 def test_no_blocks_off_the_cpu_path_under_autocast_or_for_mixed_dtypes():
@@ -140,3 +149,50 @@ def test_a_training_loop_cycles_through_two_blocks():
         loss.backward()
         opt.step()
     assert POOL.allocated - before <= 2
+
+
+@pytest.mark.parametrize("hidden", [(32,), (16, 8)])
+def test_one_evaluation_nodes_pooled_equal_unpooled_exactly(hidden, monkeypatch):
+    from pl_pac_trs.trs import HODENField
+    from pl_pac_trs.trs import tanh_grad as tanh_grad_module
+    from pl_pac_trs.trs.tanh_mlp import tanh_mlp
+
+    torch.manual_seed(4)
+    hoden, net = HODENField(2, hidden), mlp(2, list(hidden), 2)
+    x = torch.randn(6, 2)
+
+    def grads():
+        x_ = x.clone().requires_grad_(True)
+        for model in (hoden, net):
+            model.zero_grad(set_to_none=True)
+        dx = hoden(torch.tensor(0.0), x_)  # one node per derivative (closed form)
+        y = tanh_mlp(net, x_)
+        (dx.pow(2).sum() + y.pow(2).sum()).backward()
+        params = [*hoden.parameters(), *net.parameters()]
+        return [dx.detach(), y.detach(), x_.grad] + [p.grad.clone() for p in params]
+
+    pooled, again = grads(), grads()
+    monkeypatch.setattr(tanh_grad_module, "activation_store", lambda *args: None)
+    monkeypatch.setattr(tanh_mlp_module, "rollout_activations", lambda *args: None)
+    before = POOL.allocated
+    fresh = grads()
+    assert POOL.allocated == before
+    for a, b, c in zip(pooled, again, fresh, strict=True):
+        assert torch.equal(a, c) and torch.equal(b, c)
+
+
+def test_a_hoden_training_loop_allocates_nothing_after_its_first_steps():
+    from pl_pac_trs.trs import HODENField, Leapfrog, trs_loss
+
+    torch.manual_seed(5)
+    field = HODENField(2, (32,))
+    opt = torch.optim.Adam(field.parameters(), lr=1e-3)
+    x0, t, y = torch.randn(7, 2), torch.linspace(0, 1, 6).expand(7, 6), torch.randn(7, 5, 2)
+    counts = []
+    for _ in range(6):
+        opt.zero_grad()
+        loss = trs_loss(field, Leapfrog(), x0, t, y, None).total
+        loss.backward()
+        opt.step()
+        counts.append(POOL.allocated)
+    assert counts[-1] == counts[2]  # steady state: every block reused
