@@ -4,8 +4,7 @@ How fast a process trains exp I used to depend on the process: in some, glibc ha
 activations freed at the end of every step back to the system and the next step faulted them
 in again (docs/trs.md, "Allocation"). One process cannot show that, so this starts
 ``--processes`` fresh processes per arm, alternating, each pinned to the same core and training
-the exp I field (150 windows x 10 leapfrog steps, 1x1000 tanh MLP, or with ``--field hoden``
-HODEN's two, Adam lr 2e-4) in a bare loop:
+the exp I field (150 windows x 10 leapfrog steps, 1x1000 tanh MLP, Adam lr 2e-4) in a bare loop:
 
 * ``pool``: as shipped, the saved activations in blocks from
   :data:`~pl_pac_trs.trs.activation_pool.POOL`;
@@ -17,7 +16,6 @@ given back). The table gives, per arm, the median over processes, the slowest pr
 many processes faulted more than 1000 pages per epoch.
 
     python -m benchmarks.activation_pool --processes 8 --trs-weight 0     # and 10, --trim
-    python -m benchmarks.activation_pool --processes 8 --field hoden      # HODEN's closed form
 """
 
 from __future__ import annotations
@@ -37,43 +35,28 @@ ARMS = ("pool", "fresh")
 FAULTY = 1000  # page faults per epoch that mark a process whose activations are trimmed
 
 
-def child(
-    arm: str, epochs: int, warmup: int, trs_weight: float, trim: bool, field: str = "oden"
-) -> dict[str, float]:
-    """One process's arm: median seconds and minor page faults per epoch after ``warmup``;
-    ``field`` ``oden`` (the fused leapfrog rollout) or ``hoden`` (one closed-form node per
-    derivative evaluation)."""
+def child(arm: str, epochs: int, warmup: int, trs_weight: float, trim: bool) -> dict[str, float]:
+    """One process's arm: median seconds and minor page faults per epoch after ``warmup``."""
     import torch
 
     from benchmarks.common import exp1_data
-    from pl_pac_trs.trs import (
-        HODENField,
-        Leapfrog,
-        ODENField,
-        Reversal,
-        tanh_grad,
-        tanh_mlp,
-        tanh_mlp_rk4,
-        trs_loss,
-    )
+    from pl_pac_trs.trs import Leapfrog, ODENField, Reversal, tanh_mlp, tanh_mlp_rk4, trs_loss
 
     if arm == "fresh":
         for module in (tanh_mlp, tanh_mlp_rk4):
             module.rollout_activations = lambda *args: None
-        tanh_grad.activation_store = lambda *args: None
     malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim if trim else None
     torch.set_num_threads(1)
     _, batch = exp1_data()
     torch.manual_seed(0)
-    make = HODENField if field == "hoden" else ODENField
-    net = make(2, (1000,), init="reference")
-    opt = torch.optim.Adam(net.parameters(), lr=2e-4)
+    field = ODENField(2, (1000,), init="reference")
+    opt = torch.optim.Adam(field.parameters(), lr=2e-4)
     integrator, reversal = Leapfrog(), Reversal.momentum_flip(2, 1)
     times, faults, loss = [], [], float("nan")
     for _ in range(epochs):
         f0, t0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        out = trs_loss(net, integrator, batch["x0"], batch["t"], batch["y"], reversal, trs_weight)
+        out = trs_loss(field, integrator, batch["x0"], batch["t"], batch["y"], reversal, trs_weight)
         out.total.backward()
         opt.step()
         if malloc_trim is not None:
@@ -89,13 +72,7 @@ def child(
 
 
 def run(
-    processes: int,
-    epochs: int,
-    warmup: int,
-    trs_weight: float,
-    trim: bool,
-    core: str = "0",
-    field: str = "oden",
+    processes: int, epochs: int, warmup: int, trs_weight: float, trim: bool, core: str = "0"
 ) -> dict[str, list[dict[str, float]]]:
     """``processes`` fresh processes per arm, alternating; each one's :func:`child` result."""
     results: dict[str, list[dict[str, float]]] = {arm: [] for arm in ARMS}
@@ -103,8 +80,7 @@ def run(
         for arm in ARMS:
             cmd = [sys.executable, "-m", "benchmarks.activation_pool", "--child", arm]
             cmd += ["--epochs", str(epochs), "--warmup", str(warmup)]
-            cmd += ["--trs-weight", str(trs_weight), "--field", field]
-            cmd += ["--trim"] if trim else []
+            cmd += ["--trs-weight", str(trs_weight)] + (["--trim"] if trim else [])
             env = {**os.environ, "OMP_NUM_THREADS": "1"}
             out = subprocess.run(
                 ["taskset", "-c", core, *cmd], capture_output=True, text=True, env=env, check=True
@@ -137,7 +113,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=150)
     p.add_argument("--warmup", type=int, default=30)
     p.add_argument("--trs-weight", type=float, default=0.0)
-    p.add_argument("--field", choices=("oden", "hoden"), default="oden")
     p.add_argument("--trim", action="store_true", help="malloc_trim(0) after every step")
     p.add_argument("--core", default="0", help="taskset core list of every process")
     p.add_argument("--child", choices=ARMS, help=argparse.SUPPRESS)
@@ -145,22 +120,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.epochs <= args.warmup or args.processes < 1:
         raise SystemExit("--epochs must exceed --warmup; --processes at least 1")
     if args.child:
-        r = child(args.child, args.epochs, args.warmup, args.trs_weight, args.trim, args.field)
+        r = child(args.child, args.epochs, args.warmup, args.trs_weight, args.trim)
         print(json.dumps(r))
         return 0
-    results = run(
-        args.processes,
-        args.epochs,
-        args.warmup,
-        args.trs_weight,
-        args.trim,
-        args.core,
-        args.field,
-    )
+    results = run(args.processes, args.epochs, args.warmup, args.trs_weight, args.trim, args.core)
     for arm, rs in results.items():
         print(arm, "per process (ms, faults):", [(round(1e3 * r["s"], 2), r["faults"]) for r in rs])
     trim = ", malloc_trim(0) after every step" if args.trim else ""
-    print(f"exp I bare loop, {args.field}, trs_weight {args.trs_weight}, 1 thread{trim}:")
+    print(f"exp I bare loop, trs_weight {args.trs_weight}, 1 thread{trim}:")
     print("\n".join(table(results)))
     return 0
 

@@ -15,9 +15,10 @@ Here a rollout takes one block per hidden layer, ``(evaluations, rows, width)``,
 it is freed (its graph released, after the backward pass or when the output is dropped), never
 earlier: a graph kept with ``retain_graph=True`` keeps its block. A training loop then cycles
 through two blocks and faults no pages. The one-evaluation nodes (the fused field
-:class:`~pl_pac_trs.trs.tanh_mlp.TanhMLPFunction`, the HODEN derivative
-:class:`~pl_pac_trs.trs.tanh_grad.TanhMLPInputGradFunction`) take a block per evaluation the
-same way. Only CPU tensors are pooled (CUDA's caching allocator already reuses its memory).
+:class:`~pl_pac_trs.trs.tanh_mlp.TanhMLPFunction`, HODEN's closed-form derivative) allocate as
+before: pooled, HODEN's exp I step was 5% slower and no fresh process of ten showed the
+trimming (docs/trs.md). Only CPU tensors are pooled (CUDA's caching allocator already reuses
+its memory).
 """
 
 from __future__ import annotations

@@ -40,7 +40,6 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from pl_pac_trs.trs.activation_pool import RolloutActivations, activation_store
 from pl_pac_trs.trs.tanh_mlp import _NARROW, _mm, is_tanh_mlp
 
 __all__ = [
@@ -48,7 +47,6 @@ __all__ = [
     "TanhMLPInputGradFunction",
     "input_grad_backward",
     "input_grad_forward",
-    "input_grad_widths",
     "is_scalar_tanh_mlp",
     "scalar_mlp_params",
     "tanh_mlp_input_grad",
@@ -88,11 +86,6 @@ class InputGradSaved(NamedTuple):
     cs: list[Tensor]
 
 
-def input_grad_widths(weights: Sequence[Tensor]) -> list[int]:
-    """The widths of what :func:`input_grad_forward` saves: the ``a_i``, then the ``c_i``."""
-    return [w.shape[0] for w in weights] + [weights[i].shape[1] for i in range(1, len(weights))]
-
-
 def input_grad_forward(
     x: Tensor,
     weights: Sequence[Tensor],
@@ -100,7 +93,6 @@ def input_grad_forward(
     w_out: Tensor,
     n: int,
     fast_tanh: bool = False,
-    store: RolloutActivations | None = None,
 ) -> tuple[Tensor, InputGradSaved]:
     """``dH/dx[:, :n]`` of ``H = w_out . a_L`` and the tensors its backward needs.
 
@@ -113,27 +105,22 @@ def input_grad_forward(
         fast_tanh: ``tanh(z) = 2 sigmoid(2z) - 1`` (as
             :func:`~pl_pac_trs.trs.tanh_mlp.mlp_forward`; absolute error below ``2.5e-7`` in
             float32, not exact).
-        store: blocks to write the ``a_i`` and ``c_i`` into (slots ``0..L-1`` the ``a_i``,
-            ``L..2L-2`` the ``c_i``; :func:`input_grad_widths`), or ``None``.
 
     Returns:
         ``(grad, saved)``: the gradient ``(B, n)`` and an :class:`InputGradSaved`.
     """
     acts = [x]
     a = x
-    for i, (weight, bias) in enumerate(zip(weights, biases, strict=True)):
-        out = None if store is None else store.slot(i)
+    for weight, bias in zip(weights, biases, strict=True):
         if fast_tanh:
-            a = torch.addmm(bias, a, weight.t(), beta=2, alpha=2, out=out)
-            a = a.sigmoid_().mul_(2).sub_(1)
+            a = torch.addmm(bias, a, weight.t(), beta=2, alpha=2).sigmoid_().mul_(2).sub_(1)
         else:
-            a = torch.addmm(bias, a, weight.t(), out=out).tanh_()
+            a = torch.addmm(bias, a, weight.t()).tanh_()
         acts.append(a)
     g = _tanh_backward(w_out.expand_as(a), a)  # g_L = s_L * w_out
     cs: list[Tensor] = []
     for i in range(len(weights) - 1, 0, -1):  # c_{i-1} = g_i W_i, g_{i-1} = s_{i-1} * c_{i-1}
-        out = None if store is None else store.slot(len(weights) + i - 1)
-        c = torch.mm(g, weights[i], out=out)
+        c = g @ weights[i]
         cs.insert(0, c)
         g = _tanh_backward(c, acts[i])
     w_in = weights[0] if n == weights[0].shape[1] else weights[0][:, :n]
@@ -231,11 +218,8 @@ class TanhMLPInputGradFunction(torch.autograd.Function):
     def forward(ctx, x: Tensor, n: int, fast_tanh: bool, *params: Tensor) -> Tensor:
         n_layers = (len(params) - 1) // 2
         weights, biases = params[0 : 2 * n_layers : 2], params[1 : 2 * n_layers : 2]
-        store = activation_store(1, x, input_grad_widths(weights), params)
-        grad, saved = input_grad_forward(x, weights, biases, params[-1], n, fast_tanh, store)
+        grad, saved = input_grad_forward(x, weights, biases, params[-1], n, fast_tanh)
         ctx.save_for_backward(*saved.acts, *saved.cs, *params)
-        if store is not None:
-            store.lease_to(ctx)
         ctx.n, ctx.n_layers = n, n_layers
         return grad
 

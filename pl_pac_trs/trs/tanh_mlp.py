@@ -175,12 +175,9 @@ class TanhMLPFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, fast_tanh: bool, last_bias: bool, *params: Tensor) -> Tensor:
-        store = rollout_activations(1, x, params, last_bias)
-        out, saved = mlp_forward(x, params, last_bias, fast_tanh, store)
+        out, saved = mlp_forward(x, params, last_bias, fast_tanh)
         ctx.save_for_backward(*saved, *params)
         ctx.n_saved, ctx.last_bias = len(saved), last_bias
-        if store is not None:
-            store.lease_to(ctx)
         return out
 
     @staticmethod

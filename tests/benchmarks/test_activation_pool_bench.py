@@ -7,21 +7,19 @@ import pytest
 import torch
 
 from benchmarks import activation_pool as bench
-from pl_pac_trs.trs import tanh_grad, tanh_mlp, tanh_mlp_rk4
+from pl_pac_trs.trs import tanh_mlp, tanh_mlp_rk4
 from pl_pac_trs.trs.activation_pool import POOL
 
 
-@pytest.mark.parametrize("field", ["oden", "hoden"])
-def test_arms_train_the_same_model_and_only_the_pool_arm_pools(field, monkeypatch):
+def test_arms_train_the_same_model_and_only_the_pool_arm_pools(monkeypatch):
     for module in (tanh_mlp, tanh_mlp_rk4):  # the fresh arm patches these; undo after the test
         monkeypatch.setattr(module, "rollout_activations", module.rollout_activations)
-    monkeypatch.setattr(tanh_grad, "activation_store", tanh_grad.activation_store)
     monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # the child pins 1 thread
     before = POOL.allocated
-    pool = bench.child("pool", 4, 1, trs_weight=10.0, trim=False, field=field)
+    pool = bench.child("pool", epochs=4, warmup=1, trs_weight=10.0, trim=False)
     assert POOL.allocated > before
     before = POOL.allocated
-    fresh = bench.child("fresh", 4, 1, trs_weight=10.0, trim=True, field=field)
+    fresh = bench.child("fresh", epochs=4, warmup=1, trs_weight=10.0, trim=True)
     assert POOL.allocated == before
     assert pool["loss"] == fresh["loss"]  # the same arithmetic, bit for bit
     assert pool["s"] > 0 and fresh["faults"] >= 0
