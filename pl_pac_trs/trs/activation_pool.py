@@ -2,13 +2,12 @@
 
 A fused rollout node (:class:`~pl_pac_trs.trs.tanh_mlp.LeapfrogTanhMLPFunction`,
 :class:`~pl_pac_trs.trs.tanh_mlp_rk4.RK4TanhMLPFunction`) keeps the hidden activations of every
-field evaluation until its backward pass: at exp I (150 windows, ten leapfrog steps, width
-1000) thirty tensors of 600 kB. Allocated afresh every step, they come from glibc's heap and are
-all freed at the end of the step; when they lie at the top of the heap glibc hands those 18 MB
-back to the system, and the next step faults every page in again (about 4,700 page faults, 8
-ms, on an exp I ODEN step of 13 ms). Whether a process does so depends on where its other heap
-blocks happen to lie: 2 of 10 fresh ODEN processes ran 60% slower from start to end, and 3 of 5
-sessions of one side-by-side run (docs/trs.md, "Allocation").
+field evaluation until its backward pass (at exp I thirty tensors of 150 x 1000 floats).
+Allocated afresh every step, they come from glibc's heap and are all freed at the end of the
+step; when they lie at the top of the heap, glibc hands them back to the system and the next
+step faults every page in again. Whether a process does so depends on where its other heap
+blocks happen to lie, so some processes trained much slower than others from start to end
+(docs/trs.md, "Allocation", has the measurements and the benchmark).
 
 Here a rollout takes one block per hidden layer, ``(evaluations, rows, width)``, from an
 :class:`ActivationPool` and the block goes back to the pool when the autograd node that saved
@@ -16,9 +15,8 @@ it is freed (its graph released, after the backward pass or when the output is d
 earlier: a graph kept with ``retain_graph=True`` keeps its block. A training loop then cycles
 through two blocks and faults no pages. The one-evaluation nodes (the fused field
 :class:`~pl_pac_trs.trs.tanh_mlp.TanhMLPFunction`, HODEN's closed-form derivative) allocate as
-before: pooled, HODEN's exp I step was 5% slower and no fresh process of ten showed the
-trimming (docs/trs.md). Only CPU tensors are pooled (CUDA's caching allocator already reuses
-its memory).
+before: pooled, they measured slower (docs/trs.md). Only CPU tensors are pooled (CUDA's caching
+allocator already reuses its memory).
 """
 
 from __future__ import annotations
