@@ -32,7 +32,6 @@ __all__ = [
     "ActivationPool",
     "RolloutActivations",
     "activation_store",
-    "rollout_activations",
 ]
 
 _Key = tuple[tuple[int, ...], torch.dtype, torch.device]
@@ -71,12 +70,12 @@ class ActivationPool:
         key = (tuple(shape), dtype, device)
         with self._lock:
             idle = self._idle.get(key)
-            block = idle.pop() if idle else None
-            if block is None:
+            if idle:
+                block = idle.pop()
+                self._idle_bytes -= _nbytes(block)
+            else:
                 self.allocated += 1
                 block = torch.empty(key[0], dtype=dtype, device=device)
-            else:
-                self._idle_bytes -= _nbytes(block)
             self.in_use += _nbytes(block)
             self.high_water = max(self.high_water, self.in_use)
         return block
@@ -167,13 +166,3 @@ def activation_store(
     if any(p.dtype != x.dtype for p in params):
         return None
     return RolloutActivations(POOL, evaluations, x.shape[0], widths, x.dtype, x.device)
-
-
-def rollout_activations(
-    evaluations: int, x: Tensor, params: Sequence[Tensor], last_bias: bool
-) -> RolloutActivations | None:
-    """:func:`activation_store` for the hidden layers of a tanh MLP with parameters ``params``
-    (:func:`~pl_pac_trs.trs.tanh_mlp.mlp_params`)."""
-    n_hidden = (len(params) - 1 - int(last_bias)) // 2
-    widths = [params[2 * i].shape[0] for i in range(n_hidden)]
-    return activation_store(evaluations, x, widths, params)

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from pl_pac_trs.trs.activation_pool import RolloutActivations, rollout_activations
+from pl_pac_trs.trs.activation_pool import RolloutActivations, activation_store
 
 __all__ = [
     "LeapfrogTanhMLPFunction",
@@ -39,6 +39,7 @@ __all__ = [
     "mlp_backward",
     "mlp_forward",
     "mlp_params",
+    "rollout_activations",
     "save_rollout",
     "saved_rollout",
     "tanh_mlp",
@@ -71,6 +72,21 @@ def _mm(a: Tensor, b: Tensor) -> Tensor:
     return a @ b
 
 
+def _n_hidden(params: Sequence[Tensor], last_bias: bool) -> int:
+    """The hidden layers of a tanh MLP given by :func:`mlp_params`."""
+    return (len(params) - 1 - int(last_bias)) // 2
+
+
+def rollout_activations(
+    evaluations: int, x: Tensor, params: Sequence[Tensor], last_bias: bool
+) -> RolloutActivations | None:
+    """Pooled blocks (:func:`~pl_pac_trs.trs.activation_pool.activation_store`) for the hidden
+    activations of ``evaluations`` evaluations of the MLP ``params`` (:func:`mlp_params`) on a
+    batch like ``x``, or ``None``."""
+    widths = [params[2 * i].shape[0] for i in range(_n_hidden(params, last_bias))]
+    return activation_store(evaluations, x, widths, params)
+
+
 def mlp_forward(
     x: Tensor,
     params: Sequence[Tensor],
@@ -80,7 +96,7 @@ def mlp_forward(
 ) -> tuple[Tensor, list[Tensor]]:
     """The MLP's output and the activations its backward needs (``[x, y_1, ..., y_L]``); with
     ``store`` the hidden activations are written into its next slots."""
-    n_hidden = (len(params) - 1 - int(last_bias)) // 2
+    n_hidden = _n_hidden(params, last_bias)
     saved = [x]
     a = x
     for i in range(n_hidden):

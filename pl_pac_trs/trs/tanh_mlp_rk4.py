@@ -26,13 +26,13 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from pl_pac_trs.trs.activation_pool import rollout_activations
 from pl_pac_trs.trs.tanh_mlp import (
     _finish,
     _grad_slots,
     mlp_backward,
     mlp_forward,
     mlp_params,
+    rollout_activations,
     save_rollout,
     saved_rollout,
 )
