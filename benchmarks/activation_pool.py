@@ -39,8 +39,8 @@ def child(arm: str, epochs: int, warmup: int, trs_weight: float, trim: bool) -> 
     """One process's arm: median seconds and minor page faults per epoch after ``warmup``."""
     import torch
 
-    from benchmarks.common import exp1_data
-    from pl_pac_trs.trs import Leapfrog, ODENField, Reversal, tanh_mlp, tanh_mlp_rk4, trs_loss
+    from benchmarks.common import Exp1BareStep, exp1_data
+    from pl_pac_trs.trs import tanh_mlp, tanh_mlp_rk4
 
     if arm == "fresh":
         for module in (tanh_mlp, tanh_mlp_rk4):
@@ -48,17 +48,11 @@ def child(arm: str, epochs: int, warmup: int, trs_weight: float, trim: bool) -> 
     malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim if trim else None
     torch.set_num_threads(1)
     _, batch = exp1_data()
-    torch.manual_seed(0)
-    field = ODENField(2, (1000,), init="reference")
-    opt = torch.optim.Adam(field.parameters(), lr=2e-4)
-    integrator, reversal = Leapfrog(), Reversal.momentum_flip(2, 1)
+    step = Exp1BareStep(batch, trs_weight)
     times, faults, loss = [], [], float("nan")
     for _ in range(epochs):
         f0, t0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        out = trs_loss(field, integrator, batch["x0"], batch["t"], batch["y"], reversal, trs_weight)
-        out.total.backward()
-        opt.step()
+        out = step()[2]
         if malloc_trim is not None:
             malloc_trim(0)
         times.append(time.perf_counter() - t0)

@@ -83,6 +83,40 @@ def exp1_data():
     return dm, next(iter(dm.train_dataloader()))
 
 
+class Exp1BareStep:
+    """The bare PyTorch arm of the exp I speed benchmarks: ``field`` (default a
+    ``ODENField(2, (1000,), init="reference")`` made right after ``torch.manual_seed(0)``), Adam
+    lr 2e-4, leapfrog and ``(q, p) -> (q, -p)``. Each call is one training step on ``batch``
+    (``zero_grad``, the TRS loss at ``trs_weight``, backward, Adam) and returns its seconds up to
+    the end of the backward pass, the seconds of the Adam step and the loss (the caller holds it,
+    and with it the graph, as long as its loop would)."""
+
+    def __init__(self, batch: dict, trs_weight: float, field: torch.nn.Module | None = None):
+        from pl_pac_trs.trs import Leapfrog, ODENField, Reversal
+
+        if field is None:
+            torch.manual_seed(0)
+            field = ODENField(2, (1000,), init="reference")
+        self.field, self.batch, self.trs_weight = field, batch, trs_weight
+        self.opt = torch.optim.Adam(field.parameters(), lr=2e-4)
+        self.integrator, self.reversal = Leapfrog(), Reversal.momentum_flip(2, 1)
+
+    def __call__(self):
+        """``(seconds to the end of backward, seconds of the Adam step, TRSLoss)``."""
+        from pl_pac_trs.trs import trs_loss
+
+        b = self.batch
+        t0 = time.perf_counter()
+        self.opt.zero_grad(set_to_none=True)
+        out = trs_loss(
+            self.field, self.integrator, b["x0"], b["t"], b["y"], self.reversal, self.trs_weight
+        )
+        out.total.backward()
+        t1 = time.perf_counter()
+        self.opt.step()
+        return t1 - t0, time.perf_counter() - t1, out
+
+
 def timing_trainer(max_epochs: int, callbacks: Sequence[object], **overrides: object):
     """The Lightning arm's ``Trainer`` of the speed benchmarks: CPU, training only (no logger,
     checkpoints, progress bar, model summary or validation), the training metrics logged every

@@ -42,10 +42,10 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader
 
-from benchmarks.common import exp1_data, quiet, timing_trainer
+from benchmarks.common import Exp1BareStep, exp1_data, quiet, timing_trainer
 from pl_pac_trs.data.sampling import EpochSeededSampler
 from pl_pac_trs.data.windows import collate_batch
-from pl_pac_trs.trs import TRSODEN, Leapfrog, ODENField, Reversal, trs_loss
+from pl_pac_trs.trs import TRSODEN, ODENField
 
 LOADERS = ("full", "dataloader")
 VARIANTS = ("default", "shortcuts")
@@ -77,6 +77,14 @@ _Shortcuts.training_step.__signature__ = inspect.signature(_Shortcuts.training_s
 MODULES = {"default": TRSODEN, "shortcuts": _Shortcuts}
 
 
+def _paired_fields(hidden: int, batch: dict, trs_weight: float) -> tuple[ODENField, Exp1BareStep]:
+    """The Lightning arm's field (seed 0, reference init) and the bare step of an identical
+    copy of it on ``batch``."""
+    torch.manual_seed(0)
+    field = ODENField(2, (hidden,), init="reference")
+    return field, Exp1BareStep(batch, trs_weight, copy.deepcopy(field))
+
+
 def measure(
     hidden: int,
     epochs: int,
@@ -99,11 +107,7 @@ def measure(
             data, batch_size=len(data), sampler=EpochSeededSampler(data), collate_fn=collate_batch
         )
         dm.train_dataloader = lambda: shuffled
-    torch.manual_seed(0)
-    field = ODENField(2, (hidden,), init="reference")
-    twin = copy.deepcopy(field)
-    opt = torch.optim.Adam(twin.parameters(), lr=2e-4)
-    integrator, reversal = Leapfrog(), Reversal.momentum_flip(2, 1)
+    field, step = _paired_fields(hidden, batch, trs_weight)
     lit: list[float] = []
     bare: list[float] = []
     losses = {"bare": float("nan")}
@@ -114,14 +118,8 @@ def measure(
 
         def on_train_epoch_end(self, trainer, pl_module) -> None:
             lit.append(time.perf_counter() - self.t0)
-            t0 = time.perf_counter()
-            opt.zero_grad(set_to_none=True)
-            out = trs_loss(
-                twin, integrator, batch["x0"], batch["t"], batch["y"], reversal, trs_weight
-            )
-            out.total.backward()
-            opt.step()
-            bare.append(time.perf_counter() - t0)
+            to_backward, adam, out = step()
+            bare.append(to_backward + adam)
             losses["bare"] = float(out.total.detach())
 
     model = MODULES[variant](field, integrator="leapfrog", trs_weight=trs_weight)
@@ -155,11 +153,7 @@ def segments(hidden: int, epochs: int, trs_weight: float, warmup: int = 20) -> d
     they occur, then the in-process bare step's ``bare: zero_grad .. backward`` and ``bare: step``
     (the same field, batch and Adam, as in :func:`measure`)."""
     dm, batch = exp1_data()
-    torch.manual_seed(0)
-    field = ODENField(2, (hidden,), init="reference")
-    twin = copy.deepcopy(field)
-    opt = torch.optim.Adam(twin.parameters(), lr=2e-4)
-    integrator, reversal = Leapfrog(), Reversal.momentum_flip(2, 1)
+    field, step = _paired_fields(hidden, batch, trs_weight)
     marks: list[tuple[str, float]] = []
     times: dict[str, list[float]] = {}
 
@@ -188,16 +182,9 @@ def segments(hidden: int, epochs: int, trs_weight: float, warmup: int = 20) -> d
             mark("epoch end")
             for (a, ta), (b, tb) in itertools.pairwise(marks):
                 times.setdefault(f"{a} -> {b}", []).append(tb - ta)
-            t0 = time.perf_counter()
-            opt.zero_grad(set_to_none=True)
-            out = trs_loss(
-                twin, integrator, batch["x0"], batch["t"], batch["y"], reversal, trs_weight
-            )
-            out.total.backward()
-            t1 = time.perf_counter()
-            opt.step()
-            times.setdefault("bare: zero_grad .. backward", []).append(t1 - t0)
-            times.setdefault("bare: step", []).append(time.perf_counter() - t1)
+            to_backward, adam, _ = step()
+            times.setdefault("bare: zero_grad .. backward", []).append(to_backward)
+            times.setdefault("bare: step", []).append(adam)
 
     for hook in SEGMENT_HOOKS:
         setattr(_Marks, hook, lambda self, *args, _hook=hook, **kwargs: mark(_hook))

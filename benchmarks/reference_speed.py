@@ -63,27 +63,15 @@ def _protocol_wait() -> int:
 
 
 def _worker_bare(lam: float, total: int) -> None:
-    import torch
-
-    from benchmarks.common import exp1_data
-    from pl_pac_trs.trs import Leapfrog, ODENField, Reversal, trs_loss
+    from benchmarks.common import Exp1BareStep, exp1_data
 
     _, batch = exp1_data()
-    torch.manual_seed(0)
-    field = ODENField(2, (1000,), init="reference")
-    opt = torch.optim.Adam(field.parameters(), lr=2e-4)
-    integrator, reversal = Leapfrog(), Reversal.momentum_flip(2, 1)
+    step = Exp1BareStep(batch, trs_weight=lam)
     print(json.dumps({"ready": True}), flush=True)
     budget, times, loss = _protocol_wait(), [], float("nan")
     for _ in range(total):
-        start = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        out = trs_loss(
-            field, integrator, batch["x0"], batch["t"], batch["y"], reversal, trs_weight=lam
-        )
-        out.total.backward()
-        opt.step()
-        times.append(time.perf_counter() - start)
+        to_backward, adam, out = step()
+        times.append(to_backward + adam)
         loss = float(out.total.detach())
         budget -= 1
         if budget == 0:
