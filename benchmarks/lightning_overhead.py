@@ -17,14 +17,16 @@ turn in one process: ``full`` is what the datamodule hands out at full batch
 ``DataLoader`` it used before (same batch rows, permuted each epoch). ``--variants
 default,shortcuts`` adds, in the same turn, a ``TRSODEN`` with three shortcuts through Lightning's
 per-step bookkeeping that the package does not ship (:class:`_Shortcuts`), to size what a module
-can still save. ``--segments`` times one fit hook to hook instead (where the Lightning epoch's
-time goes, next to the bare step's ``zero_grad`` .. ``backward`` and ``step``).
+can still save, and ``manual`` one under Lightning's manual optimisation (:class:`_Manual`), to
+size what leaving its automatic optimisation would save. ``--segments`` times one fit hook to
+hook instead (where the Lightning epoch's time goes, next to the bare step's ``zero_grad`` ..
+``backward`` and ``step``).
 
     taskset -c 1 python -m benchmarks.lightning_overhead --threads 1 --trs-weight 0
     taskset -c 1 python -m benchmarks.lightning_overhead --threads 1 --trs-weight 10
     taskset -c 1 python -m benchmarks.lightning_overhead --loaders full,dataloader --rounds 3
     taskset -c 1 python -m benchmarks.lightning_overhead --trs-weight 0 --rounds 5 \
-        --variants default,shortcuts
+        --variants default,shortcuts,manual
     taskset -c 1 python -m benchmarks.lightning_overhead --trs-weight 0 --segments  # --hidden 8
 """
 
@@ -48,7 +50,7 @@ from pl_pac_trs.data.windows import collate_batch
 from pl_pac_trs.trs import TRSODEN, ODENField
 
 LOADERS = ("full", "dataloader")
-VARIANTS = ("default", "shortcuts")
+VARIANTS = ("default", "shortcuts", "manual")
 
 
 class _Shortcuts(TRSODEN):
@@ -74,7 +76,29 @@ class _Shortcuts(TRSODEN):
 
 
 _Shortcuts.training_step.__signature__ = inspect.signature(_Shortcuts.training_step)
-MODULES = {"default": TRSODEN, "shortcuts": _Shortcuts}
+
+
+class _Manual(TRSODEN):
+    """``TRSODEN`` under Lightning's manual optimisation (``zero_grad``, ``manual_backward``,
+    ``step`` in ``training_step``), measured here and not shipped: it sizes what leaving
+    Lightning's automatic optimisation (closure, its optimizer-step hooks) would save, at the
+    price of the Trainer's ``gradient_clip_val`` and ``accumulate_grad_batches``, which Lightning
+    refuses under manual optimisation."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.automatic_optimization = False
+
+    def training_step(self, batch, batch_idx):
+        opt = self.optimizers()
+        opt.zero_grad()
+        loss = super().training_step(batch, batch_idx)
+        self.manual_backward(loss)
+        opt.step()
+        return loss
+
+
+MODULES = {"default": TRSODEN, "shortcuts": _Shortcuts, "manual": _Manual}
 
 
 def _paired_fields(hidden: int, batch: dict, trs_weight: float) -> tuple[ODENField, Exp1BareStep]:
