@@ -23,13 +23,12 @@ from __future__ import annotations
 import argparse
 import ctypes
 import json
-import os
 import resource
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Sequence
+
+from benchmarks.common import run_child
 
 ARMS = ("pool", "fresh")
 FAULTY = 1000  # page faults per epoch that mark a process whose activations are trimmed
@@ -72,14 +71,9 @@ def run(
     results: dict[str, list[dict[str, float]]] = {arm: [] for arm in ARMS}
     for _ in range(processes):
         for arm in ARMS:
-            cmd = [sys.executable, "-m", "benchmarks.activation_pool", "--child", arm]
-            cmd += ["--epochs", str(epochs), "--warmup", str(warmup)]
-            cmd += ["--trs-weight", str(trs_weight)] + (["--trim"] if trim else [])
-            env = {**os.environ, "OMP_NUM_THREADS": "1"}
-            out = subprocess.run(
-                ["taskset", "-c", core, *cmd], capture_output=True, text=True, env=env, check=True
-            ).stdout
-            results[arm].append(json.loads(out.strip().splitlines()[-1]))
+            args = ["--child", arm, "--epochs", str(epochs), "--warmup", str(warmup)]
+            args += ["--trs-weight", str(trs_weight)] + (["--trim"] if trim else [])
+            results[arm].append(run_child("benchmarks.activation_pool", args, 1, core))
     return results
 
 

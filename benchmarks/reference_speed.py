@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -180,10 +179,6 @@ def check_reference(reference: Path, tf_python: str) -> None:
         raise SystemExit(_MISSING_TF.format(python=tf_python))
 
 
-def _pin(cores: str | None) -> list[str]:
-    return ["taskset", "-c", cores] if cores and shutil.which("taskset") else []
-
-
 def arm_command(
     arm: str, lam: float, threads: int, total: int, reference: Path | None, tf_python: str | None
 ) -> list[str]:
@@ -205,6 +200,8 @@ def measure(
     conditions: Sequence[str] = tuple(CONDITIONS),
 ) -> dict[str, Any]:
     """Interleaved per-epoch times of every arm x condition; returns the payload."""
+    from benchmarks.common import taskset
+
     total = warmup + rounds * chunk
     results: dict[str, Any] = {}
     for cond in conditions:
@@ -214,7 +211,7 @@ def measure(
         live: dict[str, Arm] = {}
         try:
             for arm in arms:
-                cmd = _pin(cores) + arm_command(arm, lam, threads, total, reference, tf_python)
+                cmd = taskset(cores) + arm_command(arm, lam, threads, total, reference, tf_python)
                 if arm != "reference":
                     cmd += ["--lam", str(lam), "--threads", str(threads), "--total", str(total)]
                 live[arm] = Arm(arm, cmd, env)
@@ -278,6 +275,8 @@ def full_run(
 ) -> dict[str, float]:
     """Wall time of the whole 5000-epoch exp I TRS-ODEN fit + test, ours (the shipped config
     through :func:`~pl_pac_trs.apps.experiment.run_config`) then theirs (``train_duffing.py``)."""
+    from benchmarks.common import taskset
+
     env = dict(
         os.environ, OMP_NUM_THREADS=str(threads), WANDB_MODE="disabled", PYTHONPATH=str(REPO)
     )
@@ -304,7 +303,7 @@ def full_run(
     out = {}
     for name, cmd in (("ours", ours), ("reference", theirs)):
         start = time.perf_counter()
-        subprocess.run(_pin(cores) + cmd, check=True, env=env, cwd=work, capture_output=True)
+        subprocess.run(taskset(cores) + cmd, check=True, env=env, cwd=work, capture_output=True)
         out[name] = time.perf_counter() - start
     return out
 

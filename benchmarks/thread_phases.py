@@ -19,16 +19,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from benchmarks.common import run_child
 
 WORKLOADS = ("transpose", "exp1")
 
@@ -103,15 +98,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(child(args.workload, counts[0], args.seconds, args.window)))
         return 0
     for threads in counts:
-        cmd = [sys.executable, "-m", "benchmarks.thread_phases", "--child"]
-        cmd += ["--workload", args.workload, "--threads", str(threads)]
-        cmd += ["--seconds", str(args.seconds), "--window", str(args.window)]
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(REPO)}
-        pin = ["taskset", "-c", args.cores] if args.cores and shutil.which("taskset") else []
-        out = subprocess.run(
-            [*pin, *cmd], capture_output=True, text=True, env=env, cwd=REPO, check=True
-        )
-        medians = json.loads(out.stdout.strip().splitlines()[-1])
+        child_args = ["--child", "--workload", args.workload, "--threads", str(threads)]
+        child_args += ["--seconds", str(args.seconds), "--window", str(args.window)]
+        medians = run_child("benchmarks.thread_phases", child_args, threads, args.cores)
         s = summarise(medians, args.slow)
         print(
             f"{args.workload}, {threads} thread(s): windows (ms) "

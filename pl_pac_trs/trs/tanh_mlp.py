@@ -101,12 +101,12 @@ def mlp_forward(
     a = x
     for i in range(n_hidden):
         weight, bias = params[2 * i], params[2 * i + 1]
-        out = None if store is None else store.slot(i)
+        slot = None if store is None else store.slot(i)
         if fast_tanh:  # tanh(z) = 2 sigmoid(2z) - 1, the 2z straight out of the product
-            a = torch.addmm(bias, a, weight.t(), beta=2, alpha=2, out=out).sigmoid_()
+            a = torch.addmm(bias, a, weight.t(), beta=2, alpha=2, out=slot).sigmoid_()
             a = a.mul_(2).sub_(1)
         else:
-            a = torch.addmm(bias, a, weight.t(), out=out).tanh_()
+            a = torch.addmm(bias, a, weight.t(), out=slot).tanh_()
         saved.append(a)
     out = _mm(a, params[2 * n_hidden].t())
     if last_bias:
