@@ -335,7 +335,7 @@ def test_paper_settings_reach_the_stage_configs(tmp_path):
         return cb["init_args"]
 
     prune = callback("source", "MagnitudePruning")
-    assert (prune["amount"], prune["scope"]) == (0.8, "layer")
+    assert (prune["amount"], prune["pruning_fn"]) == (0.8, "layer")
     mask = callback("calibrate", "GradientMask")
     assert (mask["lam"], mask["penalty_norm"], mask["train_shared"]) == (0.01, "sum", False)
     masks = load_masks(out / "source.ckpt")

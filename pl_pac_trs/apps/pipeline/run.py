@@ -49,9 +49,9 @@ from pl_pac_trs.pac import (
     WandbArtifacts,
     check_amount,
     check_strength,
-    load_masks,
-    source_state_dict,
+    checkpoint_state_dict,
     source_view,
+    state_swapped,
 )
 
 __all__ = ["BASELINES", "run_pipeline"]
@@ -61,7 +61,7 @@ BASELINES = ("finetune", "l2sp", "scratch", "linear_probe")
 #: as layer-wise magnitude) with calibrate's shared parameters frozen: ``pl-pac-trs pac --settings
 #: paper``. The shipped configs carry the settings chosen on validation (docs/pac.md).
 PAPER_SETTINGS = {
-    "source": {"MagnitudePruning": {"amount": 0.8, "scope": "layer"}},
+    "source": {"MagnitudePruning": {"amount": 0.8, "pruning_fn": "layer"}},
     "calibrate": {"GradientMask": {"lam": 0.01, "penalty_norm": "sum", "train_shared": False}},
 }
 #: Left out of the source config for the dense, whole-budget source model of ``equal_budget``.
@@ -201,7 +201,7 @@ def run_pipeline(
         rows = {}
         if dense_path.is_file():
             dense = copy.deepcopy(src.model)
-            dense.load_state_dict(source_state_dict(dense_path))
+            dense.load_state_dict(checkpoint_state_dict(dense_path))
             rows["source (dense)"] = {
                 "source": source_metrics(src.trainer, dense, src.datamodule, split)
             }
@@ -215,7 +215,7 @@ def run_pipeline(
         """The allocated source model, its data and a trainer to test with (rebuilt on resume)."""
         if not context:
             built = source.build()
-            built.model.load_state_dict(source_state_dict(out / "source.ckpt"))
+            built.model.load_state_dict(checkpoint_state_dict(out / "source.ckpt"))
             context.update(trainer=built.trainer, model=built.model, datamodule=built.datamodule)
         return context
 
@@ -225,10 +225,8 @@ def run_pipeline(
     if rows is None:
         cal = calibrate.fit()
         row = {"target": target_metrics(cal.trainer, cal.model, cal.datamodule, split)}
-        masks = load_masks(out / "source.ckpt")
-        state = source_state_dict(out / "source.ckpt")
         src_ctx = source_context()
-        with source_view(cal.model, masks, source_state=state):
+        with source_view(cal.model):  # from the model's PAC-Net state (in calibrate.ckpt too)
             row["source"] = source_metrics(cal.trainer, cal.model, src_ctx["datamodule"], split)
             row["source_outputs_identical"] = outputs_identical(
                 src_ctx["model"], cal.model, src_ctx["datamodule"], split
@@ -269,7 +267,7 @@ def run_pipeline(
             head = head_state(run.trainer, baseline_source) if has_source else {}
             needs_head = head or head_shape_differs(run.model, src_ctx["model"])
             if not needs_head or head:
-                with source_view(run.model, {}, source_state=head):
+                with state_swapped(run.model, head):
                     row["source"] = source_metrics(
                         run.trainer, run.model, src_ctx["datamodule"], split
                     )
