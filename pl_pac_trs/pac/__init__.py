@@ -19,6 +19,12 @@ from pl_pac_trs.pac.baselines import L2SP, LinearProbe
 from pl_pac_trs.pac.checkpoint import FinalCheckpoint
 from pl_pac_trs.pac.checks import check_amount, check_strength
 from pl_pac_trs.pac.gradient_mask import GradientMask
+from pl_pac_trs.pac.mask_rules import (
+    PRUNING_FNS,
+    compute_masks,
+    magnitude_global,
+    magnitude_layer,
+)
 from pl_pac_trs.pac.masks import (
     load_masks,
     load_pac_state,
@@ -27,14 +33,7 @@ from pl_pac_trs.pac.masks import (
     validate_masks,
 )
 from pl_pac_trs.pac.nonfinite import NonFiniteError
-from pl_pac_trs.pac.pruning import (
-    PRUNING_FNS,
-    MagnitudePruning,
-    apply_masks,
-    compute_masks,
-    magnitude_global,
-    magnitude_layer,
-)
+from pl_pac_trs.pac.pruning import MagnitudePruning, apply_masks
 from pl_pac_trs.pac.selection import matches_any, select_parameters
 from pl_pac_trs.pac.state import CHECKPOINT_KEY, PacState, pac_state
 from pl_pac_trs.pac.transfer import (

@@ -188,18 +188,14 @@ class WandbArtifacts(PacCallback):
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self._logger is None:
             return
-        callbacks = trainer.callbacks
-        finals = [cb.path for cb in callbacks if isinstance(cb, FinalCheckpoint)]
-        self._final = finals[-1] if finals else None
-        self._dense = [
-            Path(cb.dense_checkpoint)
-            for cb in callbacks
-            if isinstance(cb, MagnitudePruning) and cb.dense_checkpoint
-        ]
+        cbs = trainer.callbacks  # the files of the stage's own callbacks
+        self._final = next((c.path for c in cbs[::-1] if isinstance(c, FinalCheckpoint)), None)
+        pruning = [c for c in cbs if isinstance(c, MagnitudePruning) and c.dense_checkpoint]
+        self._dense = [Path(c.dense_checkpoint) for c in pruning]
         # what the files were before the fit: only files this fit writes are logged
         self._before = {p: _stat(p) for p in self._outputs()}
-        sources = [Path(cb.checkpoint) for cb in callbacks if isinstance(cb, LoadSourceWeights)]
-        source = sources[-1] if sources else None
+        loads = [Path(c.checkpoint) for c in cbs if isinstance(c, LoadSourceWeights)]
+        source = loads[-1] if loads else None
         if self.lineage and trainer.is_global_zero and source and source.is_file():
             self._guarded(f"declare {source} as input", self._use, source)
 
