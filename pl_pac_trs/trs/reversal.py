@@ -18,6 +18,13 @@ class Reversal(nn.Module):
     ``(q, p) -> (q, -p)``; ``Reversal.negate(state_dim)`` is ``-I`` (the strange attractor of
     exp VI). Since every ``s_i`` is ``+-1``, ``R o R = I`` exactly.
 
+    >>> import torch
+    >>> R = Reversal.momentum_flip(state_dim=2, position_dim=1)
+    >>> R(torch.tensor([[0.5, 2.0]]))
+    tensor([[ 0.5000, -2.0000]])
+    >>> torch.equal(R(R(torch.tensor([[0.5, 2.0]]))), torch.tensor([[0.5, 2.0]]))
+    True
+
     Args:
         signs: one sign (``1`` or ``-1``) per state coordinate.
     """

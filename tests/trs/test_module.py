@@ -1,10 +1,10 @@
 import lightning.pytorch as pl
 import pytest
 import torch
+from tiny_data import TinyHarmonicDataModule
 
 from pl_pac_trs.metrics import energy_mse, trajectory_mse
 from pl_pac_trs.trs import TRSODEN, HODENField, ODENField, Reversal, TrajectoryPlots
-from tests.trs.tiny_data import TinyHarmonicDataModule
 
 
 def _trainer(tmp_path, epochs=3, **kw):
@@ -157,6 +157,7 @@ def test_each_test_run_uses_the_energy_of_its_own_datamodule(tmp_path):
     assert results["test/energy_mse"] == pytest.approx(float(expected), rel=1e-5)
 
 
+@pytest.mark.needs_compiler
 def test_state_dict_holds_the_field_once_and_compiled_field_matches_eager(tmp_path):
     """``compile_field`` changes speed, not results, and never the checkpoint layout."""
     losses = {}
