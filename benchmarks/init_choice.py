@@ -105,8 +105,8 @@ def user_config(path: Path, csv: Path, lam: float, time_weighted: bool, lr: floa
             "init_args": {"state_dim": 2, "hidden": [100, 100], "init": "reference"},
         },
         "integrator": "leapfrog",
-        "lam": lam,
-        "lr": lr,
+        "trs_weight": lam,
+        "optimizer": {"class_path": "torch.optim.Adam", "init_args": {"lr": lr}},
     }
     if time_weighted and lam > 0:
         model["time_weighted"] = True
