@@ -306,3 +306,21 @@ def test_rollout_writer_keeps_trajectories_of_different_lengths_apart(tmp_path):
     _trainer(tmp_path, callbacks=[writer]).predict(model, DataLoader(batches, batch_size=None))
     with np.load(tmp_path / "out" / "r.npz") as saved:
         assert saved["forward_0"].shape == (2, 2) and saved["forward_1"].shape == (4, 2)
+
+
+# --------------------------------------------------------------------- --optimizer, --lr_scheduler
+def test_cli_optimizer_and_lr_scheduler_are_the_models_own(tmp_path, monkeypatch):
+    """LightningCLI's ``--optimizer`` / ``--lr_scheduler`` reach TRSODEN's own arguments: the
+    checkpoint records them and ``load_from_checkpoint`` rebuilds them."""
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    config = _cli_config(tmp_path)
+    args = ["fit", "--config", str(config), "--optimizer=SGD", "--optimizer.lr=0.1"]
+    args += ["--lr_scheduler=StepLR", "--lr_scheduler.step_size=1", "--lr_scheduler.gamma=0.5"]
+    assert main(args) == 0
+    ckpt = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)
+    assert ckpt["hyper_parameters"]["optimizer"]["class_path"] == "torch.optim.SGD"
+    assert ckpt["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(0.1 * 0.5**2)
+    loaded = TRSODEN.load_from_checkpoint(tmp_path / "ckpt" / "last.ckpt")
+    out = loaded.configure_optimizers()
+    assert type(out["optimizer"]) is torch.optim.SGD and out["optimizer"].defaults["lr"] == 0.1
+    assert type(out["lr_scheduler"]["scheduler"]) is torch.optim.lr_scheduler.StepLR
