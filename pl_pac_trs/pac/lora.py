@@ -195,8 +195,9 @@ class LoRA(FreezingCallback):
     ``module_types`` outside ``exclude`` and ``new_modules``; only the adapters and the
     ``new_modules`` train. Every other parameter is frozen (and stays frozen after the fit) and
     normalisation layers outside ``new_modules`` run in eval mode during the fit, so their running
-    statistics stay the source ones. The model keeps its adapters after the fit; :func:`adapters_disabled` gives the source model back
-    (with the source head put back where ``new_modules`` replaced it). The adapter settings go
+    statistics stay the source ones. The model keeps its adapters after the fit;
+    :func:`adapters_disabled` gives the source model back (with the source head put back where
+    ``new_modules`` replaced it). The adapter settings go
     into every checkpoint (:data:`LORA_CHECKPOINT_KEY`) for :func:`load_adapted`.
 
     Args:

@@ -11,9 +11,9 @@ from torch import nn
 
 pytest.importorskip("peft")
 
-from pl_pac_trs.models import SmallCNN  # noqa: E402
-from pl_pac_trs.pac import LoadSourceWeights, source_view  # noqa: E402
-from pl_pac_trs.pac.lora import (  # noqa: E402
+from pl_pac_trs.models import SmallCNN
+from pl_pac_trs.pac import LoadSourceWeights, source_view
+from pl_pac_trs.pac.lora import (
     LORA_CHECKPOINT_KEY,
     LoRA,
     adapter_state_dict,
@@ -172,7 +172,10 @@ def test_checkpoint_round_trip_and_resume(tmp_path):
     t2 = trainer(
         tmp_path,
         max_epochs=4,
-        callbacks=[LoadSourceWeights(path, skip=["head"]), LoRA(rank=2, alpha=4, new_modules="head")],
+        callbacks=[
+            LoadSourceWeights(path, skip=["head"]),
+            LoRA(rank=2, alpha=4, new_modules="head"),
+        ],
     )
     t2.fit(again, _loader(seed=1), ckpt_path=ckpt)
     assert t2.global_step > t.global_step

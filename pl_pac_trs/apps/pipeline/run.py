@@ -278,15 +278,15 @@ def run_pipeline(
             needs_head = head or head_shape_differs(run.model, src_ctx["model"])
             if not needs_head or head:
                 adapted = is_adapted(run.model)  # LoRA: the source is the model, adapters off
-                with adapters_disabled(run.model) if adapted else nullcontext():
-                    with source_view(run.model, {}, source_state=head):
-                        row["source"] = source_metrics(
-                            run.trainer, run.model, src_ctx["datamodule"], split
+                off = adapters_disabled(run.model) if adapted else nullcontext()
+                with off, source_view(run.model, {}, source_state=head):
+                    row["source"] = source_metrics(
+                        run.trainer, run.model, src_ctx["datamodule"], split
+                    )
+                    if adapted and has_source:
+                        row["source_outputs_identical"] = _base_identical(
+                            src_ctx, baseline_source, run.model, split
                         )
-                        if adapted and has_source:
-                            row["source_outputs_identical"] = _base_identical(
-                                src_ctx, baseline_source, run.model, split
-                            )
             rows = {name: row}
             baseline.record(rows)
         stages.update(rows)
