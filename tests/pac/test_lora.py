@@ -99,9 +99,6 @@ def test_norm_layers_run_in_eval_mode_during_the_fit(tmp_path):
     _, path = _source_cnn(tmp_path)
     seen = []
 
-    class Probe(torch.nn.Module):
-        pass
-
     from lightning.pytorch import Callback
 
     class Spy(Callback):
@@ -117,9 +114,6 @@ def test_nan_step_leaves_the_source_intact(tmp_path):
     torch.manual_seed(0)
     model = TinyNet(hidden=(8, 8), batch_norm=True, optimizer="adamw")
     source = copy.deepcopy(model).eval()
-
-    class NanAt2(TinyNet):
-        pass
 
     original = model.training_step
 
@@ -223,3 +217,47 @@ def test_missing_peft_is_one_clear_line(monkeypatch):
     monkeypatch.setitem(sys.modules, "peft", None)
     with pytest.raises(ImportError, match=r"pip install 'pl-pac-trs\[peft\]'"):
         LoRA()
+
+
+def test_bf16_mixed_with_model_checkpoint_and_a_head_of_another_name(tmp_path):
+    """A user's model whose new head is ``classifier``, bf16 autocast, Lightning's own
+    ModelCheckpoint beside LoRA: the checkpoint it writes loads back with the adapters."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    class Named(TinyNet):
+        def __init__(self):
+            super().__init__(hidden=(8,), batch_norm=True, optimizer="adamw")
+            self.classifier = self.head
+            del self.head
+
+        def forward(self, x):
+            return self.classifier(self.body(x))
+
+        def predict_step(self, batch, batch_idx):
+            return self(batch[0])
+
+    torch.manual_seed(0)
+    model = Named()
+    source = copy.deepcopy(model).eval()
+    ckpts = tmp_path / "ckpts"
+    t = trainer(
+        tmp_path,
+        max_epochs=2,
+        precision="bf16-mixed",
+        enable_checkpointing=True,
+        callbacks=[LoRA(rank=2, new_modules=["classifier"]), ModelCheckpoint(dirpath=ckpts)],
+    )
+    t.fit(model, TinyData())
+    model.eval()
+    x = torch.randn(6, 5)
+    with adapters_disabled(model):
+        base = base_state_dict(model)
+        for name, value in source.state_dict().items():
+            if not name.startswith("classifier."):
+                assert torch.equal(base[name], value), name
+    (path,) = ckpts.glob("*.ckpt")
+    loaded = load_adapted(Named, path).eval()
+    assert torch.equal(loaded(x), model(x))
+    batches = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x), batch_size=6)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(t.predict(model, batches)[0], model(x))  # predict runs under bf16
