@@ -278,6 +278,9 @@ class TRSODEN(pl.LightningModule):
         position_dim = getattr(self.integrator, "position_dim", None)
         checkpoint["trs_resolved"] = {
             "reversal_signs": None if self.reversal is None else self.reversal.signs.tolist(),
+            "reversal_permutation": (
+                None if self.reversal is None else self.reversal.permutation.tolist()
+            ),
             "position_dim": position_dim,
         }
 
@@ -285,7 +288,8 @@ class TRSODEN(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         resolved = checkpoint.get("trs_resolved") or {}
         if self.reversal is None and resolved.get("reversal_signs"):
-            self.reversal = Reversal(resolved["reversal_signs"]).to(self.device)
+            permutation = resolved.get("reversal_permutation")
+            self.reversal = Reversal(resolved["reversal_signs"], permutation).to(self.device)
         position_dim = resolved.get("position_dim")
         if isinstance(self.integrator, Leapfrog) and self.integrator.position_dim is None:
             self.integrator.position_dim = position_dim
