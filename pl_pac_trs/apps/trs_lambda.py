@@ -3,7 +3,7 @@
 ::
 
     pl-pac-trs trs-lambda --config my_system.yaml [--lambdas 0,1,10] [--time-weighted]
-        [--seeds 1] [--out runs/trs_lambda] [any LightningCLI override, e.g. --trainer.max_epochs=300]
+        [--seeds 1] [--out runs/trs_lambda] [LightningCLI overrides: --trainer.max_epochs=300]
 
 Your config (a :class:`~pl_pac_trs.trs.TRSODEN` model, a trajectory datamodule with a validation
 split, the trainer's budget) is fitted once per weight of ``--lambdas`` (0, the ODEN / HODEN
@@ -25,7 +25,9 @@ Bad input (unknown option, a weight that is not a number >= 0, a config whose mo
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import math
 import os
 import time
@@ -108,7 +110,11 @@ def select_weight(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
     def key(row: dict[str, Any]) -> tuple[float, float, bool]:
         value = row["val_ode"]
-        return (value if math.isfinite(value) else math.inf, row["trs_weight"], row["time_weighted"])
+        return (
+            value if math.isfinite(value) else math.inf,
+            row["trs_weight"],
+            row["time_weighted"],
+        )
 
     return min(rows, key=key)
 
@@ -136,6 +142,41 @@ def _fit_args(cond: tuple[float, bool], seed: int | None, out: Path) -> list[str
 def _build(configs: list[str], overrides: list[str], extra: list[str]) -> PacTrsCLI:
     args = [a for c in configs for a in ("--config", c)]
     return PacTrsCLI(args=[*args, *overrides, *extra], run=False)
+
+
+def _config_model(configs: Sequence[str]) -> str | None:
+    """The model ``class_path`` the config files name (the last one that names one)."""
+    import yaml
+
+    name = None
+    for config in configs:
+        try:
+            loaded = yaml.safe_load(Path(config).read_text())
+        except (OSError, yaml.YAMLError, UnicodeDecodeError):
+            return None  # the CLI names the bad file
+        model = loaded.get("model") if isinstance(loaded, dict) else None
+        if isinstance(model, dict) and isinstance(model.get("class_path"), str):
+            name = model["class_path"]
+    return name
+
+
+def _check_model_class(configs: Sequence[str]) -> None:
+    """Refuse, before parsing, a config whose model is importable and not a TRSODEN (its
+    parser would reject the ``trs_weight`` override with a less helpful message)."""
+    import importlib
+
+    from pl_pac_trs.trs import TRSODEN
+
+    name = _config_model(configs)
+    if not name or "." not in name:
+        return
+    module, _, attr = name.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError):
+        return  # the CLI names what cannot be imported
+    if not (isinstance(cls, type) and issubclass(cls, TRSODEN)):
+        raise _ArgError(f"trs-lambda: the config's model is {name}, not pl_pac_trs.trs.TRSODEN")
 
 
 def _check(cli: PacTrsCLI) -> None:
@@ -201,9 +242,28 @@ def _write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+@contextlib.contextmanager
+def _quiet_lightning():
+    """Lightning's per-fit info lines (seed, accelerators, 'max_epochs reached') off."""
+    loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
 def main(argv: Sequence[str]) -> int:
     """Entry point of ``pl-pac-trs trs-lambda``; returns the exit code (bad input raises
     ``ValueError``, which the CLI reports with exit code 2)."""
+    with _quiet_lightning():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str]) -> int:
     parser = _parser()
     try:
         args, overrides = parser.parse_known_args(resolve_config_args(list(argv)))
@@ -220,6 +280,7 @@ def main(argv: Sequence[str]) -> int:
     os.environ.setdefault("WANDB_MODE", "disabled")
     conditions = _conditions(parse_weights(args.lambdas), args.time_weighted)
     out: Path = args.out
+    _check_model_class(args.config)
     first = _build(args.config, overrides, _fit_args(conditions[0], None, out))
     _check(first)  # before any fit
     base_seed = _seed(first)
@@ -232,11 +293,16 @@ def main(argv: Sequence[str]) -> int:
         values, trs_values, seconds = [], [], 0.0
         for seed in seeds:
             done += 1
-            print(f"[{done}/{total}] fitting trs_weight={cond[0]:g}"
-                  f"{' time-weighted' if cond[1] else ''}"
-                  f"{'' if seed is None else f' seed {seed}'}", flush=True)
-            cli = first if (cond, seed) == (conditions[0], None) else _build(
-                args.config, overrides, _fit_args(cond, seed, out)
+            print(
+                f"[{done}/{total}] fitting trs_weight={cond[0]:g}"
+                f"{' time-weighted' if cond[1] else ''}"
+                f"{'' if seed is None else f' seed {seed}'}",
+                flush=True,
+            )
+            cli = (
+                first
+                if (cond, seed) == (conditions[0], None)
+                else _build(args.config, overrides, _fit_args(cond, seed, out))
             )
             val, trs, secs = _fit(cli)
             values.append(val)
@@ -244,20 +310,22 @@ def main(argv: Sequence[str]) -> int:
             if trs is not None:
                 trs_values.append(trs)
         finite = all(math.isfinite(v) for v in values)
-        rows.append({
-            "trs_weight": cond[0],
-            "time_weighted": cond[1],
-            "val_ode": sum(values) / len(values) if finite else math.nan,
-            "val_ode_seeds": values,
-            "val_trs": sum(trs_values) / len(trs_values) if trs_values else None,
-            "seconds": seconds,
-        })
+        rows.append(
+            {
+                "trs_weight": cond[0],
+                "time_weighted": cond[1],
+                "val_ode": sum(values) / len(values) if finite else math.nan,
+                "val_ode_seeds": values,
+                "val_trs": sum(trs_values) / len(trs_values) if trs_values else None,
+                "seconds": seconds,
+            }
+        )
     chosen = select_weight(rows)
     chosen_path = out / "chosen.yaml"
     meta = {
         "configs": args.config,
         "overrides": overrides,
-        "seeds": seeds,
+        "seeds": [base_seed] if seeds == [None] else seeds,
         "chosen_config": str(chosen_path),
     }
     extra = [

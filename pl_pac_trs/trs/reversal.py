@@ -72,6 +72,10 @@ class Reversal(nn.Module):
         """``x -> -x``."""
         return cls([-1.0] * state_dim)
 
+    def arguments(self) -> dict[str, list]:
+        """The constructor's arguments (``Reversal(**R.arguments())`` rebuilds ``R``)."""
+        return {"signs": self.signs.tolist(), "permutation": self.permutation.tolist()}
+
     @property
     def state_dim(self) -> int:
         """Length of the sign vector."""

@@ -82,3 +82,30 @@ def test_datamodule_generates_finite_bounded_data(name):
 def test_unknown_system_is_named():
     with pytest.raises(ValueError, match="unknown system 'spring'"):
         ODESystemDataModule("spring")
+
+
+def test_reversal_permutation_is_checked_and_applied():
+    R = Reversal([1, 1, -1], permutation=[1, 0, 2])
+    x = torch.tensor([[1.0, 2.0, 3.0]])
+    assert torch.equal(R(x), torch.tensor([[2.0, 1.0, -3.0]]))
+    assert torch.equal(R(R(x)), x)
+    assert "permutation=[1, 0, 2]" in repr(R) and "permutation" not in repr(Reversal([1, -1]))
+    with pytest.raises(ValueError, match=r"each of 0\.\.1 once"):
+        Reversal([1, 1], permutation=[0, 0])
+    with pytest.raises(ValueError, match="not an involution"):
+        Reversal([1, 1, 1], permutation=[1, 2, 0])  # a 3-cycle: R o R != I
+    with pytest.raises(ValueError, match="not an involution"):
+        Reversal([1, -1], permutation=[1, 0])  # (u, v) -> (-v, u): R o R = -I
+
+
+def test_the_swap_survives_a_checkpoint():
+    from pl_pac_trs.trs import TRSODEN, ODENField
+
+    R = Reversal([1, 1], permutation=[1, 0])
+    model = TRSODEN(ODENField(2, hidden=(4,)), integrator="rk4", trs_weight=1.0, reversal=R)
+    checkpoint = {}
+    model.on_save_checkpoint(checkpoint)
+    fresh = TRSODEN(ODENField(2, hidden=(4,)), integrator="rk4", trs_weight=1.0)
+    fresh.on_load_checkpoint(checkpoint)
+    x = torch.randn(3, 2)
+    assert torch.equal(fresh.reversal(x), x[:, [1, 0]])
