@@ -79,9 +79,9 @@ class Budget:
 BUDGETS: dict[str, Budget] = {
     "full": Budget(
         noises=(0.01, 0.05, 0.2),
-        num_trains=(5, 25, 50),
+        num_trains=(5, 10, 25),
         base=(0.05, 25),
-        epochs=(300, 1000),
+        epochs=(200, 600),
         hidden=(64, 64),
     ),
     "ci": Budget(
@@ -129,7 +129,12 @@ def conditions(system: str) -> list[dict[str, Any]]:
 
 
 def job_key(budget: str, system: str, noise: float, num_train: int, seed: int) -> str:
-    return f"{budget}/{system}/noise{noise:g}/n{num_train}/seed{seed}"
+    """A job's name; it changes with the budget's epochs, widths and the weights fitted, so a
+    log of an older grid is not mistaken for this one."""
+    grid = BUDGETS[budget]
+    epochs = "-".join(map(str, grid.epochs))
+    shape = f"e{epochs}_h{'x'.join(map(str, grid.hidden))}_w{'-'.join(f'{w:g}' for w in LAMBDAS)}"
+    return f"{budget}/{shape}/{system}/noise{noise:g}/n{num_train}/seed{seed}"
 
 
 def jobs(budget: str, systems: Sequence[str], seeds: int) -> list[dict[str, Any]]:
