@@ -97,7 +97,7 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="trs_study: systems, comma-separated (default all five)",
     )
-    p.add_argument("--name", default=None, help="stem of the output files (default: the suite)")
+    p.add_argument("--name", default=None, help="trs suite: stem of the output files (default trs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
@@ -190,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             payload = speed.run(args.out, args.work / "speed", args.budget, progress=progress)
             print(speed.to_markdown(payload), flush=True)
-        stem = args.out / (args.name or suite)
+        stem = args.out / (args.name if suite == "trs" and args.name else suite)
         print(f"written: {stem}.json, {stem}.md", flush=True)
     return 0
 

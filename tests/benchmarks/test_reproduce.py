@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks import pac_lambda_check, reproduce_pac, reproduce_trs, speed
+from benchmarks import reproduce_pac, reproduce_trs, speed
 from benchmarks.__main__ import main
 from benchmarks.common import fmt_mean_std
 
@@ -229,11 +229,6 @@ def test_gpu_trs_timing_code_runs_on_cpu():
     med = res["median_seconds"]
     assert res["ratios"]["trs / oden"] == med["trs_step"] / med["oden_step"]
     assert res["test_rollout_traj_steps_per_s"] == 50 * 200 / med["test_rollout"]
-
-
-def test_pac_lambda_check_needs_a_finished_pipeline(tmp_path):
-    with pytest.raises(SystemExit, match=r"config_calibrate\.yaml not found"):
-        pac_lambda_check.main([str(tmp_path)])
 
 
 def test_official_comparison_flags_cells_against_their_targets():
