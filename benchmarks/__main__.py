@@ -90,7 +90,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--report-only",
         action="store_true",
-        help="trs suite: run nothing, report the fits in the job log (missing cells stay empty)",
+        help="trs and trs_study suites: run nothing, report the fits in the job log (missing "
+        "cells stay empty)",
     )
     p.add_argument(
         "--systems",
@@ -130,6 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 workers=args.workers,
                 systems=args.systems.split(",") if args.systems else None,
                 progress=progress,
+                report_only=args.report_only,
             )
         except ValueError as err:  # bad input, found before anything runs
             print(f"python -m benchmarks trs_study: error: {err}", file=sys.stderr)

@@ -332,6 +332,7 @@ def run(
     workers: int = 1,
     systems: Sequence[str] | None = None,
     progress: bool = True,
+    report_only: bool = False,
 ) -> dict[str, Any]:
     """Run (or resume) the study; returns the report payload (also written to ``out``).
 
@@ -344,6 +345,7 @@ def run(
         workers: jobs at once, each in its own one-thread process (1: in this process).
         systems: a subset of :data:`~pl_pac_trs.data.systems.SYSTEM_NAMES` (default all).
         progress: show a progress bar.
+        report_only: run nothing; write the tables of the jobs already in the log.
     """
     from tqdm.auto import tqdm
 
@@ -362,7 +364,7 @@ def run(
     all_jobs = jobs(budget, systems, seeds)
     wanted = {j["key"] for j in all_jobs}
     records = {r["key"]: r for r in read_job_log(log) if r.get("key") in wanted}
-    todo = [j for j in all_jobs if j["key"] not in records]
+    todo = [] if report_only else [j for j in all_jobs if j["key"] not in records]
     started = time.perf_counter()
     meta = {
         "budget": budget,

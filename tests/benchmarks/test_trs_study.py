@@ -57,6 +57,11 @@ def test_smoke_study_writes_records_and_tables_and_resumes(tmp_path, restore_thr
     assert main([*argv, "--systems=lotka_volterra,damped_pendulum,pendulum"]) == 0
     again = _records(log)
     assert again[:2] == records and [r["system"] for r in again[2:]] == ["pendulum"]
+    # report only: nothing runs, the tables say how much is done
+    more = "--systems=lotka_volterra,damped_pendulum,pendulum,forced_pendulum"
+    assert main([*argv, more, "--report-only"]) == 0
+    assert _records(log) == again
+    assert "3/4 jobs done" in (out / "trs_study.md").read_text()
 
 
 def _role(fit):
