@@ -120,6 +120,8 @@ def select_weight(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _fit_args(cond: tuple[float, bool], seed: int | None, out: Path) -> list[str]:
+    """Our overrides of one fit: the weight, CSV logs under ``out/fits``, no checkpoints or
+    progress bar, and the seed (``None``: the config's, for the check before the fits)."""
     weight, tw = cond
     label = _label(weight, tw)
     args = [
@@ -282,9 +284,11 @@ def _main(argv: Sequence[str]) -> int:
     out: Path = args.out
     _check_model_class(args.config)
     first = _build(args.config, overrides, _fit_args(conditions[0], None, out))
-    _check(first)  # before any fit
-    base_seed = _seed(first)
-    seeds = [None] if args.seeds == 1 else [(base_seed or 0) + i for i in range(args.seeds)]
+    _check(first)  # before any fit (the fits themselves are built afresh, with their seed)
+    # the config's seed (LightningCLI draws one for seed_everything: true), the same for every
+    # weight, so the weights are compared from the same initialisation
+    base_seed = _seed(first) or 0
+    seeds = [base_seed + i for i in range(args.seeds)]
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     total = len(conditions) * len(seeds)
@@ -296,14 +300,10 @@ def _main(argv: Sequence[str]) -> int:
             print(
                 f"[{done}/{total}] fitting trs_weight={cond[0]:g}"
                 f"{' time-weighted' if cond[1] else ''}"
-                f"{'' if seed is None else f' seed {seed}'}",
+                f"{'' if len(seeds) == 1 else f' seed {seed}'}",
                 flush=True,
             )
-            cli = (
-                first
-                if (cond, seed) == (conditions[0], None)
-                else _build(args.config, overrides, _fit_args(cond, seed, out))
-            )
+            cli = _build(args.config, overrides, _fit_args(cond, seed, out))
             val, trs, secs = _fit(cli)
             values.append(val)
             seconds += secs
@@ -325,7 +325,7 @@ def _main(argv: Sequence[str]) -> int:
     meta = {
         "configs": args.config,
         "overrides": overrides,
-        "seeds": [base_seed] if seeds == [None] else seeds,
+        "seeds": seeds,
         "chosen_config": str(chosen_path),
     }
     extra = [

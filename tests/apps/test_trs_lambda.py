@@ -78,7 +78,8 @@ def test_fits_every_weight_and_writes_the_chosen_config(tmp_path, monkeypatch, c
     assert chosen["trainer"]["max_epochs"] == 3
     assert chosen["trainer"]["logger"]["class_path"].endswith("WandbLogger")
     assert chosen["data"]["init_args"]["system"] == "damped_pendulum"
-    assert len(list((out / "fits").rglob("metrics.csv"))) == 5
+    logs = sorted((out / "fits").rglob("metrics.csv"))
+    assert [p.parent.name for p in logs] == ["seed3"] * 5  # every weight from the same seed
     assert not (tmp_path / "wandb").exists()
     # the chosen config runs as it is
     assert (
@@ -106,6 +107,19 @@ def test_several_seeds_average(tmp_path, monkeypatch, capsys):
         assert len(row["val_ode_seeds"]) == 2
         assert math.isclose(row["val_ode"], sum(row["val_ode_seeds"]) / 2)
     assert [r["trs_weight"] for r in payload["rows"]] == [0.0, 1.0]
+
+
+def test_a_config_without_a_seed_compares_the_weights_from_one_seed(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = _config(tmp_path)
+    cfg = yaml.safe_load(config.read_text())
+    del cfg["seed_everything"]  # LightningCLI draws one
+    config.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "out"
+    assert main(["trs-lambda", "-c", str(config), "--out", str(out), "--trainer.max_epochs=1"]) == 0
+    (seed,) = json.loads((out / "trs_lambda.json").read_text())["seeds"]
+    logs = sorted((out / "fits").rglob("metrics.csv"))
+    assert [p.parent.name for p in logs] == [f"seed{seed}"] * 3
 
 
 @pytest.mark.parametrize(
