@@ -8,8 +8,10 @@ path — is chosen in YAML by ``class_path``::
     python -m pl_pac_trs test --config my.yaml --ckpt_path runs/.../last.ckpt
 
 Besides LightningCLI's ``fit``/``validate``/``test``/``predict``, ``pl-pac-trs pac ...`` runs the
-whole PAC-Net pipeline (:mod:`pl_pac_trs.apps.pipeline`) and ``pl-pac-trs configs`` lists, shows
-and copies out the shipped configs (:mod:`pl_pac_trs.apps.config_commands`).
+whole PAC-Net pipeline (:mod:`pl_pac_trs.apps.pipeline`), ``pl-pac-trs trs-lambda`` chooses a
+TRSODEN config's TRS weight on validation (:mod:`pl_pac_trs.apps.trs_lambda`) and
+``pl-pac-trs configs`` lists, shows and copies out the shipped configs
+(:mod:`pl_pac_trs.apps.config_commands`).
 
 Bad input (:mod:`pl_pac_trs.apps.errors`): exit code 2 and at most three lines naming the
 argument, file or value, raised before training; ``PL_PAC_TRS_DEBUG=1`` shows the full
@@ -69,6 +71,10 @@ EXTRA_COMMANDS: dict[str, tuple[str, str]] = {
     "pac": (
         "pl_pac_trs.apps.pipeline:main",
         "run the PAC-Net pipeline (source, allocate, calibrate)",
+    ),
+    "trs-lambda": (
+        "pl_pac_trs.apps.trs_lambda:main",
+        "choose a TRSODEN config's TRS weight on its validation split, write the chosen config",
     ),
     "configs": (
         "pl_pac_trs.apps.config_commands:main",

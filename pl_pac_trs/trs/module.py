@@ -296,15 +296,15 @@ class TRSODEN(pl.LightningModule):
         """Stores what ``setup`` resolved from the data (R, leapfrog's split), for reloading."""
         position_dim = getattr(self.integrator, "position_dim", None)
         checkpoint["trs_resolved"] = {
-            "reversal_signs": None if self.reversal is None else self.reversal.signs.tolist(),
+            "reversal": None if self.reversal is None else self.reversal.arguments(),
             "position_dim": position_dim,
         }
 
     @override
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         resolved = checkpoint.get("trs_resolved") or {}
-        if self.reversal is None and resolved.get("reversal_signs"):
-            self.reversal = Reversal(resolved["reversal_signs"]).to(self.device)
+        if self.reversal is None and resolved.get("reversal"):
+            self.reversal = Reversal(**resolved["reversal"]).to(self.device)
         position_dim = resolved.get("position_dim")
         if isinstance(self.integrator, Leapfrog) and self.integrator.position_dim is None:
             self.integrator.position_dim = position_dim
