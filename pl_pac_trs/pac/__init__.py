@@ -9,6 +9,9 @@ Typical use (see ``docs/pac.md``)::
                        GradientMask("calibrate", lam=0.01)])
     # the source model, bit for bit, from the calibrated checkpoint alone
     source_model.load_state_dict(source_state_dict("calibrate.ckpt"))
+    # the LoRA baseline (peft adapters; pip install 'pl-pac-trs[peft]')
+    Trainer(callbacks=[LoadSourceWeights(dense_ckpt, skip=["head"]),
+                       LoRA(rank=4, alpha=8, new_modules=["head"])])
 
 What a PAC-Net model is (masks, new entries, the source values calibrate replaced) is declared
 once, on the model (``model.pac_state``, :class:`PacState`), and carried by every checkpoint.
@@ -19,6 +22,7 @@ from pl_pac_trs.pac.baselines import L2SP, LinearProbe
 from pl_pac_trs.pac.checkpoint import FinalCheckpoint
 from pl_pac_trs.pac.checks import check_amount, check_strength
 from pl_pac_trs.pac.gradient_mask import GradientMask
+from pl_pac_trs.pac.lora import LoRA, adapters_disabled, load_adapted
 from pl_pac_trs.pac.mask_rules import (
     PRUNING_FNS,
     compute_masks,
@@ -52,16 +56,19 @@ __all__ = [
     "FinalCheckpoint",
     "GradientMask",
     "LinearProbe",
+    "LoRA",
     "LoadSourceWeights",
     "MagnitudePruning",
     "NonFiniteError",
     "PacState",
     "WandbArtifacts",
+    "adapters_disabled",
     "apply_masks",
     "check_amount",
     "check_strength",
     "checkpoint_state_dict",
     "compute_masks",
+    "load_adapted",
     "load_masks",
     "load_pac_state",
     "load_source_weights",
