@@ -128,7 +128,9 @@ class PhaseMasks(MasksCallback, FreezingCallback):
         masks = {k: m for k, m in state.masks.items() if not matches_any(k, self.new_modules)}
         if taken is not None and not masks_equal(taken, masks):
             raise ValueError(
-                "GradientMask: the masks given differ from those in the checkpoint being resumed"
+                f"GradientMask: the masks given (or of LoadSourceWeights' checkpoint) differ from "
+                f"those in the checkpoint being resumed, {str(trainer.ckpt_path)!r}: it was "
+                "written from another source model"
             )
         self._resumed = True
         if taken is None:

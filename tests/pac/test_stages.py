@@ -156,3 +156,26 @@ def test_resuming_the_own_stage_still_works(tmp_path):
     )
     again.fit(model, TinyData(out_features=2), ckpt_path=tmp_path / "ck" / "last.ckpt")
     assert model.global_step == 18 and (tmp_path / "cal2.ckpt").is_file()
+
+
+def test_calibrate_resumed_from_a_calibration_of_another_source_is_refused(tmp_path):
+    source = _source(tmp_path)
+    torch.manual_seed(7)
+    other_model = TinyNet(hidden=(8,), out_features=2)
+    callbacks = [MagnitudePruning(0.5, epoch=1, verbose=False), GradientMask("allocate")]
+    t = trainer(tmp_path / "o", callbacks=callbacks, max_epochs=2)
+    t.fit(other_model, TinyData(out_features=2, seed=3))
+    other = tmp_path / "other_source.ckpt"
+    t.save_checkpoint(other)
+    ck = ModelCheckpoint(dirpath=tmp_path / "ck", save_last=True)
+    first = trainer(
+        tmp_path / "c",
+        callbacks=[*_calibrate_callbacks(other, tmp_path / "cal_other.ckpt"), ck],
+        enable_checkpointing=True,
+    )
+    first.fit(TinyNet(hidden=(8,), out_features=2), TinyData(out_features=2))
+    again = trainer(tmp_path / "c2", callbacks=_calibrate_callbacks(source, tmp_path / "x.ckpt"))
+    model = TinyNet(hidden=(8,), out_features=2)
+    with pytest.raises(ValueError, match=r"last\.ckpt'.*another source model"):
+        again.fit(model, TinyData(out_features=2), ckpt_path=tmp_path / "ck" / "last.ckpt")
+    assert model.global_step == 0 and not (tmp_path / "x.ckpt").exists()
