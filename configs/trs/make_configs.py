@@ -159,12 +159,12 @@ def config(exp: str, spec: dict, condition: str, quick: bool) -> dict:
             "log_every_n_steps": 10,
             "default_root_dir": run,
             # last.ckpt and the newest periodic checkpoint, at the end of every `every`-th
-            # training epoch whether or not it validates: `--ckpt_path=last` resumes a killed run
+            # training epoch whether or not it validates, in the run's own directory
+            # (<default_root_dir>/version_<N>/checkpoints): `--ckpt_path=last` resumes it
             "callbacks": [
                 {
                     "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
                     "init_args": {
-                        "dirpath": f"{run}/checkpoints",
                         "every_n_epochs": every,
                         "save_on_train_epoch_end": True,
                         "save_last": True,
