@@ -122,7 +122,8 @@ ROWS = [
     ("nested-init-arg", ["fit", "--config", EXP1,
                          "--model.init_args.vector_field.init_args.hidden=x"],
      ["vector_field.init_args.hidden", "x"]),
-    ("trs-lam-nan", ["fit", "--config", EXP1, "--model.init_args.lam=.nan"], ["lam", "nan"]),
+    ("trs-weight-nan", ["fit", "--config", EXP1, "--model.init_args.trs_weight=.nan"],
+     ["trs_weight", "nan"]),
     # --- config files
     ("missing-config", ["fit", "--config", "no/such/file.yaml"], ["no/such/file.yaml"]),
     ("malformed-yaml", ["fit", "--config", B + "broken.yaml"],

@@ -8,8 +8,10 @@ path — is chosen in YAML by ``class_path``::
     python -m pl_pac_trs test --config my.yaml --ckpt_path runs/.../last.ckpt
 
 Besides LightningCLI's ``fit``/``validate``/``test``/``predict``, ``pl-pac-trs pac ...`` runs the
-whole PAC-Net pipeline (:mod:`pl_pac_trs.apps.pipeline`) and ``pl-pac-trs configs`` lists, shows
-and copies out the shipped configs (:mod:`pl_pac_trs.apps.config_commands`).
+whole PAC-Net pipeline (:mod:`pl_pac_trs.apps.pipeline`), ``pl-pac-trs trs-lambda`` chooses a
+TRSODEN config's TRS weight on validation (:mod:`pl_pac_trs.apps.trs_lambda`) and
+``pl-pac-trs configs`` lists, shows and copies out the shipped configs
+(:mod:`pl_pac_trs.apps.config_commands`).
 
 Bad input (:mod:`pl_pac_trs.apps.errors`): exit code 2 and at most three lines naming the
 argument, file or value, raised before training; ``PL_PAC_TRS_DEBUG=1`` shows the full
@@ -36,6 +38,7 @@ import importlib
 import os
 import shutil
 import sys
+import typing
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +49,13 @@ import yaml
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.cli import (
+    LightningArgumentParser,
+    LightningCLI,
+    LRSchedulerCallable,
+    OptimizerCallable,
+    SaveConfigCallback,
+)
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from pl_pac_trs import __version__
@@ -78,6 +87,10 @@ EXTRA_COMMANDS: dict[str, tuple[str, str]] = {
     "pac": (
         "pl_pac_trs.apps.pipeline:main",
         "run the PAC-Net pipeline (source, allocate, calibrate)",
+    ),
+    "trs-lambda": (
+        "pl_pac_trs.apps.trs_lambda:main",
+        "choose a TRSODEN config's TRS weight on its validation split, write the chosen config",
     ),
     "configs": (
         "pl_pac_trs.apps.config_commands:main",
@@ -319,7 +332,7 @@ class PacTrsCLI(LightningCLI):
         if callable(check) and self.datamodule is not None:
             check(self.datamodule)
 
-    def before_instantiate_classes(self) -> None:
+    def _set_wandb_id(self) -> None:
         """A ``WandbLogger`` without an ``id`` gets the resumed run's id (from its ``run.json``)
         or a new one, recorded in the run's directory: a resumed fit continues its W&B run."""
         self._wandb_id: str | None = None
@@ -408,6 +421,22 @@ class PacTrsCLI(LightningCLI):
             write_run_record(run, record)
         return created
 
+    def before_instantiate_classes(self) -> None:
+        """``--optimizer`` / ``--lr_scheduler`` become the model's own ``optimizer`` /
+        ``lr_scheduler`` arguments when it takes callables of those names (as
+        :class:`~pl_pac_trs.trs.TRSODEN`): its ``configure_optimizers`` then builds them, and its
+        hyper-parameters (checkpoints, ``load_from_checkpoint``) record what trained it. Other
+        models keep LightningCLI's own handling."""
+        config = self.config[self.config["subcommand"]] if self.config.get("subcommand") else None
+        config = self.config if config is None else config
+        model = config.get("model")
+        accepted = _callable_arguments(model.get("class_path") if model is not None else None)
+        for key in ("optimizer", "lr_scheduler"):
+            if config.get(key) is not None and key in accepted:
+                model.init_args[key] = config[key]
+                config[key] = None
+        self._set_wandb_id()
+
     def _run_subcommand(self, subcommand: str) -> None:
         run = self.run_directory
         if run is None or os.environ.get(RUN_DIR_ENV):
@@ -427,6 +456,25 @@ class PacTrsCLI(LightningCLI):
         # parsing: DDP relaunches workers from the real ``sys.argv``.
         with mock.patch.object(sys, "argv", sys.argv[:1]):
             return super().parse_arguments(parser, args)
+
+
+def _callable_arguments(class_path: str | None) -> set[str]:
+    """Which of ``optimizer`` / ``lr_scheduler`` the model class ``class_path`` takes as
+    LightningCLI's ``OptimizerCallable`` / ``LRSchedulerCallable``."""
+    if not class_path:
+        return set()
+    try:
+        module_name, _, name = str(class_path).rpartition(".")
+        hints = typing.get_type_hints(getattr(importlib.import_module(module_name), name).__init__)
+    except Exception:  # not importable or not introspectable: LightningCLI's own handling
+        return set()
+    wanted = {"optimizer": OptimizerCallable, "lr_scheduler": LRSchedulerCallable}
+    out = set()
+    for key, hint in wanted.items():
+        got = hints.get(key)
+        if got == hint or hint in typing.get_args(got):
+            out.add(key)
+    return out
 
 
 def _description() -> str:
