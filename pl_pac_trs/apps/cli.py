@@ -283,6 +283,9 @@ class PacTrsCLI(LightningCLI):
         super().__init__(args=list(args) if args is not None else None, run=run, **kwargs)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        """``--checkpoint.*``: the run's ``ModelCheckpoint`` (``--checkpoint.every_n_epochs=10``);
+        ``--run_dir``: the run's directory."""
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_argument(
             "--run_dir",
             type=str | None,
@@ -372,10 +375,15 @@ class PacTrsCLI(LightningCLI):
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list) -> Trainer:
         # ``--trainer.enable_checkpointing=false`` turns off the config's own ModelCheckpoint
         # callbacks (every shipped config has one) instead of failing on them
-        configured = config.get("callbacks")
-        if config.get("enable_checkpointing") is False and configured is not None:
-            configured = configured if isinstance(configured, list) else [configured]
+        # The ``checkpoint`` section is the run's ModelCheckpoint. It stands aside for one among
+        # ``trainer.callbacks`` (a user's config), and ``--trainer.enable_checkpointing=false``
+        # turns checkpoints off altogether instead of failing on them.
+        configured = _as_list(config.get("callbacks"))
+        off = config.get("enable_checkpointing") is False
+        if off:
             config["callbacks"] = [c for c in configured if not isinstance(c, ModelCheckpoint)]
+        if off or any(isinstance(c, ModelCheckpoint) for c in configured):
+            callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
         plan = getattr(self, "_plan", None)
         if plan is None:  # run=False (pl_pac_trs.apps.experiment, the pipeline): as configured
             return super()._instantiate_trainer(config, callbacks)
