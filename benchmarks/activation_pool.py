@@ -7,7 +7,7 @@ in again (docs/trs.md, "Allocation"). One process cannot show that, so this star
 the exp I field (150 windows x 10 leapfrog steps, 1x1000 tanh MLP, Adam lr 2e-4) in a bare loop:
 
 * ``pool``: as shipped, the saved activations in blocks from
-  :data:`~pl_pac_trs.trs.activation_pool.POOL`;
+  :data:`~pl_pac_trs.trs.fused.activation_pool.POOL`;
 * ``fresh``: every activation allocated afresh (the code before the pool).
 
 Each process reports its median ms per epoch and minor page faults per epoch after a warm-up;
@@ -39,7 +39,7 @@ def child(arm: str, epochs: int, warmup: int, trs_weight: float, trim: bool) -> 
     import torch
 
     from benchmarks.common import Exp1BareStep, exp1_data
-    from pl_pac_trs.trs import tanh_mlp, tanh_mlp_rk4
+    from pl_pac_trs.trs.fused import tanh_mlp, tanh_mlp_rk4
 
     if arm == "fresh":
         for module in (tanh_mlp, tanh_mlp_rk4):

@@ -17,7 +17,7 @@ Window counts, steps and time grids are read from the configs; states and target
 
 * ``autograd``: ``HODENField(fused=False)`` (``torch.autograd.grad(create_graph=True)``);
 * ``closed_form``: ``HODENField()`` (the default: one closed-form node per derivative with a
-  hand-written backward, :mod:`pl_pac_trs.trs.tanh_grad`);
+  hand-written backward, :mod:`pl_pac_trs.trs.fused.tanh_grad`);
 * ``plain_ops`` (``--plain-ops``): the same closed form as plain tensor operations recorded by
   autograd (no custom backward);
 * ``fast_tanh`` (``--fast-tanh``): ``closed_form`` with ``tanh(z) = 2 sigmoid(2z) - 1`` (not
@@ -48,7 +48,7 @@ from torch import Tensor, nn
 from pl_pac_trs.configs import config_path
 from pl_pac_trs.data.windows import window_starts
 from pl_pac_trs.trs import RK4, HODENField, Leapfrog, Reversal, trs_loss
-from pl_pac_trs.trs.tanh_grad import input_grad_forward, scalar_mlp_params
+from pl_pac_trs.trs.fused.tanh_grad import input_grad_forward, scalar_mlp_params
 
 #: setting name -> (shipped config, TRS weight used here; key "lam" of the setting dict)
 SETTINGS = {

@@ -12,7 +12,7 @@ Arms, from the same initial weights and batch:
 * ``loop``: :class:`~pl_pac_trs.trs.RK4`'s step loop over the field (each field evaluation one
   fused MLP node, the four stage sums and the time columns recorded by autograd): the path
   before the fused rollout;
-* ``fused``: the whole rollout as one node (:mod:`pl_pac_trs.trs.tanh_mlp_rk4`, the default).
+* ``fused``: the whole rollout as one node (:mod:`pl_pac_trs.trs.fused.tanh_mlp_rk4`, the default).
 
 The two arms' losses and gradients are compared first (largest relative difference, float32).
 Timing as :func:`benchmarks.hoden_speed.interleaved`: medians of process and wall time over

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from benchmarks import activation_pool as bench
-from pl_pac_trs.trs import tanh_mlp, tanh_mlp_rk4
-from pl_pac_trs.trs.activation_pool import POOL
+from pl_pac_trs.trs.fused import tanh_mlp, tanh_mlp_rk4
+from pl_pac_trs.trs.fused.activation_pool import POOL
 
 
 def test_arms_train_the_same_model_and_only_the_pool_arm_pools(monkeypatch):
