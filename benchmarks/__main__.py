@@ -67,6 +67,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--tasks", default=",".join(PAC_TASKS), help="PAC tasks, comma-separated")
     p.add_argument("--no-sweeps", action="store_true", help="skip the PAC Friedman sweeps")
+    p.add_argument(
+        "--no-paper",
+        action="store_true",
+        help="pac suite: skip the run with the paper's settings (PAC-Net and L2-SP (paper) rows)",
+    )
     p.add_argument("--sweep-seeds", type=int, default=None, help="seeds per PAC sweep point")
     p.add_argument(
         "--threads",
@@ -185,6 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 sweeps=not args.no_sweeps,
                 sweep_seeds=args.sweep_seeds,
                 progress=progress,
+                paper=not args.no_paper,
             )
             print(reproduce_pac.to_markdown(payload), flush=True)
         else:

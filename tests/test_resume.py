@@ -7,7 +7,7 @@ import signal
 
 import pytest
 import torch
-from test_cli import run_cli
+from cli_run import run_cli
 
 from pl_pac_trs.serialization import load_torch_file
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,13 @@ import yaml
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.cli import (
+    LightningArgumentParser,
+    LightningCLI,
+    LRSchedulerCallable,
+    OptimizerCallable,
+    SaveConfigCallback,
+)
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from pl_pac_trs import __version__
@@ -209,6 +216,21 @@ class PacTrsCLI(LightningCLI):
             config["callbacks"] = [c for c in configured if not isinstance(c, ModelCheckpoint)]
         return super()._instantiate_trainer(config, callbacks)
 
+    def before_instantiate_classes(self) -> None:
+        """``--optimizer`` / ``--lr_scheduler`` become the model's own ``optimizer`` /
+        ``lr_scheduler`` arguments when it takes callables of those names (as
+        :class:`~pl_pac_trs.trs.TRSODEN`): its ``configure_optimizers`` then builds them, and its
+        hyper-parameters (checkpoints, ``load_from_checkpoint``) record what trained it. Other
+        models keep LightningCLI's own handling."""
+        config = self.config[self.config["subcommand"]] if self.config.get("subcommand") else None
+        config = self.config if config is None else config
+        model = config.get("model")
+        accepted = _callable_arguments(model.get("class_path") if model is not None else None)
+        for key in ("optimizer", "lr_scheduler"):
+            if config.get(key) is not None and key in accepted:
+                model.init_args[key] = config[key]
+                config[key] = None
+
     def _run_subcommand(self, subcommand: str) -> None:
         self._check_ckpt_shapes()
         return super()._run_subcommand(subcommand)
@@ -221,6 +243,25 @@ class PacTrsCLI(LightningCLI):
         # parsing: DDP relaunches workers from the real ``sys.argv``.
         with mock.patch.object(sys, "argv", sys.argv[:1]):
             return super().parse_arguments(parser, args)
+
+
+def _callable_arguments(class_path: str | None) -> set[str]:
+    """Which of ``optimizer`` / ``lr_scheduler`` the model class ``class_path`` takes as
+    LightningCLI's ``OptimizerCallable`` / ``LRSchedulerCallable``."""
+    if not class_path:
+        return set()
+    try:
+        module_name, _, name = str(class_path).rpartition(".")
+        hints = typing.get_type_hints(getattr(importlib.import_module(module_name), name).__init__)
+    except Exception:  # not importable or not introspectable: LightningCLI's own handling
+        return set()
+    wanted = {"optimizer": OptimizerCallable, "lr_scheduler": LRSchedulerCallable}
+    out = set()
+    for key, hint in wanted.items():
+        got = hints.get(key)
+        if got == hint or hint in typing.get_args(got):
+            out.add(key)
+    return out
 
 
 def _description() -> str:

@@ -7,6 +7,9 @@ Typical use (see ``docs/pac.md``)::
     # target fit: start from the allocated source weights, train the redundant weights only
     Trainer(callbacks=[LoadSourceWeights(src_ckpt, skip=["head"]),
                        GradientMask("calibrate", lam=0.01, new_modules=["head"])])
+    # the LoRA baseline (peft adapters; pip install 'pl-pac-trs[peft]')
+    Trainer(callbacks=[LoadSourceWeights(dense_ckpt, skip=["head"]),
+                       LoRA(rank=4, alpha=8, new_modules=["head"])])
 
 The callbacks never look each other up: what one needs from another (pruning's masks, the
 source checkpoint, the final checkpoint's path) goes through the fit's hand-off record
@@ -18,6 +21,7 @@ from pl_pac_trs.pac.baselines import L2SP, LinearProbe
 from pl_pac_trs.pac.checkpoint import FinalCheckpoint
 from pl_pac_trs.pac.checks import check_amount, check_strength
 from pl_pac_trs.pac.gradient_mask import GradientMask
+from pl_pac_trs.pac.lora import LoRA, adapters_disabled, load_adapted
 from pl_pac_trs.pac.masks import (
     CHECKPOINT_KEY,
     load_masks,
@@ -41,14 +45,17 @@ __all__ = [
     "FinalCheckpoint",
     "GradientMask",
     "LinearProbe",
+    "LoRA",
     "LoadSourceWeights",
     "MagnitudePruning",
     "NonFiniteError",
     "WandbArtifacts",
+    "adapters_disabled",
     "apply_masks",
     "check_amount",
     "check_strength",
     "compute_masks",
+    "load_adapted",
     "load_masks",
     "load_source_weights",
     "mask_sparsity",

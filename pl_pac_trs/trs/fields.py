@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from lightning.pytorch.core.mixins import HyperparametersMixin
 from torch import Tensor, nn
 
 from pl_pac_trs.trs.tanh_grad import is_scalar_tanh_mlp, tanh_mlp_input_grad
@@ -103,13 +104,26 @@ def mlp(
     return nn.Sequential(*layers)
 
 
+def fusable_dtypes(x: Tensor, params: Sequence[Tensor]) -> bool:
+    """Whether the fused kernels may evaluate a field on ``x``: no autocast region is active on
+    ``x``'s device (autocast decides each operation's dtype, which the hand-written nodes do not
+    follow) and ``x`` has the parameters' dtype. Otherwise the fields take the plain autograd
+    path, which autocast handles, so mixed precision gets the plain path's numbers."""
+    if torch.is_autocast_enabled(x.device.type):
+        return False
+    return all(p.dtype == x.dtype for p in params)
+
+
 def _time_column(t: Tensor | float, x: Tensor) -> Tensor:
     t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
     return t.reshape(-1, 1).expand(x.shape[0], 1)
 
 
-class _TanhMLPField(nn.Module):
-    """What both fields share: state dimension, time augmentation, init and the fused path."""
+class _TanhMLPField(nn.Module, HyperparametersMixin):
+    """What both fields share: state dimension, time augmentation, init and the fused path.
+
+    Each field saves its constructor arguments (``hparams``), which is how
+    :class:`~pl_pac_trs.trs.TRSODEN` writes it into its checkpoints as a ``class_path`` spec."""
 
     def __init__(
         self,
@@ -163,6 +177,7 @@ class ODENField(_TanhMLPField):
         if int(state_dim) < 1:
             raise ValueError(f"ODENField: state_dim must be >= 1, got {state_dim!r}")
         super().__init__("ODENField", state_dim, time_augmented, init, fused, fast_tanh)
+        self.save_hyperparameters()
         self.net = mlp(self.state_dim + int(self.time_augmented), hidden, self.state_dim, init=init)
 
     def forward(self, t: Tensor | float, x: Tensor) -> Tensor:
@@ -173,8 +188,14 @@ class ODENField(_TanhMLPField):
         return self.net(x)
 
     def _fusable(self, x: Tensor) -> bool:
-        """Whether the one-node paths apply: ``fused``, a batch ``(B, D)``, a tanh MLP net."""
-        return self.fused and x.dim() == 2 and is_tanh_mlp(self.net)
+        """Whether the one-node paths apply: ``fused``, a batch ``(B, D)``, a tanh MLP net, and
+        no autocast or dtype mismatch (:func:`fusable_dtypes`)."""
+        return (
+            self.fused
+            and x.dim() == 2
+            and is_tanh_mlp(self.net)
+            and fusable_dtypes(x, (self.net[0].weight,))
+        )
 
     def fused_leapfrog(self, x0: Tensor, t: Tensor, position_dim: int) -> Tensor | None:
         """The whole leapfrog rollout as one autograd node
@@ -257,6 +278,7 @@ class HODENField(_TanhMLPField):
                 f"got {position_dim!r}"
             )
         self.position_dim = int(position_dim)
+        self.save_hyperparameters()
         extra = int(self.time_augmented)
         self.kinetic = mlp(state_dim - self.position_dim + extra, hidden, 1, init=init)
         self.potential = mlp(self.position_dim + extra, hidden, 1, init=init)
@@ -295,7 +317,7 @@ class HODENField(_TanhMLPField):
 
     def _grad(self, net: nn.Module, z: Tensor, t: Tensor | float | None) -> Tensor:
         tc = self._time(t, z)
-        if z.dim() == 2 and self.closed_form(net):
+        if z.dim() == 2 and self.closed_form(net) and fusable_dtypes(z, (net[0].weight,)):
             x = z if tc is None else torch.cat([z, tc], dim=-1)
             return tanh_mlp_input_grad(net, x, z.shape[1], fast_tanh=self.fast_tanh)
         create_graph = torch.is_grad_enabled()
@@ -317,7 +339,12 @@ class HODENField(_TanhMLPField):
 
     def forward(self, t: Tensor | float, x: Tensor) -> Tensor:
         n = self.position_dim
-        if x.dim() == 2 and self.closed_form(self.kinetic) and self.closed_form(self.potential):
+        if (
+            x.dim() == 2
+            and self.closed_form(self.kinetic)
+            and self.closed_form(self.potential)
+            and fusable_dtypes(x, (self.kinetic[0].weight, self.potential[0].weight))
+        ):
             q, p = x[:, :n], x[:, n:]
             return torch.cat([self._grad(self.kinetic, p, t), -self._grad(self.potential, q, t)], 1)
         create_graph = torch.is_grad_enabled()

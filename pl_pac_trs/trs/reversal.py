@@ -22,6 +22,13 @@ class Reversal(nn.Module):
     ``(u, v) -> (v, u)`` (the Lotka-Volterra model in log coordinates). ``R o R = I`` holds
     exactly when ``pi`` is its own inverse and ``s_i s_{pi(i)} = 1``, which the constructor checks.
 
+    >>> import torch
+    >>> R = Reversal.momentum_flip(state_dim=2, position_dim=1)
+    >>> R(torch.tensor([[0.5, 2.0]]))
+    tensor([[ 0.5000, -2.0000]])
+    >>> torch.equal(R(R(torch.tensor([[0.5, 2.0]]))), torch.tensor([[0.5, 2.0]]))
+    True
+
     Args:
         signs: one sign (``1`` or ``-1``) per state coordinate.
         permutation: ``pi`` as the list ``[pi(0), ..., pi(D - 1)]``; ``None``: identity.

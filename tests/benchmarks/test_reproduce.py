@@ -131,7 +131,22 @@ def test_pac_smoke_tables(tmp_path, restore_threads):
     assert all(CELL.match(r[1]) for r in rows[:-1]), rows
     assert rows[-1][1] == "n/a"  # the paper's L2-SP is on conv layers: none in an MLP
     _, src_rows = _table(md, "model evaluated on the source task")
-    assert src_rows[-1] == ["PAC-Net source outputs bit-identical (all seeds)", "True"]
+    assert src_rows[-2] == ["PAC-Net source outputs bit-identical (all seeds)", "True"]
+    lora_row = ["LoRA source outputs (adapters disabled) bit-identical to the dense source"]
+    assert src_rows[-1] == [*lora_row, "True"]
+    # costs, measured in the same runs: every method, PAC-Net and LoRA keep both tasks in
+    # less than two models, LoRA trains fewer parameters than fine-tuning
+    m = reproduce_pac.METHODS
+    for run in payload["runs"]["friedman"]:
+        costs = run["costs"]
+        assert set(costs) == set(m.values())
+        for cost in costs.values():
+            assert cost["trainable"] > 0 and cost["bytes_both"] > 0 and cost["step_ms"] > 0
+        ft = costs[m["finetune"]]
+        for key in ("lora", "PAC-Net (calibrate)", "linear_probe"):
+            assert costs[m[key]]["bytes_both"] < ft["bytes_both"], key
+        assert costs[m["lora"]]["trainable"] < ft["trainable"]
+    assert "## Costs" in md
 
 
 def test_sweep_plots_written(tmp_path):
