@@ -189,7 +189,7 @@ ROWS = [
                         "--trainer.callbacks.init_args.amount=1.5"], ["amount", "1.5"]),
     ("pruning-scope", ["fit", "--config", TINY,
                        "--trainer.callbacks+=pl_pac_trs.pac.MagnitudePruning",
-                       "--trainer.callbacks.init_args.scope=bogus"], ["scope", "bogus"]),
+                       "--trainer.callbacks.init_args.pruning_fn=bogus"], ["pruning_fn", "bogus"]),
     # --- data
     ("exp5-no-network", ["fit", "--config", EXP5,
                          f"--data.init_args.url=http://127.0.0.1:{_closed_port()}/"
