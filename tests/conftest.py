@@ -50,15 +50,21 @@ def suite_environment(monkeypatch):
 
 
 # "ci" (default): the same examples every run, so CI is reproducible; "dev": fresh examples.
+# No example database: it would be written into the working directory (the source tree).
 settings.register_profile(
     "ci",
+    database=None,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
     print_blob=True,
     derandomize=True,
 )
 settings.register_profile(
-    "dev", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+    "dev",
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    print_blob=True,
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
