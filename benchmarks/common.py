@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import platform
 import shutil
 import statistics
-import subprocess
-import sys
 import time
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -126,15 +121,6 @@ class Exp1BareStep:
 def taskset(cores: str | None) -> list[str]:
     """``taskset -c cores`` to put before a command, or nothing (no cores, or no ``taskset``)."""
     return ["taskset", "-c", cores] if cores and shutil.which("taskset") else []
-
-
-def run_child(module: str, args: Sequence[str], threads: int, cores: str | None) -> object:
-    """Run ``python -m module *args`` from the repository in a fresh process with ``threads``
-    OpenMP threads, pinned to ``cores``; the JSON of the last line it prints."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(REPO)}
-    cmd = [*taskset(cores), sys.executable, "-m", module, *args]
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def timing_trainer(max_epochs: int, callbacks: Sequence[object], **overrides: object):

@@ -319,7 +319,8 @@ class _TimedGradientMask(GradientMask):
         self._t = 0.0
         self._t0 = 0.0
 
-    def attach(self, trainer, pl_module, masks):
+    def attach(self, trainer, pl_module, masks=None):
+        masks = self.masks if masks is None else masks
         masked = {id(p) for name, p in pl_module.named_parameters() if name in masks}
         optimizers = [  # those the callback hooks: they update masked weights
             opt

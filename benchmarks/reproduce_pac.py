@@ -17,6 +17,7 @@ Budgets: ``full`` = the shipped epochs (``epochs_scale`` 1); ``ci`` = :data:`CI_
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +31,7 @@ from benchmarks.common import (
     read_job_log,
     write_outputs,
 )
+from benchmarks.pac_costs import CostProbes, stage_costs
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs" / "pac"
@@ -39,8 +41,13 @@ METHODS = {  # summary stage name -> row label (the run with the shipped, valida
     "finetune": "fine-tuning",
     "linear_probe": "linear probe",
     "l2sp": "L2-SP (ours: every weight but the head)",
+    "lora": "LoRA (validation-chosen rank, alpha, lr)",
     "PAC-Net (calibrate)": "PAC-Net (validation-chosen settings)",
 }
+#: The baselines every seed runs beside PAC-Net.
+BASELINE_STAGES = ("scratch", "finetune", "linear_probe", "l2sp", "lora")
+#: Pipeline stage -> summary stage name, for the costs (benchmarks.pac_costs).
+COST_STAGES = {"calibrate": "PAC-Net (calibrate)", **{b: b for b in BASELINE_STAGES}}
 PAPER_METHODS = {  # ... and in the run with the paper's settings
     "PAC-Net (calibrate)": "PAC-Net (paper: 0.8 layer-wise, λ=0.01)",
     "l2sp": "L2-SP (paper: conv layers, λ=0.01)",
@@ -74,7 +81,7 @@ def _metric(task: str, metrics: dict[str, float]) -> float | None:
 
 
 def _pipeline(
-    task, out, baselines, scale, seed, extra=(), amount=None, callback_args=None
+    task, out, baselines, scale, seed, extra=(), amount=None, callback_args=None, probes=None
 ) -> dict[str, Any]:
     from pl_pac_trs.apps.pipeline import run_pipeline
 
@@ -88,6 +95,7 @@ def _pipeline(
         wandb=False,
         extra_args=args,
         callback_args=callback_args,
+        stage_callbacks=probes,
     )
 
 
@@ -121,6 +129,8 @@ def extract(task: str, summary: dict[str, Any], paper: dict[str, Any] | None = N
             row["source"][stage] = _metric(task, st[stage]["source"])
     flags = [r["stages"]["PAC-Net (calibrate)"].get("source_outputs_identical") for r, _ in runs]
     row["identical"] = all(bool(f) for f in flags)
+    if "lora" in st:
+        row["lora_identical"] = bool(st["lora"].get("source_outputs_identical"))
     return row
 
 
@@ -133,6 +143,7 @@ def run(
     sweeps: bool = True,
     sweep_seeds: int | None = None,
     progress: bool = True,
+    paper: bool = True,
 ) -> dict[str, Any]:
     """Runs the PAC-Net pipeline on ``tasks`` for ``seeds`` seeds, and the Friedman sweeps.
 
@@ -145,6 +156,7 @@ def run(
         sweeps: Run the target-count and pruning-ratio sweeps on Friedman.
         sweep_seeds: Seeds per sweep point (default: ``min(seeds, 3)``).
         progress: Show tqdm progress bars.
+        paper: Also run PAC-Net (and, on image tasks, L2-SP) with the paper's settings.
 
     Returns:
         The JSON payload.
@@ -172,19 +184,20 @@ def run(
             runs.setdefault(task, []).append(done[(task, seed, budget)])
             continue
         scale = scale_for(task, budget)
+        probes = CostProbes()
         try:
             summary = _pipeline(
-                task,
-                work / task / f"seed{seed}",
-                ("scratch", "finetune", "linear_probe", "l2sp"),
-                scale,
-                seed,
+                task, work / task / f"seed{seed}", BASELINE_STAGES, scale, seed, probes=probes
             )
-            paper = _paper_run(task, work / task / f"seed{seed}_paper", scale, seed)
+            paper_summary = (
+                _paper_run(task, work / task / f"seed{seed}_paper", scale, seed) if paper else None
+            )
         except Exception as exc:  # a task that does not run is reported, not hidden
             errors[task] = f"{type(exc).__name__}: {exc}"
             continue
-        row = {"seed": seed, **extract(task, summary, paper)}
+        row = {"seed": seed, **extract(task, summary, paper_summary)}
+        costs = stage_costs(work / task / f"seed{seed}", probes, COST_STAGES)
+        row["costs"] = {METHODS[k]: v for k, v in costs.items()}
         work.mkdir(parents=True, exist_ok=True)
         with log.open("a") as f:
             f.write(json.dumps({"task": task, "budget": budget, **row}) + "\n")
@@ -227,6 +240,17 @@ def summarise(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
                 m, s = mean_std(values)
                 entry[side][label] = {"mean": m, "std": s, "values": values}
         entry["identical_all_seeds"] = all(r["identical"] for r in rows)
+        lora_flags = [r["lora_identical"] for r in rows if "lora_identical" in r]
+        if lora_flags:
+            entry["lora_identical_all_seeds"] = all(lora_flags)
+        costs: dict[str, dict[str, list[float]]] = {}
+        for r in rows:
+            for label, cost in (r.get("costs") or {}).items():
+                for key, value in cost.items():
+                    if value is not None:
+                        costs.setdefault(label, {}).setdefault(key, []).append(value)
+        if costs:
+            entry["costs"] = costs
         summary[task] = entry
     return summary
 
@@ -326,6 +350,7 @@ def source_table(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         (paper, f"{paper} after calibration (calibrated weights zeroed)"),
         ("fine-tuning", "fine-tuned (forgetting)"),
         (METHODS["l2sp"], f"{METHODS['l2sp']} (forgetting)"),
+        (METHODS["lora"], f"{METHODS['lora']} with the adapters disabled"),
     ]
     rows = []
     for key, label in order:
@@ -338,6 +363,32 @@ def source_table(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         ["PAC-Net source outputs bit-identical (all seeds)"]
         + [str(summary[t]["identical_all_seeds"]) for t in tasks]
     )
+    if any("lora_identical_all_seeds" in summary[t] for t in tasks):
+        rows.append(
+            ["LoRA source outputs (adapters disabled) bit-identical to the dense source"]
+            + [str(summary[t].get("lora_identical_all_seeds", EMPTY)) for t in tasks]
+        )
+    return header, rows
+
+
+def cost_table(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Per method and task: trainable parameters, bytes to keep both tasks (source and target),
+    median training step time (ms; mean ± std over seeds), all measured in the same runs."""
+    tasks = [t for t in summary if summary[t].get("costs")]
+    header = ["method", *[f"{t}: trainable / both tasks / step" for t in tasks]]
+    rows = []
+    for label in METHODS.values():
+        row = [label]
+        for task in tasks:
+            cost = summary[task]["costs"].get(label)
+            if not cost:
+                row.append(EMPTY)
+                continue
+            params = statistics.median(cost["trainable"])
+            kib = statistics.median(cost["bytes_both"]) / 1024
+            step = fmt_mean_std(cost["step_ms"]) if cost.get("step_ms") else EMPTY
+            row.append(f"{params:,.0f} / {kib:,.1f} KiB / {step} ms")
+        rows.append(row)
     return header, rows
 
 
@@ -393,6 +444,13 @@ def to_markdown(payload: dict[str, Any]) -> str:
         "",
         markdown_table(*source_table(payload["summary"])),
     ]
+    if any(payload["summary"][t].get("costs") for t in payload["summary"]):
+        lines += [
+            "",
+            "## Costs: trainable parameters / bytes to keep both tasks / median step time",
+            "",
+            markdown_table(*cost_table(payload["summary"])),
+        ]
     if payload["errors"]:
         lines += ["", "## Tasks that failed", ""]
         lines += [f"- {t}: {e}" for t, e in payload["errors"].items()]

@@ -2,41 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from cli_run import ASSETS, ROOT, clean_env, run_cli
 from wandb_records import read_run
 
 from pl_pac_trs.apps.cli import main
 
-ROOT = Path(__file__).resolve().parents[2]
-ASSETS = Path(__file__).parent / "cli_assets"
 TINY = ASSETS / "tiny.yaml"
 SHIPPED_CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
-
-
-def clean_env(home: Path) -> dict[str, str]:
-    """The environment of a user with no W&B credentials and no WANDB_* settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_") and k != "NETRC"}
-    # the checked-out tree first (not whatever copy of the package is installed), then the assets
-    pythonpath = os.pathsep.join((str(ROOT), str(ASSETS)))
-    env.update(HOME=str(home), PYTHONPATH=pythonpath, PYTHONUNBUFFERED="1")
-    return env
-
-
-def run_cli(args: list[str], cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "pl_pac_trs", *args],
-        cwd=cwd,
-        env=clean_env(cwd),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def test_help_from_console_script_and_module(tmp_path):

@@ -48,6 +48,7 @@ def test_pipeline_all_stages(tmp_path, task, capsys):
         "l2sp",
         "scratch",
         "linear_probe",
+        "lora",
     ):
         assert (out / f"{name}.ckpt").is_file(), name
     summary = json.loads((out / "summary.json").read_text())
@@ -57,6 +58,10 @@ def test_pipeline_all_stages(tmp_path, task, capsys):
     metric = METRIC[task]
     assert pac["source"][metric] == stages["source (pruned + allocated)"]["source"][metric]
     assert metric in pac["target"] and metric in stages["finetune"]["target"]
+    # LoRA with its adapters disabled is the dense source model it started from
+    dense = stages["source (dense, whole source budget)"]["source"][metric]
+    assert stages["lora"]["source_outputs_identical"] is True
+    assert stages["lora"]["source"][metric] == dense
     # a scratch model has the source output space except on digits (new 4-class head)
     assert ("source" in stages["scratch"]) == (task != "digits")
     masks = load_masks(out / "source.ckpt")
@@ -276,14 +281,15 @@ def test_pipeline_digits_resnet(tmp_path):
     """The over-parameterised image task: PAC-Net keeps the ResNet's source model bit-exactly,
     BatchNorm included: with calibrate training it (``train_shared``, given here as a callback
     argument: the shipped config keeps it frozen), source_view puts the source's weights and
-    running statistics back."""
+    running statistics back. LoRA (peft adapters on every convolution) keeps it too: with the
+    adapters disabled it is the dense source model, batch-norm statistics included."""
     from pl_pac_trs.apps.pipeline import run_pipeline
 
     out = tmp_path / "digits_resnet"
     run_pipeline(
         "digits_resnet",
         out,
-        baselines=("finetune",),
+        baselines=("finetune", "lora"),
         epochs_scale=0.07,
         wandb=False,
         extra_args=["--data.init_args.target_per_class=3"],
@@ -294,6 +300,17 @@ def test_pipeline_digits_resnet(tmp_path):
     assert pac["source_outputs_identical"] is True
     assert pac["source"]["test/acc"] == stages["source (pruned + allocated)"]["source"]["test/acc"]
     assert "test/acc" in stages["finetune"]["target"]
+    lora = stages["lora"]
+    assert lora["source_outputs_identical"] is True
+    dense = stages["source (dense, whole source budget)"]["source"]["test/acc"]
+    assert lora["source"]["test/acc"] == dense
+    lora_state = torch.load(out / "lora.ckpt", weights_only=True)["state_dict"]
+    dense_state = torch.load(out / "dense.ckpt", weights_only=True)["state_dict"]
+    for name, value in dense_state.items():
+        if not name.startswith("head."):  # the target head is new (4 classes)
+            key = name if name in lora_state else name.replace(".weight", ".base_layer.weight")
+            assert torch.equal(lora_state[key], value), name
+    assert any("lora_B" in k and v.abs().sum() > 0 for k, v in lora_state.items())
     masks = load_masks(out / "source.ckpt")
     source = torch.load(out / "source.ckpt", weights_only=False)["state_dict"]
     state = torch.load(out / "calibrate.ckpt", weights_only=False)["state_dict"]
@@ -321,8 +338,10 @@ def test_pipeline_digits_resnet(tmp_path):
     assert any(not torch.equal(state[name], source[name]) for name in batch_norm)
 
 
-def test_paper_settings_reach_the_stage_configs(tmp_path):
-    """--settings paper: pruning 0.8 layer-wise, calibrate λ=0.01 on the sum, shared frozen."""
+def test_paper_settings_reach_the_stage_configs(tmp_path, capsys):
+    """--settings paper: pruning 0.8 layer-wise, calibrate λ=0.01 on the sum, shared frozen.
+    Then the source hand-off given to calibrate as ``--ckpt_path``: exit 2 naming it, nothing
+    written."""
 
     out = tmp_path / "paper"
     argv = ["pac", "friedman", "--out", str(out), "--no-wandb", "--epochs-scale", "0.02"]
@@ -335,9 +354,16 @@ def test_paper_settings_reach_the_stage_configs(tmp_path):
         return cb["init_args"]
 
     prune = callback("source", "MagnitudePruning")
-    assert (prune["amount"], prune["scope"]) == (0.8, "layer")
+    assert (prune["amount"], prune["pruning_fn"]) == (0.8, "layer")
     mask = callback("calibrate", "GradientMask")
     assert (mask["lam"], mask["penalty_norm"], mask["train_shared"]) == (0.01, "sum", False)
     masks = load_masks(out / "source.ckpt")
     for name, m in masks.items():  # layer-wise: every tensor keeps its own 20%
         assert int(m.sum()) == m.numel() - round(0.8 * m.numel()), name
+    before = (out / "calibrate.ckpt").read_bytes()
+    capsys.readouterr()
+    argv = ["fit", "--config", str(out / "config_calibrate.yaml")]
+    assert cli_main([*argv, "--ckpt_path", str(out / "source.ckpt")]) == 2
+    err = capsys.readouterr().err
+    assert "source.ckpt' was written by another stage" in err and len(err.splitlines()) <= 3
+    assert (out / "calibrate.ckpt").read_bytes() == before

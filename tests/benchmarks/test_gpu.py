@@ -18,6 +18,7 @@ def keep_threads():
 
 
 @pytest.mark.slow
+@pytest.mark.needs_compiler  # the smoke times compiled arms
 def test_cpu_smoke_reports_every_check_with_values(tmp_path, keep_threads):
     out, work = tmp_path / "out", tmp_path / "work"
     argv = ["gpu", "--device=cpu", "--budget=smoke", f"--out={out}", f"--work={work}"]

@@ -3,12 +3,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from ddp_script import run_ddp_script
+from ddp_trs import DATA
 
 from pl_pac_trs.data import DuffingDataModule
 from pl_pac_trs.metrics import energy_mse, trajectory_mse
 from pl_pac_trs.trs import Leapfrog, ODENField
-from tests.ddp_script import run_ddp_script
-from tests.trs.ddp_trs import DATA
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+from fields_zoo import CosineField, DampedField, HarmonicField
 
 from pl_pac_trs.trs import (
     RK4,
@@ -14,7 +15,6 @@ from pl_pac_trs.trs import (
     make_integrator,
 )
 from pl_pac_trs.trs.loss import paired_rollout, trs_terms
-from tests.trs.fields_zoo import CosineField, DampedField, HarmonicField
 
 
 def harmonic_exact(x0, t):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from tiny_data import TinyHarmonicDataModule
 from torch.utils.data import DataLoader
 
 from pl_pac_trs.apps.cli import main
@@ -25,7 +26,6 @@ from pl_pac_trs.trs import (
     trs_loss,
 )
 from pl_pac_trs.trs.specs import component_spec
-from tests.trs.tiny_data import TinyHarmonicDataModule
 
 
 def _trainer(tmp_path, epochs=2, **kw):

@@ -1,9 +1,9 @@
 import pytest
 import torch
+from fields_zoo import HarmonicField
 
 from pl_pac_trs.trs import RK4, HODENField, Leapfrog, ODENField, Reversal, trs_loss
 from pl_pac_trs.trs.loss import paired_rollout, trs_terms
-from tests.trs.fields_zoo import HarmonicField
 
 
 def _batch(b=6, s=5, d=2, seed=0):

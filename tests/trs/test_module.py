@@ -3,10 +3,10 @@ import functools
 import lightning.pytorch as pl
 import pytest
 import torch
+from tiny_data import TinyHarmonicDataModule
 
 from pl_pac_trs.metrics import energy_mse, trajectory_mse
 from pl_pac_trs.trs import TRSODEN, HODENField, ODENField, Reversal, TrajectoryPlots
-from tests.trs.tiny_data import TinyHarmonicDataModule
 
 ADAM = functools.partial(torch.optim.Adam, lr=1e-2)
 

@@ -99,8 +99,7 @@ def test_trsoden_optimizer_and_scheduler_arguments():
 
 def test_a_scheduler_changes_the_learning_rate_in_a_fit(tmp_path):
     import lightning.pytorch as pl
-
-    from tests.trs.tiny_data import TinyHarmonicDataModule
+    from tiny_data import TinyHarmonicDataModule
 
     step = functools.partial(torch.optim.lr_scheduler.StepLR, step_size=1, gamma=0.5)
     model = TRSODEN(ODENField(2, (4,)), lr_scheduler=step)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from pl_pac_trs.pac import LoadSourceWeights, matches_any, source_state_dict
+from pl_pac_trs.pac import LoadSourceWeights, checkpoint_state_dict, matches_any
 
 __all__ = [
     "SPLITS",
@@ -49,7 +49,7 @@ def head_state(trainer, checkpoint: Path) -> dict[str, torch.Tensor]:
             skip = cb.skip
     if not skip:
         return {}
-    return {k: v for k, v in source_state_dict(checkpoint).items() if matches_any(k, skip)}
+    return {k: v for k, v in checkpoint_state_dict(checkpoint).items() if matches_any(k, skip)}
 
 
 def head_shape_differs(model, source_model) -> bool:
@@ -58,10 +58,11 @@ def head_shape_differs(model, source_model) -> bool:
     return any(k in b and a[k].shape != b[k].shape for k in a)
 
 
-def outputs_identical(source_model, model, datamodule, split: str = "test") -> bool:
+def outputs_identical(source_model, model, datamodule, split: str = "test", state=None) -> bool:
     """Whether ``model`` (inside ``source_view``) equals the allocated source model bit for bit:
-    every state entry, and the outputs on the source ``split`` when batches are ``(x, y)``."""
-    own = model.state_dict()
+    every state entry (of ``state``, default ``model.state_dict()``), and the outputs on the
+    source ``split`` when batches are ``(x, y)``."""
+    own = model.state_dict() if state is None else state
     for name, value in source_model.state_dict().items():
         if name not in own or not torch.equal(own[name].cpu(), value.cpu()):
             return False

@@ -29,6 +29,7 @@ STAGE_DIRS = (
     "l2sp",
     "scratch",
     "linear_probe",
+    "lora",
 )
 
 

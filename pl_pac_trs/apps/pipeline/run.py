@@ -27,11 +27,13 @@ import json
 import math
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import yaml
+from lightning.pytorch import Callback
 
 from pl_pac_trs.apps.pipeline.evaluate import (
     SPLITS,
@@ -49,19 +51,20 @@ from pl_pac_trs.pac import (
     WandbArtifacts,
     check_amount,
     check_strength,
-    load_masks,
-    source_state_dict,
+    checkpoint_state_dict,
     source_view,
+    state_swapped,
 )
+from pl_pac_trs.pac.lora import adapters_disabled, base_state_dict, is_adapted
 
 __all__ = ["BASELINES", "run_pipeline"]
 
-BASELINES = ("finetune", "l2sp", "scratch", "linear_probe")
+BASELINES = ("finetune", "l2sp", "scratch", "linear_probe", "lora")
 #: The paper's stated values (pruning ratio 0.8, λ = 0.01 on ``sum(w_r ** 2)``; its "LWM" rule read
 #: as layer-wise magnitude) with calibrate's shared parameters frozen: ``pl-pac-trs pac --settings
 #: paper``. The shipped configs carry the settings chosen on validation (docs/pac.md).
 PAPER_SETTINGS = {
-    "source": {"MagnitudePruning": {"amount": 0.8, "scope": "layer"}},
+    "source": {"MagnitudePruning": {"amount": 0.8, "pruning_fn": "layer"}},
     "calibrate": {"GradientMask": {"lam": 0.01, "penalty_norm": "sum", "train_shared": False}},
 }
 #: Left out of the source config for the dense, whole-budget source model of ``equal_budget``.
@@ -114,6 +117,7 @@ def run_pipeline(
     callback_args: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
     split: str = "test",
     equal_budget: bool = True,
+    stage_callbacks: Callable[[str], Sequence[Callback]] | None = None,
 ) -> dict[str, Any]:
     """Runs source (prune + allocate), calibrate and ``baselines``; returns the summary.
 
@@ -124,7 +128,8 @@ def run_pipeline(
     Args:
         task: Name of a directory under ``configs/pac`` (``friedman``, ``digits``, ``duffing``).
         out: Output directory (default ``runs/pac/<task>``).
-        baselines: Any of ``finetune``, ``l2sp``, ``scratch``, ``linear_probe``.
+        baselines: Any of ``finetune``, ``l2sp``, ``scratch``, ``linear_probe``, ``lora``
+            (``peft`` LoRA adapters; its source metrics are taken with the adapters disabled).
         epochs_scale: Multiplies every stage's ``max_epochs`` (and the pruning epoch).
         config_dir: Directory of the stage configs (default ``configs/pac/<task>`` in the
             working directory if it exists, else the shipped ``pac/<task>``).
@@ -145,6 +150,8 @@ def run_pipeline(
             stage's whole budget (stage ``dense``: the source config without pruning and
             allocate, ``dense.ckpt``), so PAC-Net and the baselines see the same number of source
             epochs; ``False``: from the dense model saved when pruning (``source_dense.ckpt``).
+        stage_callbacks: Extra callbacks for a stage, by stage name (e.g. step timers); they
+            are part of what a stage's record is keyed on.
 
     Returns:
         ``{"task", "out", "stages": {stage: {"target": {...}, "source": {...}}}, "resumed",
@@ -178,6 +185,7 @@ def run_pipeline(
 
     def stage(name: str, config: str | None = None, drop: tuple[str, ...] = ()) -> PipelineStage:
         added = [WandbArtifacts(stage=name, prefix=slug(out.name) or "pac")] if artifacts else []
+        added += list(stage_callbacks(name)) if stage_callbacks is not None else []
         overrides = StageOverrides(
             out=out,
             root_dir=out / name,
@@ -201,7 +209,7 @@ def run_pipeline(
         rows = {}
         if dense_path.is_file():
             dense = copy.deepcopy(src.model)
-            dense.load_state_dict(source_state_dict(dense_path))
+            dense.load_state_dict(checkpoint_state_dict(dense_path))
             rows["source (dense)"] = {
                 "source": source_metrics(src.trainer, dense, src.datamodule, split)
             }
@@ -215,7 +223,7 @@ def run_pipeline(
         """The allocated source model, its data and a trainer to test with (rebuilt on resume)."""
         if not context:
             built = source.build()
-            built.model.load_state_dict(source_state_dict(out / "source.ckpt"))
+            built.model.load_state_dict(checkpoint_state_dict(out / "source.ckpt"))
             context.update(trainer=built.trainer, model=built.model, datamodule=built.datamodule)
         return context
 
@@ -225,10 +233,8 @@ def run_pipeline(
     if rows is None:
         cal = calibrate.fit()
         row = {"target": target_metrics(cal.trainer, cal.model, cal.datamodule, split)}
-        masks = load_masks(out / "source.ckpt")
-        state = source_state_dict(out / "source.ckpt")
         src_ctx = source_context()
-        with source_view(cal.model, masks, source_state=state):
+        with source_view(cal.model):  # from the model's PAC-Net state (in calibrate.ckpt too)
             row["source"] = source_metrics(cal.trainer, cal.model, src_ctx["datamodule"], split)
             row["source_outputs_identical"] = outputs_identical(
                 src_ctx["model"], cal.model, src_ctx["datamodule"], split
@@ -269,10 +275,16 @@ def run_pipeline(
             head = head_state(run.trainer, baseline_source) if has_source else {}
             needs_head = head or head_shape_differs(run.model, src_ctx["model"])
             if not needs_head or head:
-                with source_view(run.model, {}, source_state=head):
+                adapted = is_adapted(run.model)  # LoRA: the source is the model, adapters off
+                off = adapters_disabled(run.model) if adapted else nullcontext()
+                with off, state_swapped(run.model, head):
                     row["source"] = source_metrics(
                         run.trainer, run.model, src_ctx["datamodule"], split
                     )
+                    if adapted and has_source:
+                        row["source_outputs_identical"] = _base_identical(
+                            src_ctx, baseline_source, run.model, split
+                        )
             rows = {name: row}
             baseline.record(rows)
         stages.update(rows)
@@ -293,6 +305,16 @@ def run_pipeline(
         except Exception as err:  # the results are on disk: W&B trouble is a warning here
             print(f"pac pipeline: summary not logged to W&B: {err}", file=sys.stderr)
     return summary
+
+
+def _base_identical(src_ctx: dict[str, Any], checkpoint: Path, model: Any, split: str) -> bool:
+    """Whether ``model`` (adapters disabled, source head back) is the source model it started
+    from (``checkpoint``) bit for bit: every entry, and its outputs on the source ``split``."""
+    source = copy.deepcopy(src_ctx["model"])
+    source.load_state_dict(checkpoint_state_dict(checkpoint))
+    return outputs_identical(
+        source, model, src_ctx["datamodule"], split, state=base_state_dict(model)
+    )
 
 
 def _stage_callback_args(callback_args, lam, amount) -> dict[str, dict[str, dict[str, Any]]]:

@@ -93,9 +93,16 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     flags = [s for s, r in summary["stages"].items() if "source_outputs_identical" in r]
     for stage in flags:
         ok = summary["stages"][stage]["source_outputs_identical"]
+        same = "bit-identical to" if ok else "DIFFERENT from"
         lines.append("")
-        lines.append(
-            f"{stage}: source outputs with calibrated weights zeroed are "
-            f"{'bit-identical to' if ok else 'DIFFERENT from'} the allocated source model."
-        )
+        if stage == "lora":
+            lines.append(
+                f"{stage}: source outputs with the adapters disabled are {same} the dense "
+                "source model it started from."
+            )
+        else:
+            lines.append(
+                f"{stage}: source outputs with calibrated weights zeroed are {same} the "
+                "allocated source model."
+            )
     return "\n".join(lines) + "\n"

@@ -12,7 +12,7 @@ slow orientation. :func:`tanh_mlp` computes the same function and the same gradi
 * no input gradient when the input does not need one (the data start of a rollout);
 * optionally (``fast_tanh=True``) ``tanh(z) = 2 sigmoid(2z) - 1``, whose ``2z`` comes straight
   out of the matrix product (``alpha = beta = 2``): PyTorch's CPU ``sigmoid`` is faster than
-  its ``tanh`` (measured: ``docs/trs.md``, "Fused field"). The absolute error against
+  its ``tanh`` (measured: ``docs/trs.md``, "Fused fields"). The absolute error against
   ``torch.tanh`` stays below ``2.5e-7`` in float32; the relative error near zero is larger
   (``tanh`` is then close to its argument), which is why it is an option.
 
