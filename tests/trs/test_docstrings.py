@@ -12,7 +12,6 @@ MODULES = [
     "pl_pac_trs.metrics.trajectory",
     "pl_pac_trs.trs.activation_pool",
     "pl_pac_trs.trs.data_contract",
-    "pl_pac_trs.trs.deprecation",
     "pl_pac_trs.trs.fields",
     "pl_pac_trs.trs.integrators",
     "pl_pac_trs.trs.loss",
