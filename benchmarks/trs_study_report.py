@@ -232,5 +232,7 @@ def write_report(out: Path, name: str, meta: dict[str, Any], records: list[dict]
         "summary": summarise(meta, records),
         "records": records,
     }
-    write_outputs(out, name, payload, to_markdown(payload))
+    # the JSON keeps the tables; the job records are the log beside it
+    tables = {k: v for k, v in payload.items() if k != "records"}
+    write_outputs(out, name, tables, to_markdown(payload))
     return payload

@@ -17,6 +17,7 @@ from pl_pac_trs.trs.optim import KerasAdam, default_optimizer
 from pl_pac_trs.trs.prediction_writer import RolloutWriter
 from pl_pac_trs.trs.reversal import Reversal
 from pl_pac_trs.trs.torchdiffeq_integrator import TorchDiffEq
+from pl_pac_trs.trs.vector_field import VectorField
 from pl_pac_trs.trs.visualization import TrajectoryPlots, output_dir, reference_rollout
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "TorchDiffEq",
     "TrajectoryData",
     "TrajectoryPlots",
+    "VectorField",
     "default_optimizer",
     "init_linear",
     "make_integrator",

@@ -7,9 +7,11 @@ one config. Figures of the test rollouts: the :class:`~pl_pac_trs.trs.Trajectory
 
 from __future__ import annotations
 
+import copy
 import inspect
 import math
 import warnings
+from types import SimpleNamespace
 from typing import Any
 
 import lightning.pytorch as pl
@@ -20,7 +22,13 @@ from torch import Tensor, nn
 from typing_extensions import override
 
 from pl_pac_trs.metrics import RolloutMetrics
-from pl_pac_trs.trs.data_contract import DataInfo, trajectory_data, unpack_batch, unpack_start
+from pl_pac_trs.trs.data_contract import (
+    DataInfo,
+    TrajectoryData,
+    trajectory_data,
+    unpack_batch,
+    unpack_start,
+)
 from pl_pac_trs.trs.integrator_names import make_integrator
 from pl_pac_trs.trs.integrators import Integrator, Leapfrog
 from pl_pac_trs.trs.loss import TRSLoss, trs_loss
@@ -162,7 +170,7 @@ class TRSODEN(pl.LightningModule):
             specs = specs or (spec is not None and not named)
         if specs:  # the specs are instantiated as LightningCLI does (a checkpoint of the CLI's)
             hparams.setdefault("_instantiator", _INSTANTIATOR)
-            hparams.setdefault("_class_path", f"{type(self).__module__}.{type(self).__qualname__}")
+            hparams.setdefault("_class_path", component_spec(type(self)))
         self.save_hyperparameters(dict(hparams))
 
     # ------------------------------------------------------------------ set-up and validation
@@ -184,6 +192,39 @@ class TRSODEN(pl.LightningModule):
             )
         if state_dim:
             self._resolve(int(state_dim))
+
+    def check_data(self, datamodule: Any) -> None:
+        """Check the field, ``R`` and the integrator against ``datamodule``'s state dimension
+        before any ``Trainer`` runs; :meth:`setup` applies the same checks.
+
+        ``pl-pac-trs`` calls this before it creates a run directory or a W&B run, so a
+        mismatch costs nothing on disk. The model is not changed. A datamodule that does not
+        declare its dimensions (:class:`~pl_pac_trs.trs.TrajectoryData`) is checked at setup.
+
+        Raises:
+            ValueError: the field's ``state_dim``, ``R``'s length or a leapfrog split disagrees
+                with the data, or the field does not map ``(B, D)`` to ``(B, D)``.
+        """
+        if not isinstance(datamodule, TrajectoryData):
+            return
+        data = trajectory_data(SimpleNamespace(datamodule=datamodule))
+        if data is None or not data.state_dim:
+            return
+        if self._state_dim is not None and self._state_dim != data.state_dim:
+            raise ValueError(
+                f"TRSODEN: data has state dimension {data.state_dim} but the model was set up "
+                f"for {self._state_dim}"
+            )
+        sources = (data, self.vector_field, self.integrator)
+        position_dim = next((int(v) for s in sources if (v := getattr(s, "position_dim", 0))), None)
+        check_model(
+            self.vector_field,
+            copy.deepcopy(self.integrator),  # check_model may fill in a leapfrog's split
+            self.reversal,
+            int(data.state_dim),
+            position_dim,
+            needs_reversal=self.trs_weight > 0,
+        )
 
     @property
     def position_dim(self) -> int | None:
