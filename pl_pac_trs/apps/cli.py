@@ -126,7 +126,7 @@ def _run_plan(subcommand: str, sub: Any) -> _RunPlan:
             sub["ckpt_path"] = str(last)
         return _RunPlan(root, run, inherited=True)
     given = sub.get("run_dir")
-    if ckpt_path == "last" and not _explicit_checkpoint_dir(trainer):
+    if ckpt_path == "last" and not _explicit_checkpoint_dir(sub):
         if given:
             run = Path(given)
             last = last_checkpoint(run)
@@ -163,9 +163,12 @@ def _run_plan(subcommand: str, sub: Any) -> _RunPlan:
     return _RunPlan(root, None)
 
 
-def _explicit_checkpoint_dir(trainer: Any) -> bool:
-    """Whether a configured ``ModelCheckpoint`` names its own ``dirpath`` (then ``last`` is
-    Lightning's: the newest last checkpoint in that folder)."""
+def _explicit_checkpoint_dir(sub: Any) -> bool:
+    """Whether the ``checkpoint`` section or a ``ModelCheckpoint`` among the trainer's callbacks
+    names its own ``dirpath`` (then ``last`` is Lightning's: the newest last checkpoint there)."""
+    trainer = sub.get("trainer") or {}
+    if _get(sub.get("checkpoint"), "dirpath"):
+        return True
     return any(
         _is_subclass(_get(callback, "class_path"), ModelCheckpoint)
         and _get(_get(callback, "init_args"), "dirpath")
