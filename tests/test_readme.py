@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from cli_run import ROOT, run_cli
+from cli_run import ROOT, clean_env, run_cli
 
 README = ROOT / "README.md"
 
@@ -89,7 +89,8 @@ def test_every_readme_command_runs(tmp_path):
         if skip:
             continue
         args = _cheap(command.split()[1:], tmp_path)
-        out = run_cli(args, cwd=tmp_path, timeout=300)
+        env = {**clean_env(tmp_path), "WANDB_MODE": "disabled"}  # W&B: tests/test_run_dirs.py
+        out = run_cli(args, cwd=tmp_path, timeout=300, env=env)
         assert out.returncode == 0, f"{command}\n{out.stderr[-3000:]}"
         if "--ckpt_path=last" in args:
             assert "Restored all states from the checkpoint" in out.stdout + out.stderr, command
