@@ -88,7 +88,9 @@ def test_each_fit_gets_a_new_directory_with_its_checkpoints(tiny, tmp_path, caps
     # the named one resumes in its own directory; the other is not touched
     before = {p: p.stat().st_mtime_ns for p in second.rglob("*")}
     resume = [f"--run_dir={first}", "--ckpt_path=last", "--checkpoint.save_last=true"]
+    capsys.readouterr()
     assert _fit(tmp_path, "--trainer.max_epochs=3", *resume) == 0
+    assert f"resuming {first} " in capsys.readouterr().out
     assert load_torch_file(first / "checkpoints" / "last.ckpt", what="last")["epoch"] == 2
     assert {p: p.stat().st_mtime_ns for p in second.rglob("*")} == before
     assert sorted(p.name for p in tiny.iterdir()) == ["version_0", "version_1"]
