@@ -170,7 +170,7 @@ class TRSODEN(pl.LightningModule):
             specs = specs or (spec is not None and not named)
         if specs:  # the specs are instantiated as LightningCLI does (a checkpoint of the CLI's)
             hparams.setdefault("_instantiator", _INSTANTIATOR)
-            hparams.setdefault("_class_path", f"{type(self).__module__}.{type(self).__qualname__}")
+            hparams.setdefault("_class_path", component_spec(type(self)))
         self.save_hyperparameters(dict(hparams))
 
     # ------------------------------------------------------------------ set-up and validation

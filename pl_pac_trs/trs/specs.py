@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -25,10 +26,17 @@ _PLAIN = (str, int, float, bool, type(None))
 
 
 def _path(obj: Any) -> str | None:
-    """``module.qualname`` of a module-level class or function, else ``None``."""
+    """The import path of a module-level class or function, else ``None``: the shortest one
+    among its module's already imported parent packages that re-export it (``torch.optim.Adam``,
+    ``pl_pac_trs.trs.ODENField``, as one writes them in a config)."""
     module, name = getattr(obj, "__module__", None), getattr(obj, "__qualname__", "")
     if not module or not name or "<" in name or module == "__main__":
         return None
+    parts = module.split(".")
+    for i in range(1, len(parts)):
+        package = sys.modules.get(".".join(parts[:i]))
+        if "." not in name and getattr(package, name, None) is obj:
+            return f"{'.'.join(parts[:i])}.{name}"
     return f"{module}.{name}"
 
 
@@ -62,10 +70,11 @@ def component_spec(obj: Any) -> dict[str, Any] | str | None:
 
     Example:
         >>> from pl_pac_trs.trs import Reversal
-        >>> component_spec(Reversal([1, -1]))
-        {'class_path': 'pl_pac_trs.trs.reversal.Reversal', 'init_args': {'signs': [1.0, -1.0]}}
+        >>> spec = component_spec(Reversal([1, -1]))
+        >>> spec["class_path"], spec["init_args"]
+        ('pl_pac_trs.trs.Reversal', {'signs': [1.0, -1.0], 'permutation': [0, 1]})
         >>> component_spec(functools.partial(torch.optim.SGD, lr=0.1))
-        {'class_path': 'torch.optim.sgd.SGD', 'init_args': {'lr': 0.1}}
+        {'class_path': 'torch.optim.SGD', 'init_args': {'lr': 0.1}}
     """
     if isinstance(obj, _PLAIN):
         return obj

@@ -324,3 +324,26 @@ def test_cli_optimizer_and_lr_scheduler_are_the_models_own(tmp_path, monkeypatch
     out = loaded.configure_optimizers()
     assert type(out["optimizer"]) is torch.optim.SGD and out["optimizer"].defaults["lr"] == 0.1
     assert type(out["lr_scheduler"]["scheduler"]) is torch.optim.lr_scheduler.StepLR
+
+
+def test_a_python_checkpoint_runs_under_cli_test(tmp_path, caplog, monkeypatch):
+    """A checkpoint written from Python names the class as a config does
+    (``pl_pac_trs.trs.TRSODEN``), so ``pl-pac-trs test --ckpt_path`` takes it."""
+    from pl_pac_trs.data import DuffingDataModule
+
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    caplog.set_level(logging.INFO)
+    torch.manual_seed(0)
+    model = TRSODEN(HODENField(2, hidden=(8,)), trs_weight=1.0)
+    assert model.hparams["_class_path"] == "pl_pac_trs.trs.TRSODEN"
+    assert model.hparams["vector_field"]["class_path"] == "pl_pac_trs.trs.HODENField"
+    dm = DuffingDataModule(**CLI_CONFIG["data"]["init_args"])
+    trainer = _trainer(tmp_path, epochs=1)
+    trainer.fit(model, datamodule=dm)
+    trainer.save_checkpoint(tmp_path / "python.ckpt")
+    results = trainer.test(model, datamodule=dm, verbose=False)[0]
+    caplog.clear()
+    config = _cli_config(tmp_path)
+    ckpt = str(tmp_path / "python.ckpt")
+    assert main(["test", "--config", str(config), "--ckpt_path", ckpt]) == 0
+    assert f"test/traj_mse={results['test/traj_mse']:.4g}" in caplog.text

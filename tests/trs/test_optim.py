@@ -80,12 +80,12 @@ def test_trsoden_optimizer_and_scheduler_arguments():
     assert opt.defaults["lr"] == 2e-4 and opt.defaults["eps"] == 1e-7
     assert opt.defaults["weight_decay"] == 0.1
     assert model.hparams.optimizer == {
-        "class_path": "pl_pac_trs.trs.optim.KerasAdam",
+        "class_path": "pl_pac_trs.trs.KerasAdam",
         "init_args": {"lr": 2e-4, "weight_decay": 0.1},
     }
     step = functools.partial(torch.optim.lr_scheduler.StepLR, step_size=3, gamma=0.5)
     config = TRSODEN(ODENField(2, (4,)), optimizer=torch.optim.SGD, lr_scheduler=step)
-    assert config.hparams.optimizer == "torch.optim.sgd.SGD"
+    assert config.hparams.optimizer == "torch.optim.SGD"
     out = config.configure_optimizers()
     assert type(out["optimizer"]) is torch.optim.SGD
     assert type(out["lr_scheduler"]["scheduler"]) is torch.optim.lr_scheduler.StepLR
