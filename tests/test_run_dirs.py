@@ -88,7 +88,9 @@ def test_each_fit_gets_a_new_directory_with_its_checkpoints(tiny, tmp_path, caps
     # the named one resumes in its own directory; the other is not touched
     before = {p: p.stat().st_mtime_ns for p in second.rglob("*")}
     resume = [f"--run_dir={first}", "--ckpt_path=last", "--checkpoint.save_last=true"]
+    capsys.readouterr()
     assert _fit(tmp_path, "--trainer.max_epochs=3", *resume) == 0
+    assert f"resuming {first} " in capsys.readouterr().out
     assert load_torch_file(first / "checkpoints" / "last.ckpt", what="last")["epoch"] == 2
     assert {p: p.stat().st_mtime_ns for p in second.rglob("*")} == before
     assert sorted(p.name for p in tiny.iterdir()) == ["version_0", "version_1"]
@@ -181,3 +183,13 @@ def test_two_concurrent_runs_of_a_shipped_config_keep_and_resume_their_own(tmp_p
         assert runs.read_run_record(run)["wandb_id"] == ids[run]
         files = next(d for d in wandb_dirs if d.name.endswith(ids[run])) / "files"
         assert f"id: {ids[run]}" in (files / "config.yaml").read_text()
+
+
+def test_a_checkpoint_folder_named_by_the_user_keeps_lightnings_last(tiny, tmp_path):
+    """``--checkpoint.dirpath``: checkpoints go there, and ``last`` is the newest one there."""
+    folder = tmp_path / "mine"
+    ckpt = [f"--checkpoint.dirpath={folder}", "--checkpoint.save_last=true"]
+    assert _fit(tmp_path, "--trainer.max_epochs=2", *ckpt) == 0
+    assert _fit(tmp_path, "--trainer.max_epochs=3", *ckpt, "--ckpt_path=last") == 0
+    assert load_torch_file(folder / "last.ckpt", what="last")["epoch"] == 2
+    assert not list(tiny.rglob("*.ckpt"))  # the run directories hold none

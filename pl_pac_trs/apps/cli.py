@@ -112,6 +112,7 @@ class _RunPlan:
     root: Path  # the config's trainer.default_root_dir: its runs are folders in it
     run: Path | None  # the run's directory; None: a new version_<N> under root
     inherited: bool = False  # a worker of a launch: the launching process made the directory
+    resume: bool = False  # --ckpt_path=last: the run's own last checkpoint
 
 
 def _run_plan(subcommand: str, sub: Any) -> _RunPlan:
@@ -126,7 +127,7 @@ def _run_plan(subcommand: str, sub: Any) -> _RunPlan:
             sub["ckpt_path"] = str(last)
         return _RunPlan(root, run, inherited=True)
     given = sub.get("run_dir")
-    if ckpt_path == "last" and not _explicit_checkpoint_dir(trainer):
+    if ckpt_path == "last" and not _explicit_checkpoint_dir(sub):
         if given:
             run = Path(given)
             last = last_checkpoint(run)
@@ -151,7 +152,7 @@ def _run_plan(subcommand: str, sub: Any) -> _RunPlan:
             run = runs[0]
             last = last_checkpoint(run)
         sub["ckpt_path"] = str(last)
-        return _RunPlan(root, run)
+        return _RunPlan(root, run, resume=True)
     if given:
         run = Path(given)
         if subcommand == "fit" and not ckpt_path and last_checkpoint(run) is not None:
@@ -163,9 +164,12 @@ def _run_plan(subcommand: str, sub: Any) -> _RunPlan:
     return _RunPlan(root, None)
 
 
-def _explicit_checkpoint_dir(trainer: Any) -> bool:
-    """Whether a configured ``ModelCheckpoint`` names its own ``dirpath`` (then ``last`` is
-    Lightning's: the newest last checkpoint in that folder)."""
+def _explicit_checkpoint_dir(sub: Any) -> bool:
+    """Whether the ``checkpoint`` section or a ``ModelCheckpoint`` among the trainer's callbacks
+    names its own ``dirpath`` (then ``last`` is Lightning's: the newest last checkpoint there)."""
+    trainer = sub.get("trainer") or {}
+    if _get(sub.get("checkpoint"), "dirpath"):
+        return True
     return any(
         _is_subclass(_get(callback, "class_path"), ModelCheckpoint)
         and _get(_get(callback, "init_args"), "dirpath")
@@ -403,12 +407,9 @@ class PacTrsCLI(LightningCLI):
             raise
         self.run_directory = run
         if not plan.inherited and self.subcommand == "fit":
-            note = "resuming" if plan.run and self._ckpt_path_given() else "run directory"
+            note = "resuming" if plan.resume else "run directory"
             print(f"{note} {run} (to resume it: --run_dir={run} --ckpt_path=last)", flush=True)
         return trainer
-
-    def _ckpt_path_given(self) -> bool:
-        return bool(self.config[self.subcommand].get("ckpt_path"))
 
     def _make_run_dir(self, plan: _RunPlan) -> Path | None:
         """Creates the run's directory and record; returns it when it was created here."""

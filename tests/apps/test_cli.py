@@ -103,6 +103,8 @@ def test_two_process_ddp_on_cpu_logs_once(tmp_path):
     runs = list((tmp_path / "runs" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1, runs
     assert out.stdout.count("wandb sync") == 1
+    # the worker rank used the launching process's run directory instead of making its own
+    assert [p.name for p in tmp_path.glob("version_*")] == ["version_0"]
     history = read_run(runs[0])["history"]
     # 64 samples, batch 16, 2 ranks: 2 steps per epoch per rank, logged once per epoch by rank 0
     assert [row["trainer/global_step"] for row in history if "val/loss" in row] == [1, 3]
@@ -120,7 +122,8 @@ def test_two_process_ddp_without_wandb_saves_config_once(tmp_path):
     ]
     out = run_cli(args, cwd=tmp_path, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
-    saved = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    (run,) = tmp_path.glob("version_*")  # one run directory for both ranks
+    saved = yaml.safe_load((run / "config.yaml").read_text())
     assert str(saved["trainer"]["devices"]) == "2"
     assert "wandb sync" not in out.stdout
 
