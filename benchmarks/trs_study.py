@@ -158,6 +158,10 @@ def jobs(budget: str, systems: Sequence[str], seeds: int) -> list[dict[str, Any]
 def _model(system: str, cond: dict[str, Any], hidden: tuple[int, ...]):
     """The TRSODEN of one condition (ODEN / TRS-ODEN / HODEN field, the system's integrator and
     reversing operator)."""
+    from functools import partial
+
+    import torch
+
     from pl_pac_trs.data.systems import ode_system
     from pl_pac_trs.trs import RK4, TRSODEN, HODENField, Leapfrog, ODENField, Reversal
 
@@ -178,7 +182,7 @@ def _model(system: str, cond: dict[str, Any], hidden: tuple[int, ...]):
         trs_weight=cond["trs_weight"],
         time_weighted=cond["time_weighted"],
         reversal=reversal,
-        lr=LR,
+        optimizer=partial(torch.optim.Adam, lr=LR),
     )
 
 
