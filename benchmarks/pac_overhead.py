@@ -32,6 +32,9 @@ largest for small models at small batches.
     python benchmarks/pac_overhead.py            # CPU: digits CNN and MLPs (+ CUDA ResNet-18
                                                  # sized CNN when torch.cuda.is_available())
     python benchmarks/pac_overhead.py --masks fresh --lightning-rounds 0 --paired-rounds 0
+    # GPU: the non-finite guard read every step vs its default (every 50 steps, no sync)
+    python benchmarks/pac_overhead.py --masks fresh --lightning-rounds 0 --paired-rounds 0 \
+        --check-every 1
 """
 
 from __future__ import annotations
@@ -155,10 +158,14 @@ def source_trained(name: str, make_model, batches, loss_fn, epochs: int) -> nn.M
 
 
 def _attach(
-    model: nn.Module, opt: torch.optim.Optimizer, phase: str, scope: str = "global"
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    phase: str,
+    scope: str = "global",
+    check_every: int | None = None,
 ) -> GradientMask:
     masks = _masks(model, scope)
-    cb = GradientMask(phase, masks=masks, verbose=False)
+    cb = GradientMask(phase, masks=masks, verbose=False, check_every=check_every)
     fake_trainer = SimpleNamespace(optimizers=[opt], is_global_zero=True, loggers=[], global_step=0)
     cb.attach(fake_trainer, model, cb.masks or masks)
     return cb
@@ -191,8 +198,12 @@ def bench(
     scope="global",
     warmup=10,
     autocast: torch.dtype | None = None,
+    check_every: int | None = None,
 ) -> dict:
     """Bare-loop A/B: ``make_model()`` twice (same weights), B under ``GradientMask``.
+
+    ``check_every``: ``GradientMask(check_every=...)``, the host reads of the non-finite guard
+    (``None``: its default, every step on the CPU, every 50 steps here on an accelerator).
 
     ``autocast``: run forward and loss under ``torch.autocast(device.type, dtype=autocast)``
     (e.g. ``torch.bfloat16``: the step of a ``precision="bf16-mixed"`` fit, fp32 weights and
@@ -206,7 +217,7 @@ def bench(
     marks: dict[str, float] = {}
     # post-step hooks run in registration order: these two bracket the callback's
     opt_b.register_step_post_hook(lambda *_: marks.__setitem__("updated", _now(device)))
-    cb = _attach(b, opt_b, phase, scope)
+    cb = _attach(b, opt_b, phase, scope, check_every)
     opt_b.register_step_post_hook(lambda *_: marks.__setitem__("restored", _now(device)))
     batches = [(x.to(device), y.to(device)) for x, y in batches[:8]]
     times: dict[str, list[float]] = {"plain": [], "masked": [], "callback": []}
@@ -493,6 +504,7 @@ def measure(
     masks: str = "trained",
     source_epochs: int | None = None,
     on_row=None,
+    check_every: int | None = None,
 ) -> list[dict]:
     """Every table of this benchmark as rows (one dict per model x optimizer x phase x setting).
 
@@ -505,6 +517,7 @@ def measure(
         masks: ``"trained"`` or ``"fresh"`` (see :func:`cases`).
         source_epochs: Source training epochs before pruning (default: the shipped configs').
         on_row: Called with each row as soon as it is measured (e.g. to print it).
+        check_every: The bare rows' ``GradientMask(check_every=...)`` (``None``: its default).
 
     Returns:
         Rows with ``setting`` (:data:`BARE`, :data:`PAIRED`, :data:`SEPARATE`), ``model``,
@@ -523,7 +536,10 @@ def measure(
     for name, make_model, batches, loss, device, scope in all_cases:
         for optimizer in OPTIMIZERS:
             for phase in ("allocate", "calibrate"):
-                r = bench(name, make_model, batches, loss, device, phase, steps, optimizer, scope)
+                r = bench(
+                    name, make_model, batches, loss, device, phase, steps, optimizer, scope,
+                    check_every=check_every,
+                )  # fmt: skip
                 add({"setting": BARE, **r})
     lightning = logging.getLogger("lightning.pytorch")
     level = lightning.level
@@ -620,6 +636,13 @@ def main(argv=None) -> list[dict]:
         default=None,
         help="source training epochs before pruning (default: the shipped configs')",
     )
+    parser.add_argument(
+        "--check-every",
+        type=int,
+        default=None,
+        help="bare rows: GradientMask(check_every=N), host reads of the non-finite guard "
+        "(default: every step on CPU, every 50 steps on CUDA; compare 1 with 50 on a GPU)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     print(f"masks: {args.masks} (amount 0.8)")
@@ -648,6 +671,7 @@ def main(argv=None) -> list[dict]:
     rows = measure(
         args.steps, args.lightning_rounds, args.lightning_steps, args.paired_rounds,
         args.paired_steps, args.masks, args.source_epochs, on_row=show,
+        check_every=args.check_every,
     )  # fmt: skip
     if setting[0] == BARE:
         _print_probe()

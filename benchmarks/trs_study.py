@@ -30,6 +30,7 @@ already in the log are skipped.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 import os
@@ -158,8 +159,6 @@ def jobs(budget: str, systems: Sequence[str], seeds: int) -> list[dict[str, Any]
 def _model(system: str, cond: dict[str, Any], hidden: tuple[int, ...]):
     """The TRSODEN of one condition (ODEN / TRS-ODEN / HODEN field, the system's integrator and
     reversing operator)."""
-    from functools import partial
-
     import torch
 
     from pl_pac_trs.data.systems import ode_system
@@ -182,7 +181,7 @@ def _model(system: str, cond: dict[str, Any], hidden: tuple[int, ...]):
         trs_weight=cond["trs_weight"],
         time_weighted=cond["time_weighted"],
         reversal=reversal,
-        optimizer=partial(torch.optim.Adam, lr=LR),
+        optimizer=functools.partial(torch.optim.Adam, lr=LR),
     )
 
 

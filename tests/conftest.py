@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import matplotlib
 import pytest
 from hypothesis import HealthCheck, settings
+from hypothesis.configuration import set_hypothesis_home_dir
 
 matplotlib.use("Agg")
 
@@ -49,16 +51,27 @@ def suite_environment(monkeypatch):
         monkeypatch.setenv(key, value)
 
 
+# Hypothesis's caches go to the temporary directory, not to ``.hypothesis`` in the working
+# directory (the source tree); HYPOTHESIS_STORAGE_DIRECTORY still chooses another place.
+if not os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY"):
+    set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "pl-pac-trs-hypothesis")
+
 # "ci" (default): the same examples every run, so CI is reproducible; "dev": fresh examples.
+# No example database: it would be written into the working directory (the source tree).
 settings.register_profile(
     "ci",
+    database=None,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
     print_blob=True,
     derandomize=True,
 )
 settings.register_profile(
-    "dev", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+    "dev",
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    print_blob=True,
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 

@@ -395,11 +395,11 @@ class PacTrsCLI(LightningCLI):
         for callback in [*_as_list(config.get("callbacks")), *callbacks]:
             if isinstance(callback, ModelCheckpoint) and callback.dirpath is None:
                 callback.dirpath = os.path.realpath(run / CHECKPOINTS)
+        self._created_run_dir = created
         try:
             trainer = super()._instantiate_trainer(config, callbacks)
         except BaseException:
-            if created is not None:  # refused by Lightning: leave nothing behind
-                shutil.rmtree(created, ignore_errors=True)
+            self._discard_run_dir()  # refused by Lightning: leave nothing behind
             raise
         self.run_directory = run
         if not plan.inherited and self.subcommand == "fit":
@@ -445,6 +445,13 @@ class PacTrsCLI(LightningCLI):
                 config[key] = None
         self._set_wandb_id()
 
+    def _discard_run_dir(self) -> None:
+        """Removes the run directory made here when the run failed before its first checkpoint
+        (bad input found while setting up): a failed start leaves no run behind."""
+        created = getattr(self, "_created_run_dir", None)
+        if created is not None and not any(created.rglob("*.ckpt")):
+            shutil.rmtree(created, ignore_errors=True)
+
     def _run_subcommand(self, subcommand: str) -> None:
         run = self.run_directory
         if run is None or os.environ.get(RUN_DIR_ENV):
@@ -453,6 +460,9 @@ class PacTrsCLI(LightningCLI):
         os.environ[RUN_DIR_ENV] = str(run.resolve())
         try:
             return super()._run_subcommand(subcommand)
+        except Exception:
+            self._discard_run_dir()
+            raise
         finally:
             os.environ.pop(RUN_DIR_ENV, None)
 

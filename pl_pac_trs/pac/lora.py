@@ -132,8 +132,18 @@ def inject_lora(model: M, spec: Mapping[str, Any]) -> M:
 def adapters_disabled(model: M) -> Iterator[M]:
     """Inside the context every ``peft`` adapter layer of ``model`` runs its base layer alone:
     the model computes what the model without adapters computed (bit for bit; the base weights
-    are never trained). Outside, adapters and their ``requires_grad`` flags are as before."""
+    are never trained). Outside, adapters and their ``requires_grad`` flags are as before.
+
+    Raises:
+        ValueError: If adapters were merged into the base weights (``peft``'s ``merge``): the
+            base is then no longer the source, and un-merging is not exact.
+    """
     layers = [m for m in model.modules() if isinstance(m, _tuner_layer())]
+    if any(m.merged for m in layers):
+        raise ValueError(
+            "adapters_disabled: adapters are merged into the base weights; the source model is "
+            "no longer exact (un-merging subtracts in floating point). Keep adapters unmerged."
+        )
     saved = [(m, m.disable_adapters) for m in layers]
     grads = [(p, p.requires_grad) for m in layers for p in m.parameters()]
     try:

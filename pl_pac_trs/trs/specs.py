@@ -70,8 +70,9 @@ def component_spec(obj: Any) -> dict[str, Any] | str | None:
 
     Example:
         >>> from pl_pac_trs.trs import Reversal
-        >>> component_spec(Reversal([1, -1]))["init_args"]
-        {'signs': [1.0, -1.0], 'permutation': [0, 1]}
+        >>> spec = component_spec(Reversal([1, -1]))
+        >>> spec["class_path"], spec["init_args"]
+        ('pl_pac_trs.trs.Reversal', {'signs': [1.0, -1.0], 'permutation': [0, 1]})
         >>> component_spec(functools.partial(torch.optim.SGD, lr=0.1))
         {'class_path': 'torch.optim.SGD', 'init_args': {'lr': 0.1}}
     """

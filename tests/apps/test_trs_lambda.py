@@ -130,7 +130,7 @@ def test_a_config_without_a_seed_compares_the_weights_from_one_seed(tmp_path, mo
         (["--lambdas", "inf"], {}, "finite number >= 0"),
         (["--seeds", "0"], {}, "--seeds must be >= 1"),
         ([], {"num_val": 0}, "has no validation split"),
-        (["--model.init_args.integrator=verlet"], {}, "unknown integrator 'verlet'"),
+        (["--model.init_args.integrator=bogus"], {}, "unknown integrator 'bogus'"),
     ],
 )
 def test_bad_input_exits_2_before_any_fit(tmp_path, monkeypatch, capsys, extra, data_args, message):

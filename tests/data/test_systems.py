@@ -109,3 +109,25 @@ def test_the_swap_survives_a_checkpoint():
     fresh.on_load_checkpoint(checkpoint)
     x = torch.randn(3, 2)
     assert torch.equal(fresh.reversal(x), x[:, [1, 0]])
+
+
+def test_load_from_checkpoint_rebuilds_the_swap(tmp_path):
+    import lightning.pytorch as pl
+
+    from pl_pac_trs.trs import TRSODEN, Leapfrog, ODENField
+
+    dm = ODESystemDataModule("lotka_volterra", num_train=2, num_val=1, num_test=1)
+    R = Reversal([1, 1], permutation=[1, 0])
+    model = TRSODEN(ODENField(2, hidden=(4,)), Leapfrog(position_dim=1), trs_weight=1.0, reversal=R)
+    trainer = pl.Trainer(
+        max_epochs=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(model, datamodule=dm)
+    trainer.save_checkpoint(tmp_path / "lv.ckpt")
+    loaded = TRSODEN.load_from_checkpoint(tmp_path / "lv.ckpt")
+    x = torch.randn(3, 2)
+    assert torch.equal(loaded.reversal(x), x[:, [1, 0]])

@@ -133,6 +133,15 @@ def test_nan_step_leaves_the_source_intact(tmp_path):
             assert torch.equal(base[name], value), name
 
 
+def test_merged_adapters_are_refused():
+    torch.manual_seed(0)
+    model = TinyNet(hidden=(8,))
+    trainer(callbacks=[LoRA(rank=2)], max_epochs=1).fit(model, TinyData())
+    model.body[0].merge()
+    with pytest.raises(ValueError, match="merged"), adapters_disabled(model):
+        pass
+
+
 def test_no_head_every_linear_adapted_and_exclude(tmp_path):
     torch.manual_seed(0)
     model = TinyNet(hidden=(8,))

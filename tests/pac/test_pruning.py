@@ -135,3 +135,25 @@ def test_pruning_epoch_beyond_max_epochs_fails_before_training():
     with pytest.raises(ValueError, match=r"epoch=2\) would never run.*max_epochs=2"):
         trainer(callbacks=[MagnitudePruning(epoch=2)], max_epochs=2).fit(model, TinyData())
     assert model.global_step == 0
+
+
+def test_a_custom_pruning_fn_is_used_and_checked(tmp_path):
+    """A mask rule is a function (params, amount) -> masks, as in ModelPruning(pruning_fn=...)."""
+
+    def keep_first_rows(params, amount):
+        out = {}
+        for name, p in params.items():
+            mask = torch.zeros_like(p, dtype=torch.bool)
+            mask[: max(1, round((1 - amount) * p.shape[0]))] = True
+            out[name] = mask
+        return out
+
+    model = TinyNet(hidden=(8,))
+    cb = MagnitudePruning(amount=0.5, pruning_fn=keep_first_rows, verbose=False)
+    trainer(tmp_path, callbacks=[cb]).fit(model, TinyData())
+    assert cb.masks["body.0.weight"][:4].all() and not cb.masks["body.0.weight"][4:].any()
+    assert torch.equal(model.body[0].weight[4:], torch.zeros(4, 5))
+    with pytest.raises(ValueError, match="one mask per parameter"):
+        compute_masks({"w": torch.ones(3)}, 0.5, lambda params, amount: {})
+    with pytest.raises(ValueError, match=r"mask of 'w' must be a bool tensor"):
+        compute_masks({"w": torch.ones(3)}, 0.5, lambda params, amount: {"w": torch.ones(3)})

@@ -21,6 +21,7 @@ MODULES = [
     "pl_pac_trs.trs.module",
     "pl_pac_trs.trs.prediction_writer",
     "pl_pac_trs.trs.reversal",
+    "pl_pac_trs.trs.specs",
     "pl_pac_trs.trs.visualization",
 ]
 
