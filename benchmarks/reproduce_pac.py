@@ -373,7 +373,8 @@ def source_table(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 
 def cost_table(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Per method and task: trainable parameters, bytes to keep both tasks (source and target),
-    median training step time (ms; mean ± std over seeds), all measured in the same runs."""
+    training step time (ms: the median over seeds of each fit's median step, and the seeds'
+    range), all measured in the same runs."""
     tasks = [t for t in summary if summary[t].get("costs")]
     header = ["method", *[f"{t}: trainable / both tasks / step" for t in tasks]]
     rows = []
@@ -386,8 +387,13 @@ def cost_table(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                 continue
             params = statistics.median(cost["trainable"])
             kib = statistics.median(cost["bytes_both"]) / 1024
-            step = fmt_mean_std(cost["step_ms"]) if cost.get("step_ms") else EMPTY
-            row.append(f"{params:,.0f} / {kib:,.1f} KiB / {step} ms")
+            steps = cost.get("step_ms") or []
+            step = (
+                f"{statistics.median(steps):.3g} ms ({min(steps):.3g}-{max(steps):.3g})"
+                if steps
+                else EMPTY
+            )
+            row.append(f"{params:,.0f} / {kib:,.1f} KiB / {step}")
         rows.append(row)
     return header, rows
 
@@ -447,7 +453,8 @@ def to_markdown(payload: dict[str, Any]) -> str:
     if any(payload["summary"][t].get("costs") for t in payload["summary"]):
         lines += [
             "",
-            "## Costs: trainable parameters / bytes to keep both tasks / median step time",
+            "## Costs: trainable parameters / bytes to keep both tasks / step time (median over"
+            " seeds, range)",
             "",
             markdown_table(*cost_table(payload["summary"])),
         ]

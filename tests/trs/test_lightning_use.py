@@ -4,6 +4,8 @@ the path alone (Python- and CLI-written), predict from Python and the command li
 import argparse
 import functools
 import logging
+import re
+from pathlib import Path
 
 import lightning.pytorch as pl
 import numpy as np
@@ -255,8 +257,10 @@ def test_cli_checkpoint_loads_with_the_path_alone_and_predicts(tmp_path, caplog,
     caplog.clear()
     args = ["predict", "--config", str(config), "--ckpt_path", str(ckpt)]
     assert main([*args, "--model.init_args.predict_backward=true"]) == 0
-    written = tmp_path / "run" / "predictions.npz"
-    assert f"written to {written}" in caplog.text
+    (said,) = re.findall(r"TRSODEN predictions .* written to (\S+)", caplog.text)
+    written = Path(said)  # the predict run's own directory
+    assert written.parent.parent == tmp_path / "run" and written.parent.name.startswith("version_")
+    assert written.name == "predictions.npz"
     with np.load(written) as cli, np.load(tmp_path / "python.npz") as py:
         assert set(cli.files) == {"x0", "t", "forward", "backward"}
         assert set(py.files) == {"x0", "t", "forward"}
