@@ -3,6 +3,10 @@
 Reproduces the TRS-ODEN and PAC-Net experiments and collects the speed benchmarks, writing JSON +
 markdown into ``--out`` (default ``docs/results``). See ``docs/results.md``.
 
+``python -m benchmarks trs_study --budget {smoke,ci,full} --seeds N --out DIR --workers K``: when
+does TRS-ODEN help, on five systems outside the paper's (:mod:`benchmarks.trs_study`; resumable,
+results written as each job finishes; default ``--out docs/results/trs_study``).
+
 ``python -m benchmarks gpu [--device cuda] [--budget full|smoke] [--out DIR]``: the GPU checks of
 :mod:`benchmarks.gpu` (one report, ``gpu.json`` / ``gpu.md``; under 8 minutes on one GPU; not
 part of ``all``). Exits non-zero when one of its checks fails.
@@ -26,7 +30,7 @@ def _parser() -> argparse.ArgumentParser:
         description=f"Reproduce TRS-ODEN (exps I-VI) and PAC-Net ({', '.join(PAC_TASKS)}) and "
         "collect speed ratios; results as JSON + markdown.",
     )
-    p.add_argument("suite", choices=("trs", "pac", "speed", "all", "gpu"))
+    p.add_argument("suite", choices=("trs", "pac", "speed", "all", "gpu", "trs_study"))
     p.add_argument(
         "--budget",
         choices=("ci", "full", "smoke"),
@@ -44,7 +48,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--seeds", type=int, default=None, help="model seeds (default: 3 for trs, 5 for pac)"
     )
-    p.add_argument("--out", type=Path, default=Path("docs/results"), help="results directory")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="results directory (default docs/results; trs_study: docs/results/trs_study)",
+    )
     p.add_argument("--work", type=Path, default=Path("runs/bench"), help="scratch directory")
     p.add_argument(
         "--experiments",
@@ -75,7 +84,8 @@ def _parser() -> argparse.ArgumentParser:
         "--workers",
         type=int,
         default=1,
-        help="trs suite: fits at once, each in its own one-thread process (default 1)",
+        help="trs and trs_study suites: fits (jobs) at once, each in its own one-thread process "
+        "(default 1)",
     )
     p.add_argument(
         "--resume",
@@ -85,7 +95,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--report-only",
         action="store_true",
-        help="trs suite: run nothing, report the fits in the job log (missing cells stay empty)",
+        help="trs and trs_study suites: run nothing, report the fits in the job log (missing "
+        "cells stay empty)",
+    )
+    p.add_argument(
+        "--systems",
+        default=None,
+        help="trs_study: systems, comma-separated (default all five)",
     )
     p.add_argument("--name", default=None, help="trs suite: stem of the output files (default trs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -107,6 +123,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     quiet()
     progress = not args.no_progress
+    if args.suite == "trs_study":
+        from benchmarks import trs_study
+
+        out = args.out or Path("docs/results/trs_study")
+        try:
+            payload = trs_study.run(
+                args.budget or "ci",
+                args.seeds or 3,
+                out,
+                args.work / "trs_study",
+                workers=args.workers,
+                systems=args.systems.split(",") if args.systems else None,
+                progress=progress,
+                report_only=args.report_only,
+            )
+        except ValueError as err:  # bad input, found before anything runs
+            print(f"python -m benchmarks trs_study: error: {err}", file=sys.stderr)
+            return 2
+        print(trs_study.to_markdown(payload), flush=True)
+        print(f"written: {out / trs_study.NAME}.json, .md, _runs.jsonl", flush=True)
+        return 0
+    args.out = args.out or Path("docs/results")
     if args.suite == "gpu":
         from benchmarks import gpu
 

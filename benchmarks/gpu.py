@@ -3,7 +3,7 @@
     python -m benchmarks gpu [--device cuda] [--out DIR] [--budget full|smoke]
 
 Writes ``<out>/gpu.json`` and ``<out>/gpu.md`` (default ``docs/results``); the ``full`` budget is
-sized to finish in under 8 minutes on one CUDA GPU. Four checks, each run even when another one
+sized to finish in under 8 minutes on one CUDA GPU. Five checks, each run even when another one
 raised (a check that raises is recorded as ``error`` with its message):
 
 1. **TRS step** (exp I setting: 150 windows x 10 leapfrog steps, ``ODENField(2, (1000,))``, Adam
@@ -24,6 +24,10 @@ raised (a check that raises is recorded as ``error`` with its message):
    ``GradientMask``. Allocate: pruned entries exactly ``+0.0`` after every step; calibrate:
    essential entries, shared parameters and BatchNorm statistics bit-identical to the source
    (``torch.equal``). Pass / fail per precision.
+5. **TRS-ODEN precisions**: ``TRSODEN`` fits and tests at ``32-true``, ``64-true``,
+   ``bf16-mixed`` and ``16-mixed`` (fused ODEN leapfrog, fused HODEN, fused time-augmented ODEN
+   RK4) on a small harmonic-oscillator set; under fp16 / bf16 autocast the fused fields' loss and
+   gradients equal the plain autograd field's (``torch.equal``: the fused kernels step aside).
 
 The exit status is non-zero when an invariant fails or a check raises (a failed compile is an
 outcome, not a failure). ``--device cpu --budget smoke`` runs everything on the CPU in seconds
@@ -35,6 +39,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import math
 import platform
 import statistics
 import sys
@@ -644,6 +649,139 @@ def pac_invariants(device: torch.device, budget: Budget, work: Path) -> dict[str
     }
 
 
+class _HarmonicData:
+    """Harmonic-oscillator windows (train/val) and whole-horizon rollouts (test), declaring the
+    TRS data contract; loaders of batch dicts."""
+
+    name, state_dim, position_dim, bodies = "harmonic", 2, 1, None
+
+    def __init__(self, n: int = 32, steps: int = 10, seed: int = 0) -> None:
+        g = torch.Generator().manual_seed(seed)
+
+        def split(m: int, s: int, span: float, noise: float) -> list[dict[str, torch.Tensor]]:
+            x0 = torch.rand(m, 2, generator=g) * 2 - 1
+            t = torch.linspace(0, span, s + 1).expand(m, s + 1).clone()
+            c, si = torch.cos(t[:, 1:]), torch.sin(t[:, 1:])
+            q = x0[:, :1] * c + x0[:, 1:] * si
+            p = -x0[:, :1] * si + x0[:, 1:] * c
+            y = torch.stack([q, p], -1) + noise * torch.randn(m, s, 2, generator=g)
+            return [{"x0": x0, "t": t, "y": y}]
+
+        self.splits = {
+            "train": split(n, steps, 1.0, 0.05),
+            "val": split(8, steps, 1.0, 0.0),
+            "test": split(8, 4 * steps, 4.0, 0.0),
+        }
+
+    def energy(self, x: torch.Tensor) -> torch.Tensor:
+        return x[..., 0] ** 2 + x[..., 1] ** 2
+
+    def module(self):
+        import lightning.pytorch as pl
+        from torch.utils.data import DataLoader
+
+        data = self
+
+        class DM(pl.LightningDataModule):
+            name, state_dim, position_dim, bodies = data.name, 2, 1, None
+            energy = staticmethod(data.energy)
+
+            def _loader(self, split: str) -> DataLoader:
+                return DataLoader(data.splits[split], batch_size=None)
+
+            def train_dataloader(self):
+                return self._loader("train")
+
+            def val_dataloader(self):
+                return self._loader("val")
+
+            def test_dataloader(self):
+                return self._loader("test")
+
+        return DM()
+
+
+def trs_precisions(device: torch.device, budget: Budget, work: Path) -> dict[str, Any]:
+    """TRSODEN fits and tests in every Lightning precision on ``device`` (fused ODEN leapfrog,
+    fused HODEN, fused time-augmented ODEN RK4), and under autocast the fused fields' loss and
+    gradients equal the plain (``fused=False``) field's (``torch.equal``)."""
+    import lightning.pytorch as pl
+
+    from pl_pac_trs.trs import RK4, TRSODEN, HODENField, Leapfrog, ODENField, Reversal, trs_loss
+
+    fields = {
+        "ODEN leapfrog": (lambda: ODENField(2, (32,)), "leapfrog"),
+        "HODEN leapfrog": (lambda: HODENField(2, (16,)), "leapfrog"),
+        "ODEN rk4 time-augmented": (lambda: ODENField(2, (32,), time_augmented=True), "rk4"),
+    }
+    precisions = ["32-true", "64-true", "bf16-mixed", "16-mixed"]
+    fits = []
+    data = _HarmonicData()
+    for precision in precisions:
+        for name, (make, integrator) in fields.items():
+            row: dict[str, Any] = {"precision": precision, "field": name}
+            try:
+                torch.manual_seed(0)
+                model = TRSODEN(make(), integrator=integrator, trs_weight=1.0)
+                trainer = pl.Trainer(
+                    max_epochs=budget.invariant_epochs,
+                    accelerator=device.type,
+                    devices=[device.index or 0] if device.type == "cuda" else 1,
+                    precision=precision,
+                    logger=False,
+                    enable_checkpointing=False,
+                    enable_progress_bar=False,
+                    enable_model_summary=False,
+                    default_root_dir=work / "trs_precisions",
+                )
+                trainer.fit(model, datamodule=data.module())
+                loss = float(trainer.callback_metrics["train/loss"])
+                test = trainer.test(model, datamodule=data.module(), verbose=False)[0]
+                row |= {"train_loss": loss, "test_traj_mse": test["test/traj_mse"]}
+                finite = all(map(math.isfinite, (loss, test["test/traj_mse"])))
+                row["status"] = "pass" if finite else "fail"
+            except Exception as exc:
+                row |= {"status": "fail", "error": _error(exc)}
+            fits.append(row)
+    autocast = []
+    g = torch.Generator().manual_seed(1)
+    x0 = (torch.rand(6, 2, generator=g) - 0.5).to(device)
+    t = torch.linspace(0, 1, 6).expand(6, 6).to(device)
+    y = torch.rand(6, 5, 2, generator=g).to(device)
+    reversal = Reversal.momentum_flip(2, 1).to(device)
+    for dtype in (torch.float16, torch.bfloat16):
+        for name, (make, integrator) in fields.items():
+            torch.manual_seed(0)
+            fused = make().to(device)
+            plain = make().to(device)
+            plain.load_state_dict(fused.state_dict())
+            plain.fused = False
+            scheme = RK4() if integrator == "rk4" else Leapfrog()
+            out = []
+            for vf in (fused, plain):
+                with torch.autocast(device.type, dtype=dtype):
+                    loss = trs_loss(vf, scheme, x0, t, y, reversal, trs_weight=2.0).total
+                grads = torch.autograd.grad(loss, list(vf.parameters()))
+                out.append((loss.detach(), grads))
+            equal = torch.equal(out[0][0], out[1][0]) and all(
+                torch.equal(a, b) for a, b in zip(out[0][1], out[1][1], strict=True)
+            )
+            autocast.append({"dtype": str(dtype), "field": name, "equal": equal})
+    ok = all(f["status"] == "pass" for f in fits) and all(a["equal"] for a in autocast)
+    return {
+        "setting": {
+            "data": "harmonic oscillator, 32 windows x 10 steps (noise 0.05), 8 test rollouts "
+            "of 40 steps",
+            "epochs": budget.invariant_epochs,
+            "trs_weight": 1.0,
+            "note": "Lightning's 16-mixed on a CPU substitutes bf16 autocast",
+        },
+        "fits": fits,
+        "autocast_equal_to_plain": autocast,
+        "status": "pass" if ok else "fail",
+    }
+
+
 # --- the command ---------------------------------------------------------------------------------
 
 
@@ -689,6 +827,7 @@ def run(
         ("exp6", lambda: exp6(dev, b, work)),
         ("gradient_mask_overhead", lambda: gradient_mask_overhead(dev, b)),
         ("pac_invariants", lambda: pac_invariants(dev, b, work)),
+        ("trs_precisions", lambda: trs_precisions(dev, b, work)),
     ]
     for name, check in checks:
         if progress:
@@ -847,4 +986,27 @@ def to_markdown(payload: dict[str, Any]) -> str:
         ]
         header = ["precision", "phase", "optimizer", "result", "steps", "scaler-skipped", "notes"]
         lines += ["", markdown_table(header, rows), ""]
+    tp = payload["trs_precisions"]
+    lines += ["## 5. TRS-ODEN in every precision", ""]
+    if tp["status"] == "error":
+        lines += error(tp)
+    else:
+        s = tp["setting"]
+        lines += [f"{s['data']}; {s['epochs']} epochs, trs_weight {s['trs_weight']}.", ""]
+        rows = [
+            [
+                f["precision"],
+                f["field"],
+                f["status"],
+                _fmt(f.get("train_loss")),
+                _fmt(f.get("test_traj_mse")),
+                f.get("error", "").replace("|", "/")[:200],
+            ]
+            for f in tp["fits"]
+        ]
+        header = ["precision", "field", "result", "train loss", "test traj MSE (x1e2)", "error"]
+        lines += [markdown_table(header, rows), ""]
+        rows = [[a["dtype"], a["field"], str(a["equal"])] for a in tp["autocast_equal_to_plain"]]
+        lines += ["Under autocast, fused field == plain field (loss and gradients, torch.equal):"]
+        lines += ["", markdown_table(["autocast dtype", "field", "equal"], rows), ""]
     return "\n".join(lines) + "\n"

@@ -66,7 +66,9 @@ def settings() -> list[dict[str, Any]]:
 def callback_args(setting: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
     """A setting as the pipeline's ``callback_args``."""
     return {
-        "source": {"MagnitudePruning": {"amount": setting["amount"], "scope": setting["scope"]}},
+        "source": {
+            "MagnitudePruning": {"amount": setting["amount"], "pruning_fn": setting["scope"]}
+        },
         "calibrate": {
             "GradientMask": {
                 "lam": setting["lam"],

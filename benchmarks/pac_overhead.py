@@ -32,6 +32,11 @@ largest for small models at small batches.
     python benchmarks/pac_overhead.py            # CPU: digits CNN and MLPs (+ CUDA ResNet-18
                                                  # sized CNN when torch.cuda.is_available())
     python benchmarks/pac_overhead.py --masks fresh --lightning-rounds 0 --paired-rounds 0
+    # the frozen entries' optimizer-state tidying off (restored after every step instead)
+    python benchmarks/pac_overhead.py --state-tidy-every 0
+    # GPU: the non-finite guard read every step vs its default (every 50 steps, no sync)
+    python benchmarks/pac_overhead.py --masks fresh --lightning-rounds 0 --paired-rounds 0 \
+        --check-every 1
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ from pl_pac_trs.data.digits import DigitsTransferDataModule
 from pl_pac_trs.data.friedman import FriedmanTransferDataModule
 from pl_pac_trs.models import MLPRegressor, SmallCNN
 from pl_pac_trs.pac import GradientMask, MagnitudePruning, compute_masks
+from pl_pac_trs.pac.masked_optimizer import STATE_TIDY_EVERY
 
 # the two task models of configs/pac (digits CNN, Friedman MLP) and a wider MLP
 LIGHTNING_CASES = (
@@ -155,10 +161,16 @@ def source_trained(name: str, make_model, batches, loss_fn, epochs: int) -> nn.M
 
 
 def _attach(
-    model: nn.Module, opt: torch.optim.Optimizer, phase: str, scope: str = "global"
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    phase: str,
+    scope: str = "global",
+    check_every: int | None = None,
+    tidy_every: int = STATE_TIDY_EVERY,
 ) -> GradientMask:
     masks = _masks(model, scope)
-    cb = GradientMask(phase, masks=masks, verbose=False)
+    cb = GradientMask(phase, masks=masks, verbose=False, check_every=check_every)
+    cb.state_tidy_every = tidy_every
     fake_trainer = SimpleNamespace(optimizers=[opt], is_global_zero=True, loggers=[], global_step=0)
     cb.attach(fake_trainer, model, cb.masks or masks)
     return cb
@@ -191,8 +203,15 @@ def bench(
     scope="global",
     warmup=10,
     autocast: torch.dtype | None = None,
+    check_every: int | None = None,
+    tidy_every: int = STATE_TIDY_EVERY,
 ) -> dict:
     """Bare-loop A/B: ``make_model()`` twice (same weights), B under ``GradientMask``.
+
+    ``check_every``: ``GradientMask(check_every=...)``, the host reads of the non-finite guard
+    (``None``: its default, every step on the CPU, every 50 steps here on an accelerator).
+    ``tidy_every``: ``GradientMask.state_tidy_every`` (``0``: no tidying of the frozen entries'
+    optimizer state; they are then restored after every step).
 
     ``autocast``: run forward and loss under ``torch.autocast(device.type, dtype=autocast)``
     (e.g. ``torch.bfloat16``: the step of a ``precision="bf16-mixed"`` fit, fp32 weights and
@@ -206,7 +225,7 @@ def bench(
     marks: dict[str, float] = {}
     # post-step hooks run in registration order: these two bracket the callback's
     opt_b.register_step_post_hook(lambda *_: marks.__setitem__("updated", _now(device)))
-    cb = _attach(b, opt_b, phase, scope)
+    cb = _attach(b, opt_b, phase, scope, check_every, tidy_every)
     opt_b.register_step_post_hook(lambda *_: marks.__setitem__("restored", _now(device)))
     batches = [(x.to(device), y.to(device)) for x, y in batches[:8]]
     times: dict[str, list[float]] = {"plain": [], "masked": [], "callback": []}
@@ -319,7 +338,8 @@ class _TimedGradientMask(GradientMask):
         self._t = 0.0
         self._t0 = 0.0
 
-    def attach(self, trainer, pl_module, masks):
+    def attach(self, trainer, pl_module, masks=None):
+        masks = self.masks if masks is None else masks
         masked = {id(p) for name, p in pl_module.named_parameters() if name in masks}
         optimizers = [  # those the callback hooks: they update masked weights
             opt
@@ -351,7 +371,15 @@ class _TimedGradientMask(GradientMask):
 
 
 def bench_lightning(
-    name, make_model, batches, phase, scope="global", rounds=10, steps=100, fused=False
+    name,
+    make_model,
+    batches,
+    phase,
+    scope="global",
+    rounds=10,
+    steps=100,
+    fused=False,
+    tidy_every=STATE_TIDY_EVERY,
 ) -> dict:
     """Same A/B inside Lightning fits (the step as Lightning runs it), alternating fits; the
     masked arm also times the callback's own hooks (``callback_pct`` of the plain step)."""
@@ -367,6 +395,7 @@ def bench_lightning(
         callbacks = [timer]
         if key == "masked":
             mask_cb = _TimedGradientMask(phase, masks=_masks(model, scope), verbose=False)
+            mask_cb.state_tidy_every = tidy_every
             callbacks.append(mask_cb)
         Trainer(max_steps=steps, callbacks=callbacks, **_QUIET_CPU).fit(model, data)
         times[key] += timer.times[skip:]
@@ -412,7 +441,16 @@ class _PairedArms(LightningModule):
 
 
 def bench_lightning_paired(
-    name, make_model, batches, loss_fn, phase, scope="global", rounds=2, steps=300, fused=False
+    name,
+    make_model,
+    batches,
+    loss_fn,
+    phase,
+    scope="global",
+    rounds=2,
+    steps=300,
+    fused=False,
+    tidy_every=STATE_TIDY_EVERY,
 ) -> dict:
     """A/B of the two arms of :class:`_PairedArms` in the same fits; ``callback_pct`` is the
     callback's own hooks (timed inside the fit) as a share of the plain arm's step."""
@@ -424,6 +462,7 @@ def bench_lightning_paired(
         pair = _PairedArms(make_model, loss_fn, fused)
         masks = {f"masked.{k}": m for k, m in _masks(pair.masked, scope).items()}
         mask_cb = _TimedGradientMask(phase, masks=masks, new_modules=("plain",), verbose=False)
+        mask_cb.state_tidy_every = tidy_every
         trainer = Trainer(
             max_epochs=1, limit_train_batches=steps, callbacks=[mask_cb], **_QUIET_CPU
         )
@@ -492,6 +531,8 @@ def measure(
     masks: str = "trained",
     source_epochs: int | None = None,
     on_row=None,
+    check_every: int | None = None,
+    tidy_every: int = STATE_TIDY_EVERY,
 ) -> list[dict]:
     """Every table of this benchmark as rows (one dict per model x optimizer x phase x setting).
 
@@ -504,6 +545,8 @@ def measure(
         masks: ``"trained"`` or ``"fresh"`` (see :func:`cases`).
         source_epochs: Source training epochs before pruning (default: the shipped configs').
         on_row: Called with each row as soon as it is measured (e.g. to print it).
+        check_every: The bare rows' ``GradientMask(check_every=...)`` (``None``: its default).
+        tidy_every: Every row's ``GradientMask.state_tidy_every``.
 
     Returns:
         Rows with ``setting`` (:data:`BARE`, :data:`PAIRED`, :data:`SEPARATE`), ``model``,
@@ -522,7 +565,10 @@ def measure(
     for name, make_model, batches, loss, device, scope in all_cases:
         for optimizer in OPTIMIZERS:
             for phase in ("allocate", "calibrate"):
-                r = bench(name, make_model, batches, loss, device, phase, steps, optimizer, scope)
+                r = bench(
+                    name, make_model, batches, loss, device, phase, steps, optimizer, scope,
+                    check_every=check_every, tidy_every=tidy_every,
+                )  # fmt: skip
                 add({"setting": BARE, **r})
     lightning = logging.getLogger("lightning.pytorch")
     level = lightning.level
@@ -538,12 +584,12 @@ def measure(
                         if setting == PAIRED:
                             r = bench_lightning_paired(
                                 name, make_model, batches, loss, phase, scope, rounds=rounds,
-                                steps=paired_steps, fused=fused,
+                                steps=paired_steps, fused=fused, tidy_every=tidy_every,
                             )  # fmt: skip
                         else:
                             r = bench_lightning(
                                 name, make_model, batches, phase, scope, rounds=rounds,
-                                steps=lightning_steps, fused=fused,
+                                steps=lightning_steps, fused=fused, tidy_every=tidy_every,
                             )  # fmt: skip
                         # the task models' own configure_optimizers: Adam, no weight decay
                         optimizer = "adam_fused" if fused else "adam"
@@ -619,6 +665,20 @@ def main(argv=None) -> list[dict]:
         default=None,
         help="source training epochs before pruning (default: the shipped configs')",
     )
+    parser.add_argument(
+        "--check-every",
+        type=int,
+        default=None,
+        help="bare rows: GradientMask(check_every=N), host reads of the non-finite guard "
+        "(default: every step on CPU, every 50 steps on CUDA; compare 1 with 50 on a GPU)",
+    )
+    parser.add_argument(
+        "--state-tidy-every",
+        type=int,
+        default=STATE_TIDY_EVERY,
+        help="GradientMask.state_tidy_every of every row (0: no optimizer-state tidying, the "
+        f"frozen entries restored after every step; default {STATE_TIDY_EVERY})",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     print(f"masks: {args.masks} (amount 0.8)")
@@ -647,6 +707,7 @@ def main(argv=None) -> list[dict]:
     rows = measure(
         args.steps, args.lightning_rounds, args.lightning_steps, args.paired_rounds,
         args.paired_steps, args.masks, args.source_epochs, on_row=show,
+        check_every=args.check_every, tidy_every=args.state_tidy_every,
     )  # fmt: skip
     if setting[0] == BARE:
         _print_probe()

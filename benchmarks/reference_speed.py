@@ -23,6 +23,12 @@ Run: ``python -m benchmarks.reference_speed --reference /path/to/trs-oden
 --tf-python /path/tfenv/bin/python [--threads 1] [--rounds 7] [--chunk 20]``; ``--threads 2``
 for the two-thread table, ``--full`` adds the whole 5000-epoch exp I TRS-ODEN run (fit + test)
 of each side, one after the other. ``--arms lightning,bare`` runs without the reference.
+
+``--baseline DIR`` (a checkout of another revision of this repository, e.g. ``git worktree add
+/tmp/base main``) adds the arms ``lightning@baseline`` and ``bare@baseline``, the same workers
+run from ``DIR``'s code, interleaved with ours: an A/B of two revisions where the reference
+cannot run (``--arms lightning,bare --baseline DIR --sessions 3``; the ratio table gives
+``arm/arm@baseline``).
 """
 
 from __future__ import annotations
@@ -133,10 +139,10 @@ def worker_main(arm: str, lam: float, threads: int, total: int) -> None:
 class Arm:
     """One worker process, driven through the JSON-lines protocol."""
 
-    def __init__(self, name: str, cmd: list[str], env: dict[str, str]) -> None:
+    def __init__(self, name: str, cmd: list[str], env: dict[str, str], cwd: Path = REPO) -> None:
         self.name = name
         self.proc = subprocess.Popen(
-            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=REPO
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=cwd
         )
         self._read()  # {"ready": true}
         self.times: list[float] = []
@@ -198,8 +204,10 @@ def measure(
     tf_python: str | None = None,
     cores: str | None = None,
     conditions: Sequence[str] = tuple(CONDITIONS),
+    baseline: Path | None = None,
 ) -> dict[str, Any]:
-    """Interleaved per-epoch times of every arm x condition; returns the payload."""
+    """Interleaved per-epoch times of every arm x condition; returns the payload (an arm
+    ``<arm>@baseline`` runs ``<arm>`` from the checkout ``baseline``)."""
     from benchmarks.common import taskset
 
     total = warmup + rounds * chunk
@@ -211,10 +219,15 @@ def measure(
         live: dict[str, Arm] = {}
         try:
             for arm in arms:
-                cmd = taskset(cores) + arm_command(arm, lam, threads, total, reference, tf_python)
-                if arm != "reference":
+                kind, _, base = arm.partition("@")
+                cmd = taskset(cores) + arm_command(kind, lam, threads, total, reference, tf_python)
+                if kind != "reference":
                     cmd += ["--lam", str(lam), "--threads", str(threads), "--total", str(total)]
-                live[arm] = Arm(arm, cmd, env)
+                if base and baseline is not None:
+                    base_env = dict(env, PYTHONPATH=str(baseline))
+                    live[arm] = Arm(arm, cmd, base_env, cwd=baseline)
+                else:
+                    live[arm] = Arm(arm, cmd, env)
             for arm in live.values():
                 arm.run(warmup)
             per_arm: dict[str, list[float]] = {a: [] for a in live}
@@ -262,6 +275,7 @@ def combine(sessions: Sequence[dict[str, Any]]) -> dict[str, Any]:
         }
         pairs = [(a, "reference") for a in arms if a != "reference" and "reference" in arms]
         pairs += [("lightning", "bare")] if {"lightning", "bare"} <= set(arms) else []
+        pairs += [(a, f"{a}@baseline") for a in arms if f"{a}@baseline" in arms]
         ratios[cond] = {
             f"{a}/{b}": [s[cond][a]["median_ms"] / s[cond][b]["median_ms"] for s in sessions]
             for a, b in pairs
@@ -375,6 +389,11 @@ def _parser() -> argparse.ArgumentParser:
         help="repeat the interleaved measurement with fresh processes; report medians",
     )
     p.add_argument("--full", action="store_true", help="also the whole 5000-epoch exp I run")
+    p.add_argument(
+        "--baseline",
+        type=Path,
+        help="a checkout of another revision: adds its lightning / bare arms (A/B)",
+    )
     p.add_argument("--out", type=Path, default=Path("docs/results/reference_speed"))
     p.add_argument("--work", type=Path, default=Path("runs/bench/reference_speed"))
     p.add_argument("--worker", choices=("bare", "lightning"), help=argparse.SUPPRESS)
@@ -389,7 +408,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         worker_main(args.worker, args.lam, args.threads, args.total)
         return 0
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
-    unknown = [a for a in arms if a not in ARMS]
+    if args.baseline is not None:
+        if not (args.baseline / "benchmarks" / "reference_speed.py").is_file():
+            raise SystemExit(f"--baseline: {args.baseline} is not a checkout of this repository")
+        arms += [f"{a}@baseline" for a in arms if a != "reference"]
+    unknown = [a for a in arms if a.partition("@")[0] not in ARMS]
     if unknown or not arms:
         raise SystemExit(f"--arms: {unknown or arms!r} not in {list(ARMS)}")
     if min(args.threads, args.rounds, args.chunk, args.sessions) < 1 or args.warmup < 0:
@@ -413,6 +436,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.reference,
             args.tf_python,
             cores,
+            baseline=None if args.baseline is None else args.baseline.resolve(),
         )
         for k in range(args.sessions)
     ]

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_ddp_script(script: Path, out_dir: Path, timeout: float = 300) -> None:
-    """``python script out_dir`` from the repository root, offline, 1 thread per rank.
+    """``python script out_dir`` in ``out_dir`` (never the source tree), offline, 1 thread per rank.
 
     Raises:
         AssertionError: the script failed (with the end of its stderr).
@@ -22,9 +22,10 @@ def run_ddp_script(script: Path, out_dir: Path, timeout: float = 300) -> None:
         "WANDB_MODE": "disabled",
         "OMP_NUM_THREADS": "1",
     }
+    out_dir.mkdir(parents=True, exist_ok=True)
     proc = subprocess.run(
-        [sys.executable, str(script), str(out_dir)],
-        cwd=ROOT,
+        [sys.executable, str(Path(script).resolve()), str(out_dir)],
+        cwd=out_dir,
         env=env,
         capture_output=True,
         text=True,

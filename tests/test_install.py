@@ -64,6 +64,7 @@ def test_wheel_holds_the_configs_and_no_checkout_is_used(wheel_env):
         assert "pl-pac-trs = pl_pac_trs.apps.cli:main" in archive.read(entry_points).decode()
     assert not any(n.startswith(("tests/", "configs/", "notebooks/", "benchmarks/")) for n in names)
     assert "pl_pac_trs/configs/sweeps/pac_friedman.yml" in names  # the W&B sweeps too
+    assert "pl_pac_trs/py.typed" in names  # PEP 561: a user's type checker reads our hints
     shipped = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "configs").rglob("*.yaml"))
     assert sorted(n.removeprefix("pl_pac_trs/") for n in names if n.endswith(".yaml")) == shipped
     out = run(

@@ -7,7 +7,7 @@ import signal
 
 import pytest
 import torch
-from test_cli import run_cli
+from cli_run import run_cli
 
 from pl_pac_trs.serialization import load_torch_file
 
@@ -16,12 +16,10 @@ pytestmark = pytest.mark.slow
 #: A PAC stage, with mini-batches (the shuffling must repeat) and pruning at epoch 3 (the masks
 #: must come back from the checkpoint), on a short budget: checkpoints every 2 epochs.
 PAC_SHORT = """
+checkpoint: {every_n_epochs: 2, save_on_train_epoch_end: true, save_last: true}
 trainer:
   max_epochs: 10
   callbacks:
-    - class_path: lightning.pytorch.callbacks.ModelCheckpoint
-      init_args: {dirpath: runs/pac/friedman/source/checkpoints, every_n_epochs: 2,
-                  save_on_train_epoch_end: true, save_last: true}
     - class_path: pl_pac_trs.pac.MagnitudePruning
       init_args: {amount: 0.8, epoch: 3, dense_checkpoint: runs/pac/friedman/source_dense.ckpt}
     - class_path: pl_pac_trs.pac.GradientMask
@@ -37,7 +35,8 @@ CASES = {
 
 
 def _last(cwd, name):
-    return cwd / "runs" / name / "checkpoints" / "last.ckpt"
+    """The last checkpoint of the one run of ``name`` in ``cwd`` (its first run directory)."""
+    return cwd / "runs" / name / "version_0" / "checkpoints" / "last.ckpt"
 
 
 @pytest.mark.parametrize("name", CASES)

@@ -8,8 +8,10 @@ path — is chosen in YAML by ``class_path``::
     python -m pl_pac_trs test --config my.yaml --ckpt_path runs/.../last.ckpt
 
 Besides LightningCLI's ``fit``/``validate``/``test``/``predict``, ``pl-pac-trs pac ...`` runs the
-whole PAC-Net pipeline (:mod:`pl_pac_trs.apps.pipeline`) and ``pl-pac-trs configs`` lists, shows
-and copies out the shipped configs (:mod:`pl_pac_trs.apps.config_commands`).
+whole PAC-Net pipeline (:mod:`pl_pac_trs.apps.pipeline`), ``pl-pac-trs trs-lambda`` chooses a
+TRSODEN config's TRS weight on validation (:mod:`pl_pac_trs.apps.trs_lambda`) and
+``pl-pac-trs configs`` lists, shows and copies out the shipped configs
+(:mod:`pl_pac_trs.apps.config_commands`).
 
 Bad input (:mod:`pl_pac_trs.apps.errors`): exit code 2 and at most three lines naming the
 argument, file or value, raised before training; ``PL_PAC_TRS_DEBUG=1`` shows the full
@@ -17,7 +19,14 @@ traceback. Checkpoints given with ``--ckpt_path`` are read as data
 (:class:`~pl_pac_trs.serialization.SafeCheckpointIO`), checked against the configured model's
 class and shapes before anything runs.
 
-Every run saves its resolved config as ``config.yaml`` in its run directory
+Every run has a directory of its own: ``<trainer.default_root_dir>/version_<N>``, new for each
+run (or the one ``--run_dir`` names). The config's ``ModelCheckpoint`` without a ``dirpath`` writes
+to its ``checkpoints/``; ``--ckpt_path=last`` resumes the last checkpoint of the run that
+``--run_dir`` names (or of the only run of the config that has one) inside that same directory,
+and continues its W&B run (the id is kept in the directory's ``run.json``). Set-up checks (the
+``--ckpt_path`` file, the model against the data) run before the directory or a W&B run exists.
+
+Every run saves its resolved config as ``config.yaml`` in its artefact directory
 (:func:`pl_pac_trs.apps.runs.run_dir`) and, with a ``WandbLogger``, as the W&B run config. Without
 W&B credentials and without ``WANDB_MODE`` set, runs go offline
 (:func:`pl_pac_trs.apps.runs.ensure_wandb_mode`).
@@ -27,8 +36,11 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
 import sys
-from collections.abc import Callable, Sequence
+import typing
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -37,7 +49,13 @@ import yaml
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.cli import (
+    LightningArgumentParser,
+    LightningCLI,
+    LRSchedulerCallable,
+    OptimizerCallable,
+    SaveConfigCallback,
+)
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from pl_pac_trs import __version__
@@ -46,11 +64,18 @@ from pl_pac_trs.apps.config_commands import resolve_config_args
 from pl_pac_trs.apps.errors import DEBUG_ENV, short, trainer_culprits
 from pl_pac_trs.apps.noise import prepare_wandb_loggers, quiet_known_noise
 from pl_pac_trs.apps.runs import (
+    CHECKPOINTS,
+    claim_run_dir,
     ensure_wandb_mode,
     find_wandb_logger,
     finish_wandb,
+    last_checkpoint,
+    new_wandb_id,
+    read_run_record,
+    resumable_runs,
     run_dir,
     wandb_run_summary,
+    write_run_record,
 )
 from pl_pac_trs.serialization import SafeCheckpointIO
 
@@ -63,6 +88,10 @@ EXTRA_COMMANDS: dict[str, tuple[str, str]] = {
         "pl_pac_trs.apps.pipeline:main",
         "run the PAC-Net pipeline (source, allocate, calibrate)",
     ),
+    "trs-lambda": (
+        "pl_pac_trs.apps.trs_lambda:main",
+        "choose a TRSODEN config's TRS weight on its validation split, write the chosen config",
+    ),
     "configs": (
         "pl_pac_trs.apps.config_commands:main",
         "list, show or copy out the shipped configs (any runs by name: --config trs/exp1/oden)",
@@ -72,6 +101,115 @@ EXTRA_COMMANDS: dict[str, tuple[str, str]] = {
 _DEBUG_ENV = DEBUG_ENV
 #: ``ckpt_path`` values Lightning resolves itself (not file paths).
 _SPECIAL_CKPT = ("last", "best", "hpc", "registry")
+#: How a run hands its directory to the processes it launches (DDP workers re-run the command).
+RUN_DIR_ENV = "PL_PAC_TRS_RUN_DIR"
+
+
+@dataclass(frozen=True)
+class _RunPlan:
+    """Where a CLI run goes, decided when its arguments are parsed (nothing created yet)."""
+
+    root: Path  # the config's trainer.default_root_dir: its runs are folders in it
+    run: Path | None  # the run's directory; None: a new version_<N> under root
+    inherited: bool = False  # a worker of a launch: the launching process made the directory
+    resume: bool = False  # --ckpt_path=last: the run's own last checkpoint
+
+
+def _run_plan(subcommand: str, sub: Any) -> _RunPlan:
+    """The run's directory, and ``--ckpt_path=last`` resolved to that run's last checkpoint."""
+    trainer = sub.get("trainer") or {}
+    root = Path(trainer.get("default_root_dir") or os.getcwd())
+    ckpt_path = sub.get("ckpt_path")
+    inherited = os.environ.get(RUN_DIR_ENV)
+    if inherited:
+        run = Path(inherited)
+        if ckpt_path == "last" and (last := last_checkpoint(run)) is not None:
+            sub["ckpt_path"] = str(last)
+        return _RunPlan(root, run, inherited=True)
+    given = sub.get("run_dir")
+    if ckpt_path == "last" and not _explicit_checkpoint_dir(sub):
+        if given:
+            run = Path(given)
+            last = last_checkpoint(run)
+            if last is None:
+                raise ValueError(
+                    f"--ckpt_path=last: the run directory {given!r} holds no last checkpoint "
+                    f"({CHECKPOINTS}/last.ckpt)"
+                )
+        else:
+            runs = resumable_runs(root)
+            if not runs:
+                raise ValueError(
+                    f"--ckpt_path=last: no run under {str(root)!r} holds a last checkpoint; "
+                    "start the run without --ckpt_path"
+                )
+            if len(runs) > 1:
+                names = ", ".join(p.name for p in runs[-3:])
+                raise ValueError(
+                    f"--ckpt_path=last: {len(runs)} runs under {str(root)!r} hold a last "
+                    f"checkpoint (newest: {names}); name the one to resume with --run_dir"
+                )
+            run = runs[0]
+            last = last_checkpoint(run)
+        sub["ckpt_path"] = str(last)
+        return _RunPlan(root, run, resume=True)
+    if given:
+        run = Path(given)
+        if subcommand == "fit" and not ckpt_path and last_checkpoint(run) is not None:
+            raise ValueError(
+                f"--run_dir {given!r} holds the checkpoints of an earlier run: resume it with "
+                "--ckpt_path=last, or name a new --run_dir"
+            )
+        return _RunPlan(root, run)
+    return _RunPlan(root, None)
+
+
+def _explicit_checkpoint_dir(sub: Any) -> bool:
+    """Whether the ``checkpoint`` section or a ``ModelCheckpoint`` among the trainer's callbacks
+    names its own ``dirpath`` (then ``last`` is Lightning's: the newest last checkpoint there)."""
+    trainer = sub.get("trainer") or {}
+    if _get(sub.get("checkpoint"), "dirpath"):
+        return True
+    return any(
+        _is_subclass(_get(callback, "class_path"), ModelCheckpoint)
+        and _get(_get(callback, "init_args"), "dirpath")
+        for callback in _as_list(trainer.get("callbacks"))
+    )
+
+
+def _wandb_logger_args(trainer: Any) -> Iterator[Any]:
+    """The ``init_args`` of each configured ``WandbLogger``."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    for logger in _as_list(trainer.get("logger")):
+        if _is_subclass(_get(logger, "class_path"), WandbLogger):
+            args = _get(logger, "init_args")
+            if args is not None:
+                yield args
+
+
+def _as_list(value: Any) -> list:
+    if value is None or isinstance(value, bool):
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _get(obj: Any, key: str) -> Any:
+    try:
+        return obj.get(key) if hasattr(obj, "get") else getattr(obj, key, None)
+    except (KeyError, AttributeError):
+        return None
+
+
+def _is_subclass(class_path: Any, base: type) -> bool:
+    if not isinstance(class_path, str) or "." not in class_path:
+        return False
+    module_name, _, name = class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError):
+        return False
+    return isinstance(cls, type) and issubclass(cls, base)
 
 
 class RunConfigSaver(SaveConfigCallback):
@@ -148,18 +286,39 @@ class PacTrsCLI(LightningCLI):
         )
         super().__init__(args=list(args) if args is not None else None, run=run, **kwargs)
 
-    def _parse_ckpt_path(self) -> None:
-        """Checks ``--ckpt_path`` before Lightning reads its hyper-parameters into the config.
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        """``--checkpoint.*``: the run's ``ModelCheckpoint`` (``--checkpoint.every_n_epochs=10``);
+        ``--run_dir``: the run's directory."""
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_argument(
+            "--run_dir",
+            type=str | None,
+            default=None,
+            help=(
+                "This run's directory (checkpoints in its checkpoints/, its record run.json). "
+                "Default: a new version_<N> under trainer.default_root_dir. With "
+                "--ckpt_path=last: the run to resume."
+            ),
+        )
 
-        The file is loaded as data (clear errors for missing, empty, corrupt and unsafe files),
-        must be a Lightning checkpoint, and must be of the configured model class (Lightning
-        would otherwise swap the model class silently). Its shapes are checked against the
-        instantiated model before the subcommand runs (:meth:`_check_ckpt_shapes`).
+    def _parse_ckpt_path(self) -> None:
+        """Plans the run's directory and checks ``--ckpt_path`` before Lightning reads its
+        hyper-parameters into the config.
+
+        ``last`` becomes the last checkpoint of the run to resume (:func:`_run_plan`). The file
+        is loaded as data (clear errors for missing, empty, corrupt and unsafe files), must be a
+        Lightning checkpoint, and must be of the configured model class (Lightning would
+        otherwise swap the model class silently). Its shapes are checked against the
+        instantiated model before the trainer and the run directory exist
+        (:meth:`_check_ckpt_shapes`).
         """
         self._ckpt_shapes: dict[str, tuple[int, ...]] | None = None
+        self._plan: _RunPlan | None = None
+        self.run_directory: Path | None = None
         subcommand = self.config.get("subcommand")
         if subcommand:
             sub = self.config[subcommand]
+            self._plan = _run_plan(subcommand, sub)
             ckpt_path = sub.get("ckpt_path")
             if ckpt_path and str(ckpt_path) not in _SPECIAL_CKPT and "://" not in str(ckpt_path):
                 self._check_ckpt(str(ckpt_path), sub)
@@ -172,6 +331,29 @@ class PacTrsCLI(LightningCLI):
     def _check_ckpt_shapes(self) -> None:
         if self._ckpt_shapes:
             check_fits(self.model, self._ckpt_shapes, self._ckpt_path)
+
+    def _check_data(self) -> None:
+        """The model's own check against the data (``check_data``, e.g. a TRS field's
+        ``state_dim``), before a run directory or a W&B run exists."""
+        check = getattr(self.model, "check_data", None)
+        if callable(check) and self.datamodule is not None:
+            check(self.datamodule)
+
+    def _set_wandb_id(self) -> None:
+        """A ``WandbLogger`` without an ``id`` gets the resumed run's id (from its ``run.json``)
+        or a new one, recorded in the run's directory: a resumed fit continues its W&B run."""
+        self._wandb_id: str | None = None
+        plan = getattr(self, "_plan", None)
+        if plan is None:
+            return
+        trainer = self.config[self.subcommand].get("trainer") or {}
+        recorded = read_run_record(plan.run).get("wandb_id") if plan.run else None
+        for args in _wandb_logger_args(trainer):
+            if _get(args, "id") or _get(args, "version"):
+                self._wandb_id = str(_get(args, "id") or _get(args, "version"))
+                continue
+            self._wandb_id = recorded or new_wandb_id()
+            args["id"] = self._wandb_id
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """The trainer, with Lightning's configuration errors as one line naming the setting,
@@ -197,15 +379,93 @@ class PacTrsCLI(LightningCLI):
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list) -> Trainer:
         # ``--trainer.enable_checkpointing=false`` turns off the config's own ModelCheckpoint
         # callbacks (every shipped config has one) instead of failing on them
-        configured = config.get("callbacks")
-        if config.get("enable_checkpointing") is False and configured is not None:
-            configured = configured if isinstance(configured, list) else [configured]
+        # The ``checkpoint`` section is the run's ModelCheckpoint. It stands aside for one among
+        # ``trainer.callbacks`` (a user's config), and ``--trainer.enable_checkpointing=false``
+        # turns checkpoints off altogether instead of failing on them.
+        configured = _as_list(config.get("callbacks"))
+        off = config.get("enable_checkpointing") is False
+        if off:
             config["callbacks"] = [c for c in configured if not isinstance(c, ModelCheckpoint)]
-        return super()._instantiate_trainer(config, callbacks)
+        if off or any(isinstance(c, ModelCheckpoint) for c in configured):
+            callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
+        plan = getattr(self, "_plan", None)
+        if plan is None:  # run=False (pl_pac_trs.apps.experiment, the pipeline): as configured
+            return super()._instantiate_trainer(config, callbacks)
+        self._check_ckpt_shapes()
+        self._check_data()
+        created = self._make_run_dir(plan)
+        run = plan.run or created
+        config["default_root_dir"] = str(run)
+        for callback in [*_as_list(config.get("callbacks")), *callbacks]:
+            if isinstance(callback, ModelCheckpoint) and callback.dirpath is None:
+                callback.dirpath = os.path.realpath(run / CHECKPOINTS)
+        self._created_run_dir = created
+        try:
+            trainer = super()._instantiate_trainer(config, callbacks)
+        except BaseException:
+            self._discard_run_dir()  # refused by Lightning: leave nothing behind
+            raise
+        self.run_directory = run
+        if not plan.inherited and self.subcommand == "fit":
+            note = "resuming" if plan.resume else "run directory"
+            print(f"{note} {run} (to resume it: --run_dir={run} --ckpt_path=last)", flush=True)
+        return trainer
+
+    def _make_run_dir(self, plan: _RunPlan) -> Path | None:
+        """Creates the run's directory and record; returns it when it was created here."""
+        if plan.inherited:
+            return None
+        created = None
+        if plan.run is None:
+            created = claim_run_dir(plan.root)
+        elif not plan.run.is_dir():
+            plan.run.mkdir(parents=True)
+            created = plan.run
+        run = plan.run or created
+        record = read_run_record(run)
+        if self._wandb_id and record.get("wandb_id") != self._wandb_id:
+            record["wandb_id"] = self._wandb_id
+            write_run_record(run, record)
+        elif created is not None:
+            write_run_record(run, record)
+        return created
+
+    def before_instantiate_classes(self) -> None:
+        """``--optimizer`` / ``--lr_scheduler`` become the model's own ``optimizer`` /
+        ``lr_scheduler`` arguments when it takes callables of those names (as
+        :class:`~pl_pac_trs.trs.TRSODEN`): its ``configure_optimizers`` then builds them, and its
+        hyper-parameters (checkpoints, ``load_from_checkpoint``) record what trained it. Other
+        models keep LightningCLI's own handling."""
+        config = self.config[self.config["subcommand"]] if self.config.get("subcommand") else None
+        config = self.config if config is None else config
+        model = config.get("model")
+        accepted = _callable_arguments(model.get("class_path") if model is not None else None)
+        for key in ("optimizer", "lr_scheduler"):
+            if config.get(key) is not None and key in accepted:
+                model.init_args[key] = config[key]
+                config[key] = None
+        self._set_wandb_id()
+
+    def _discard_run_dir(self) -> None:
+        """Removes the run directory made here when the run failed before its first checkpoint
+        (bad input found while setting up): a failed start leaves no run behind."""
+        created = getattr(self, "_created_run_dir", None)
+        if created is not None and not any(created.rglob("*.ckpt")):
+            shutil.rmtree(created, ignore_errors=True)
 
     def _run_subcommand(self, subcommand: str) -> None:
-        self._check_ckpt_shapes()
-        return super()._run_subcommand(subcommand)
+        run = self.run_directory
+        if run is None or os.environ.get(RUN_DIR_ENV):
+            return super()._run_subcommand(subcommand)
+        # processes this run launches (DDP workers re-run the command) use its directory
+        os.environ[RUN_DIR_ENV] = str(run.resolve())
+        try:
+            return super()._run_subcommand(subcommand)
+        except Exception:
+            self._discard_run_dir()
+            raise
+        finally:
+            os.environ.pop(RUN_DIR_ENV, None)
 
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
         if args is None:
@@ -215,6 +475,25 @@ class PacTrsCLI(LightningCLI):
         # parsing: DDP relaunches workers from the real ``sys.argv``.
         with mock.patch.object(sys, "argv", sys.argv[:1]):
             return super().parse_arguments(parser, args)
+
+
+def _callable_arguments(class_path: str | None) -> set[str]:
+    """Which of ``optimizer`` / ``lr_scheduler`` the model class ``class_path`` takes as
+    LightningCLI's ``OptimizerCallable`` / ``LRSchedulerCallable``."""
+    if not class_path:
+        return set()
+    try:
+        module_name, _, name = str(class_path).rpartition(".")
+        hints = typing.get_type_hints(getattr(importlib.import_module(module_name), name).__init__)
+    except Exception:  # not importable or not introspectable: LightningCLI's own handling
+        return set()
+    wanted = {"optimizer": OptimizerCallable, "lr_scheduler": LRSchedulerCallable}
+    out = set()
+    for key, hint in wanted.items():
+        got = hints.get(key)
+        if got == hint or hint in typing.get_args(got):
+            out.add(key)
+    return out
 
 
 def _description() -> str:

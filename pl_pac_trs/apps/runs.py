@@ -1,15 +1,25 @@
 """Run directories and Weights & Biases set-up shared by the CLI, the callbacks and the modules.
 
-Every run has one *run directory* where its artefacts go (resolved config, plots, metric tables):
-the W&B run's ``files`` directory when a :class:`~lightning.pytorch.loggers.WandbLogger` is
-attached (so that ``wandb sync`` uploads them), else the trainer's ``log_dir``.
+Every ``pl-pac-trs fit/validate/test/predict`` gets a directory of its own,
+``<trainer.default_root_dir>/version_<N>`` (:func:`claim_run_dir`: an exclusive ``mkdir``, so two
+runs started at once never get the same one), unless ``--run_dir`` names it. Its checkpoints go to
+``<run directory>/checkpoints/`` and its record (:data:`RUN_RECORD`: the W&B run id) beside them,
+so that ``--ckpt_path=last`` resumes that run's last checkpoint and continues its W&B run.
+
+Artefacts (resolved config, plots, metric tables) go to :func:`run_dir`: the W&B run's ``files``
+directory when a :class:`~lightning.pytorch.loggers.WandbLogger` logs (so that ``wandb sync``
+uploads them), else the trainer's ``default_root_dir`` or ``log_dir``.
 """
 
 from __future__ import annotations
 
 import configparser
+import json
 import netrc
 import os
+import re
+import secrets
+import string
 import sys
 import threading
 import urllib.error
@@ -21,15 +31,23 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
 
 __all__ = [
+    "CHECKPOINTS",
+    "RUN_RECORD",
+    "claim_run_dir",
     "ensure_wandb_mode",
     "find_wandb_logger",
     "finish_wandb",
+    "last_checkpoint",
+    "new_wandb_id",
+    "read_run_record",
+    "resumable_runs",
     "run_dir",
     "wandb_base_url",
     "wandb_credentials",
     "wandb_has_credentials",
     "wandb_reachable",
     "wandb_run_summary",
+    "write_run_record",
 ]
 
 #: Seconds the W&B server may take to accept a TCP connection before runs go offline.
@@ -286,3 +304,77 @@ def finish_wandb() -> None:
     wandb = sys.modules.get("wandb")  # never import wandb just to find there is nothing to close
     if wandb is not None and getattr(wandb, "run", None) is not None:
         wandb.finish()
+
+
+# --- one directory per run ------------------------------------------------------------------
+
+#: The folder of a run directory that its ``ModelCheckpoint`` writes to.
+CHECKPOINTS = "checkpoints"
+#: The run's record in its directory: ``{"wandb_id": ...}``, read when the run is resumed.
+RUN_RECORD = "run.json"
+_VERSION = re.compile(r"^version_(\d+)$")
+
+
+def claim_run_dir(root: str | os.PathLike) -> Path:
+    """A new, empty ``version_<N>`` directory under ``root``, created here.
+
+    ``N`` is one more than the highest existing version; the directory is made with an exclusive
+    ``mkdir``, so runs started at the same moment never share one (the loser takes the next).
+
+    Args:
+        root: Where the runs of a config live (its ``trainer.default_root_dir``).
+
+    Returns:
+        The new directory.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    versions = [int(m.group(1)) for p in root.iterdir() if (m := _VERSION.match(p.name))]
+    n = max(versions, default=-1) + 1
+    while True:
+        path = root / f"version_{n}"
+        try:
+            path.mkdir()
+        except FileExistsError:
+            n += 1
+            continue
+        return path
+
+
+def last_checkpoint(run: str | os.PathLike) -> Path | None:
+    """The newest ``last*.ckpt`` in ``<run>/checkpoints`` (Lightning's "last"), or ``None``."""
+    folder = Path(run) / CHECKPOINTS
+    found = [p for p in folder.glob("last*.ckpt") if p.is_file()] if folder.is_dir() else []
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
+def resumable_runs(root: str | os.PathLike) -> list[Path]:
+    """The run directories under ``root`` that hold a last checkpoint, oldest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    runs = [p for p in root.iterdir() if p.is_dir() and last_checkpoint(p) is not None]
+    return sorted(runs, key=lambda p: last_checkpoint(p).stat().st_mtime)  # type: ignore[union-attr]
+
+
+def read_run_record(run: str | os.PathLike) -> dict:
+    """The run's record (:data:`RUN_RECORD`), or ``{}`` when it has none or it is unreadable."""
+    try:
+        record = json.loads((Path(run) / RUN_RECORD).read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def write_run_record(run: str | os.PathLike, record: dict) -> None:
+    """Write the run's record (:data:`RUN_RECORD`), replacing it atomically."""
+    path = Path(run) / RUN_RECORD
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def new_wandb_id() -> str:
+    """A fresh W&B run id (8 lowercase letters and digits, as wandb makes them)."""
+    alphabet = string.ascii_lowercase + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(8))

@@ -6,6 +6,7 @@ from pl_pac_trs.data.datamodule import TrajectoryDataModule
 from pl_pac_trs.data.double_oscillator import DoubleOscillatorDataModule
 from pl_pac_trs.data.duffing import DuffingDataModule
 from pl_pac_trs.data.generated import GeneratedTrajectoryDataModule
+from pl_pac_trs.data.systems import ODESystemDataModule
 from pl_pac_trs.data.trajectory_file import TrajectoryFileDataModule
 
 # What the datamodules' training loaders are made of.
@@ -18,6 +19,7 @@ __all__ = [
     "EpochSeededSampler",
     "FullBatchLoader",
     "GeneratedTrajectoryDataModule",
+    "ODESystemDataModule",
     "StrangeAttractorDataModule",
     "TrajectoryDataModule",
     "TrajectoryFileDataModule",

@@ -12,11 +12,16 @@ one trajectory) and an array ``t`` of shape ``(N,)`` (a grid shared by all traje
 in increasing time; trajectories ordered by first appearance; without the column the file is one
 trajectory); the state is ``state_columns`` (default: all other columns, in file order). For
 mechanical systems put positions first (``[q..., p...]``) and set ``position_dim``.
+
+Optional: an ``energy`` of the system (a function or callable object, e.g. its Hamiltonian) gives
+the test energy MSE and the energy plot; a separate ``test_path`` file (e.g. clean trajectories,
+while the training file is noisy) gives the test rollouts.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +133,15 @@ class TrajectoryFileDataModule(TrajectoryDataModule):
         time_column: csv time column.
         id_column: csv trajectory-id column.
         state_columns: csv state columns (default: all others, in file order).
+        energy: the system's energy ``energy(x)``, states ``(..., D)`` (torch tensors) to
+            energies ``(...)`` (a function, or a callable object such as a Hamiltonian; in a
+            config its import path or ``class_path``): the test energy MSE and the energy
+            plot. ``None``: no energy metric.
+        test_path: a separate ``.npz``/``.csv`` file (same format and columns) whose every
+            trajectory is a test rollout from its first point, e.g. clean trajectories of a
+            system whose training file is noisy. ``path`` then gives train and val only:
+            ``val_fraction`` of its trajectories (points, with ``split="time"``) validate, the
+            rest train (``train_fraction`` is not used).
         **loader_args: ``time_horizon``, ``windows``, ``batch_size``, ``test_batch_size`` (use 1
             for trajectories of different lengths), ``num_workers`` of
             :class:`~pl_pac_trs.data.TrajectoryDataModule`, with its defaults.
@@ -150,10 +164,18 @@ class TrajectoryFileDataModule(TrajectoryDataModule):
         time_column: str = "t",
         id_column: str = "trajectory",
         state_columns: list[str] | None = None,
+        energy: Callable | None = None,
+        test_path: str | None = None,
         **loader_args: Any,
     ) -> None:
         super().__init__(**loader_args)
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["energy"])  # a function is not checkpoint data
+        if energy is not None and not callable(energy):
+            raise TypeError(
+                f"energy must be a callable (states (..., D) -> energies (...)), got "
+                f"{type(energy).__name__}"
+            )
+        self.energy = energy
         if split not in SPLIT_MODES:
             raise ValueError(f"split must be one of {SPLIT_MODES}, got {split!r}")
         self.path = str(path)
@@ -181,10 +203,54 @@ class TrajectoryFileDataModule(TrajectoryDataModule):
                     )
         self.bodies = bodies
         self.name = name or Path(path).stem
-        self._split_cache: Splits = split_trajectories(
-            self._ts, self._xs, split, self.train_fraction, self.val_fraction, where=self.path
-        )
+        self.test_path = None if test_path is None else str(test_path)
+        if self.test_path is None:
+            self._split_cache: Splits = split_trajectories(
+                self._ts, self._xs, split, self.train_fraction, self.val_fraction, where=self.path
+            )
+        else:
+            self._split_cache = _train_val(self._ts, self._xs, split, self.val_fraction, self.path)
+            test_ts, test_xs = read_trajectory_file(
+                self.test_path, time_column, id_column, state_columns
+            )
+            bad = sorted({x.shape[1] for x in test_xs} - {self.state_dim})
+            if bad:
+                raise ValueError(
+                    f"{self.test_path}: test trajectories have state dimension {bad[0]}, the "
+                    f"training file {path} has {self.state_dim}"
+                )
+            self._split_cache["test"] = list(zip(test_ts, test_xs, strict=True))
 
     @override
     def load_splits(self, write_cache: bool = False) -> Splits:
         return self._split_cache
+
+
+def _train_val(
+    ts: list[np.ndarray], xs: list[np.ndarray], split: str, val_fraction: float, where: str
+) -> Splits:
+    """Train and val splits of a file whose test rollouts come from another file: the last
+    ``val_fraction`` of the trajectories (``split="time"``: of each trajectory's points)
+    validate, the rest train."""
+    pairs = list(zip(ts, xs, strict=True))
+    if split == "trajectory":
+        n_val = int(len(pairs) * val_fraction)
+        train, val = pairs[: len(pairs) - n_val], pairs[len(pairs) - n_val :]
+        if not train:
+            raise ValueError(
+                f"{where}: {len(pairs)} trajectories leave no training trajectory with "
+                f"val_fraction={val_fraction}"
+            )
+        return {"train": train, "val": val, "test": []}
+    splits: Splits = {"train": [], "val": [], "test": []}
+    for i, (t, x) in enumerate(pairs):
+        n_train = len(t) - int(len(t) * val_fraction)
+        if n_train < 2:
+            raise ValueError(
+                f"{where}: trajectory {i} has {len(t)} points, too few to split by time with "
+                f"val_fraction={val_fraction}"
+            )
+        splits["train"].append((t[:n_train], x[:n_train]))
+        if len(t) - n_train >= 2:
+            splits["val"].append((t[n_train:], x[n_train:]))
+    return splits

@@ -3,6 +3,17 @@
 Convention of the TRS-ODEN reference code: the reported number is the mean over test
 trajectories of each trajectory's MSE (over time and state), times ``scale`` (100), with the
 (population) standard deviation over trajectories.
+
+>>> import torch
+>>> pred = torch.zeros(2, 3, 2)  # 2 trajectories, 3 steps, (q, p)
+>>> target = torch.tensor([[[0.1, 0.0]] * 3, [[0.3, 0.0]] * 3])
+>>> per_trajectory_mse(pred, target)  # each over time and state
+tensor([0.0050, 0.0450])
+>>> per_trajectory_mse(pred, target, indices=[1])  # p alone
+tensor([0., 0.])
+>>> mean, std = trajectory_mse(pred, target)  # x100, mean and std over trajectories
+>>> round(mean.item(), 4), round(std.item(), 4)
+(2.5, 2.0)
 """
 
 from __future__ import annotations

@@ -102,6 +102,17 @@ class TrajectoryMSE(PerTrajectoryMetric):
     Args:
         indices: coordinates to include (per-body MSE, e.g. ``[0, 2]`` for ``(q1, p1)``).
         scale: value multiplier (reference: 100).
+
+    Batches accumulate; with ``index`` a trajectory seen twice (a distributed sampler's padding)
+    counts once:
+
+    >>> import torch
+    >>> metric = TrajectoryMSE()
+    >>> target = torch.tensor([[[0.1, 0.0]] * 3, [[0.3, 0.0]] * 3])
+    >>> metric.update(torch.zeros(2, 3, 2), target, index=torch.tensor([0, 1]))
+    >>> metric.update(torch.zeros(1, 3, 2), target[:1], index=torch.tensor([0]))  # a repeat
+    >>> round(metric.compute().item(), 4)
+    2.5
     """
 
     def __init__(self, indices: Sequence[int] | None = None, scale: float = 100.0, **kwargs):
@@ -118,6 +129,12 @@ class EnergyMSE(PerTrajectoryMetric):
     Args:
         energy: maps states ``(..., D)`` to energies ``(...)``.
         scale: value multiplier (reference: 100).
+
+    >>> import torch
+    >>> metric = EnergyMSE(energy=lambda x: 0.5 * x.pow(2).sum(-1))
+    >>> metric.update(torch.zeros(1, 2, 2), torch.tensor([[[1.0, 0.0], [0.0, 1.0]]]))
+    >>> metric.compute()  # both steps: energy 0.5 against 0, squared, x100
+    tensor(25.)
     """
 
     def __init__(self, energy: Callable[[Tensor], Tensor], scale: float = 100.0, **kwargs):

@@ -70,7 +70,7 @@ class ResNetClassifier(ClassificationTask):
     stride 2 (8x8 digits: 8x8, 4x4, 2x2 with three stages); ``body.pool`` averages each channel
     over the image. ``head`` is ``nn.Linear(widths[-1], num_classes)`` as in
     :class:`~pl_pac_trs.models.SmallCNN`, so ``LoadSourceWeights(skip=["head"])``,
-    ``GradientMask(new_modules=["head"])`` and ``LinearProbe`` name it the same way. The
+    ``LoRA(new_modules=["head"])`` and ``LinearProbe`` name it the same way. The
     prunable weights (``MagnitudePruning``'s default: convolution and linear ``weight``) are
     every convolution's and the head's; biases and BatchNorm parameters are not pruned (in
     calibrate they are frozen and the batch norms run in eval mode).

@@ -4,16 +4,17 @@ Typical use (see ``docs/pac.md``)::
 
     # source fit: dense training, pruning at epoch 20, then allocate in the same fit
     Trainer(callbacks=[MagnitudePruning(amount=0.8, epoch=20), GradientMask("allocate")])
-    # target fit: start from the allocated source weights, train the redundant weights only
+    # target fit: start from the allocated source weights; the skipped head is new
     Trainer(callbacks=[LoadSourceWeights(src_ckpt, skip=["head"]),
-                       GradientMask("calibrate", lam=0.01, new_modules=["head"])])
+                       GradientMask("calibrate", lam=0.01)])
+    # the source model, bit for bit, from the calibrated checkpoint alone
+    source_model.load_state_dict(source_state_dict("calibrate.ckpt"))
     # the LoRA baseline (peft adapters; pip install 'pl-pac-trs[peft]')
     Trainer(callbacks=[LoadSourceWeights(dense_ckpt, skip=["head"]),
                        LoRA(rank=4, alpha=8, new_modules=["head"])])
 
-The callbacks never look each other up: what one needs from another (pruning's masks, the
-source checkpoint, the final checkpoint's path) goes through the fit's hand-off record
-(:mod:`pl_pac_trs.pac.handoff`).
+What a PAC-Net model is (masks, new entries, the source values calibrate replaced) is declared
+once, on the model (``model.pac_state``, :class:`PacState`), and carried by every checkpoint.
 """
 
 from pl_pac_trs.pac.artifacts import WandbArtifacts
@@ -22,26 +23,36 @@ from pl_pac_trs.pac.checkpoint import FinalCheckpoint
 from pl_pac_trs.pac.checks import check_amount, check_strength
 from pl_pac_trs.pac.gradient_mask import GradientMask
 from pl_pac_trs.pac.lora import LoRA, adapters_disabled, load_adapted
+from pl_pac_trs.pac.mask_rules import (
+    PRUNING_FNS,
+    compute_masks,
+    magnitude_global,
+    magnitude_layer,
+)
 from pl_pac_trs.pac.masks import (
-    CHECKPOINT_KEY,
     load_masks,
+    load_pac_state,
     mask_sparsity,
     save_masks,
     validate_masks,
 )
 from pl_pac_trs.pac.nonfinite import NonFiniteError
-from pl_pac_trs.pac.pruning import MagnitudePruning, apply_masks, compute_masks
+from pl_pac_trs.pac.pruning import MagnitudePruning, apply_masks
 from pl_pac_trs.pac.selection import matches_any, select_parameters
+from pl_pac_trs.pac.state import CHECKPOINT_KEY, PacState, pac_state
 from pl_pac_trs.pac.transfer import (
     LoadSourceWeights,
+    checkpoint_state_dict,
     load_source_weights,
     source_state_dict,
     source_view,
+    state_swapped,
 )
 
 __all__ = [
     "CHECKPOINT_KEY",
     "L2SP",
+    "PRUNING_FNS",
     "FinalCheckpoint",
     "GradientMask",
     "LinearProbe",
@@ -49,20 +60,27 @@ __all__ = [
     "LoadSourceWeights",
     "MagnitudePruning",
     "NonFiniteError",
+    "PacState",
     "WandbArtifacts",
     "adapters_disabled",
     "apply_masks",
     "check_amount",
     "check_strength",
+    "checkpoint_state_dict",
     "compute_masks",
     "load_adapted",
     "load_masks",
+    "load_pac_state",
     "load_source_weights",
+    "magnitude_global",
+    "magnitude_layer",
     "mask_sparsity",
     "matches_any",
+    "pac_state",
     "save_masks",
     "select_parameters",
     "source_state_dict",
     "source_view",
+    "state_swapped",
     "validate_masks",
 ]

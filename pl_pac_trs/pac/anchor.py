@@ -42,6 +42,7 @@ class AnchorPenalty:
     def __init__(self, lam: float) -> None:
         self.lam = float(lam)
         self.anchors: dict[str, Tensor] = {}
+        self._index: dict[str, Tensor] = {}  # flat indices of the masked-in entries
 
     def start(
         self,
@@ -63,6 +64,13 @@ class AnchorPenalty:
                 else:
                     anchors[name] = p.detach()[masks[name]].clone()
         self.anchors = anchors
+        # the entries ``w[mask]`` in order, as indices: the gradient is then added without the
+        # host-device synchronisation of boolean indexing
+        self._index = (
+            {n: masks[n].to(params[n].device).reshape(-1).nonzero().squeeze(1) for n in params}
+            if masks is not None
+            else {}
+        )
 
     def add_gradient(
         self,
@@ -86,6 +94,10 @@ class AnchorPenalty:
             w = p.detach()
             if masks is None:
                 p.grad.add_(w - self.anchors[name], alpha=2 * self.lam)
+            elif name in self._index and p.grad.is_contiguous() and w.is_contiguous():
+                index = self._index[name]
+                delta = w.reshape(-1).index_select(0, index) - self.anchors[name]
+                p.grad.view(-1).index_add_(0, index, delta, alpha=2 * self.lam)
             else:
                 mask = masks[name]
                 p.grad[mask] += (2 * self.lam) * (w[mask] - self.anchors[name])

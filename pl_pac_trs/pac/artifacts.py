@@ -46,9 +46,11 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
-from pl_pac_trs.pac.checkpoint import save_checkpoint_atomic
-from pl_pac_trs.pac.handoff import PacCallback, handoff
+from pl_pac_trs.pac.callback import PacCallback
+from pl_pac_trs.pac.checkpoint import FinalCheckpoint, save_checkpoint_atomic
 from pl_pac_trs.pac.masks import load_masks, mask_sparsity, save_masks
+from pl_pac_trs.pac.pruning import MagnitudePruning
+from pl_pac_trs.pac.transfer import LoadSourceWeights
 from pl_pac_trs.pac.wandb_lineage import artifact_name, declare_input
 
 __all__ = ["MASKS_TYPE", "MODEL_TYPE", "WandbArtifacts", "artifact_name", "declare_input"]
@@ -88,8 +90,8 @@ class WandbArtifacts(PacCallback):
     """Logs a PAC-Net stage's checkpoint and masks as W&B artifacts and declares its source.
 
     See the module documentation for what is logged, the names and the offline behaviour. The
-    files come from the fit's :mod:`~pl_pac_trs.pac.handoff` record (published there by
-    ``FinalCheckpoint``, ``MagnitudePruning`` and ``LoadSourceWeights``).
+    files are those of the trainer's ``FinalCheckpoint``, ``MagnitudePruning`` and
+    ``LoadSourceWeights`` callbacks.
 
     Args:
         checkpoint_path: The file to log as the stage's model (default: the path of the
@@ -166,8 +168,8 @@ class WandbArtifacts(PacCallback):
         self._logger: WandbLogger | None = None
         self._said_no_logger = False
         self._before: dict[Path, tuple[int, int, int] | None] = {}
-        self._final: Path | None = None  # FinalCheckpoint's file, from the hand-off record
-        self._dense: list[Path] = []  # MagnitudePruning's dense checkpoints, from the record
+        self._final: Path | None = None  # the trainer FinalCheckpoint file
+        self._dense: list[Path] = []  # MagnitudePruning's dense checkpoints
 
     # -- hooks --------------------------------------------------------------------------------
 
@@ -186,14 +188,16 @@ class WandbArtifacts(PacCallback):
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self._logger is None:
             return
-        record = handoff(trainer)  # complete: every callback's ``setup`` has run
-        self._final = record.final_checkpoints[-1] if record.final_checkpoints else None
-        self._dense = list(record.dense_checkpoints)
+        cbs = trainer.callbacks  # the files of the stage's own callbacks
+        self._final = next((c.path for c in cbs[::-1] if isinstance(c, FinalCheckpoint)), None)
+        pruning = [c for c in cbs if isinstance(c, MagnitudePruning) and c.dense_checkpoint]
+        self._dense = [Path(c.dense_checkpoint) for c in pruning]
         # what the files were before the fit: only files this fit writes are logged
         self._before = {p: _stat(p) for p in self._outputs()}
-        source = record.source
-        if self.lineage and trainer.is_global_zero and source and source.path.is_file():
-            self._guarded(f"declare {source.path} as input", self._use, source.path)
+        loads = [Path(c.checkpoint) for c in cbs if isinstance(c, LoadSourceWeights)]
+        source = loads[-1] if loads else None
+        if self.lineage and trainer.is_global_zero and source and source.is_file():
+            self._guarded(f"declare {source} as input", self._use, source)
 
     @override
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:

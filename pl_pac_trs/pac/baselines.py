@@ -15,9 +15,9 @@ from torch import Tensor, nn
 from typing_extensions import override
 
 from pl_pac_trs.pac.anchor import AnchorPenalty
+from pl_pac_trs.pac.callback import PacCallback
 from pl_pac_trs.pac.checks import check_strength
 from pl_pac_trs.pac.freezing import FreezingCallback
-from pl_pac_trs.pac.handoff import PacCallback
 from pl_pac_trs.pac.selection import DEFAULT_MODULE_TYPES, require_matches, select_parameters
 
 __all__ = ["L2SP", "LinearProbe"]
@@ -117,3 +117,7 @@ class LinearProbe(FreezingCallback):
             return
         require_matches(pl_module, self.head, "LinearProbe: head")
         self.freezer.freeze(pl_module, trainable_modules=self.head)
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        return {"head": list(self.head)}  # (checkpoints name the stage that wrote them)

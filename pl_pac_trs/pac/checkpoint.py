@@ -9,7 +9,7 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import override
 
-from pl_pac_trs.pac.handoff import PacCallback, handoff
+from pl_pac_trs.pac.callback import PacCallback
 
 __all__ = ["FinalCheckpoint", "save_checkpoint_atomic"]
 
@@ -38,9 +38,7 @@ class FinalCheckpoint(PacCallback):
     ``GradientMask(masks=...)``), so the stages chain through LightningCLI alone. Lightning's
     ``ModelCheckpoint`` saves at epoch or step ends, before ``MagnitudePruning(epoch=None)``
     prunes in ``on_train_end``; this callback saves in ``on_train_end``, after it. It must
-    therefore be listed *after* ``MagnitudePruning`` (its path is published on the fit's
-    :mod:`~pl_pac_trs.pac.handoff` record at setup, where ``MagnitudePruning`` checks the order;
-    ``WandbArtifacts`` logs the file from there too).
+    therefore be listed *after* ``MagnitudePruning``, which checks the order at set-up.
 
     Args:
         path: Destination file (``.ckpt``); parent directories are created. An existing file is
@@ -63,11 +61,6 @@ class FinalCheckpoint(PacCallback):
         if self.path.is_dir():
             raise ValueError(f"FinalCheckpoint: path {str(self.path)!r} is a directory, not a file")
         self.verbose = verbose
-
-    @override
-    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        if stage == "fit":
-            handoff(trainer).final_checkpoints.append(self.path)
 
     @override
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:

@@ -13,14 +13,21 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 from lightning.pytorch import LightningModule, Trainer
-from torch import nn
-from torch.nn.modules.batchnorm import _NormBase
+from torch import Tensor, nn
 from typing_extensions import override
 
-from pl_pac_trs.pac.handoff import PacCallback
+from pl_pac_trs.pac.callback import PacCallback
 from pl_pac_trs.pac.selection import matches_any
 
-__all__ = ["Freezer", "FreezingCallback"]
+__all__ = ["Freezer", "FreezingCallback", "has_running_stats"]
+
+
+def has_running_stats(module: nn.Module) -> bool:
+    """Whether ``module`` is a normalisation layer that tracks running statistics (BatchNorm,
+    InstanceNorm with ``track_running_stats``), which train mode would update."""
+    return bool(getattr(module, "track_running_stats", False)) and isinstance(
+        getattr(module, "running_mean", None), Tensor
+    )
 
 
 class Freezer:
@@ -68,9 +75,7 @@ class Freezer:
         self.norms = [
             m
             for name, m in model.named_modules()
-            if isinstance(m, _NormBase)
-            and m.track_running_stats
-            and not matches_any(name, trainable_modules)
+            if has_running_stats(m) and not matches_any(name, trainable_modules)
         ]
 
     def eval_norms(self) -> None:

@@ -4,12 +4,14 @@
 ``GradientMask(phase="calibrate")`` trains the target task on the redundant weights only, with
 the penalty ``lam * sum(w_r ** 2)``.
 
-Masking gradients alone is not exact (momentum and weight decay move weights whose gradient is
-zero), so per optimizer (:class:`~pl_pac_trs.pac.masked_optimizer.MaskedGroup`) the callback
-zeroes the frozen entries' gradients after backward and unscaling, before clipping (calibrate
-first adds the penalty gradient), and in an optimizer step post-hook writes the frozen entries
-back and tidies their optimizer state. A non-finite loss or gradient stops the fit before the
-step (:mod:`pl_pac_trs.pac.nonfinite`), unless an fp16 grad scaler skips the step itself.
+The masks come from the model's :class:`~pl_pac_trs.pac.state.PacState` (``model.pac_state``: put
+there by ``MagnitudePruning`` or ``LoadSourceWeights``, or by a resumed checkpoint), or from
+``masks=``. Masking gradients alone is not exact (momentum and weight decay move weights whose
+gradient is zero), so per optimizer (:class:`~pl_pac_trs.pac.masked_optimizer.MaskedGroup`) the
+callback zeroes the frozen entries' gradients after backward and unscaling, before clipping
+(calibrate first adds the penalty gradient), and in an optimizer step post-hook writes the frozen
+entries back and tidies their optimizer state. A non-finite loss or gradient stops the fit
+(:mod:`pl_pac_trs.pac.nonfinite`), unless an fp16 grad scaler skips the step itself.
 """
 
 from __future__ import annotations
@@ -26,12 +28,17 @@ from typing_extensions import override
 
 from pl_pac_trs.pac.anchor import AnchorPenalty
 from pl_pac_trs.pac.checks import check_choice, check_strength
-from pl_pac_trs.pac.freezing import FreezingCallback
-from pl_pac_trs.pac.handoff import MasksCallback, SourceCheckpoint, handoff
 from pl_pac_trs.pac.masked_optimizer import STATE_TIDY_EVERY, MaskedGroup, build_groups
-from pl_pac_trs.pac.masks import Masks, load_masks, log_sparsity, masks_equal, validate_masks
-from pl_pac_trs.pac.nonfinite import LossProbe, NonFiniteError, check_finite_weights, step_error
-from pl_pac_trs.pac.selection import require_matches
+from pl_pac_trs.pac.masks import Masks, log_sparsity
+from pl_pac_trs.pac.nonfinite import (
+    DeferredCheck,
+    LossProbe,
+    NonFiniteError,
+    check_finite_weights,
+    step_error,
+)
+from pl_pac_trs.pac.phase_masks import PhaseMasks
+from pl_pac_trs.pac.state import pac_state
 
 __all__ = ["GradientMask", "NonFiniteError", "PenaltyNorm", "Phase"]
 
@@ -40,7 +47,7 @@ PenaltyNorm = Literal["sum", "mean"]
 _PHASES, _PENALTY_NORMS = ("allocate", "calibrate"), ("sum", "mean")
 
 
-class GradientMask(MasksCallback, FreezingCallback):
+class GradientMask(PhaseMasks):
     """Trains only the essential (allocate) or only the redundant (calibrate) weights, exactly.
 
     Invariants (bit-exact, checked with ``torch.equal`` in the tests) for every masked parameter,
@@ -53,10 +60,12 @@ class GradientMask(MasksCallback, FreezingCallback):
 
     Both hold whatever the trainable entries do (a non-finite value stops the fit first). What
     the masks do not cover (the paper is silent): in allocate every unmasked parameter trains
-    normally; in calibrate (``train_shared=False``) every unmasked parameter outside
-    ``new_modules`` is frozen from ``setup`` to ``teardown`` and normalisation layers outside
-    ``new_modules`` run in eval mode, which makes the source model recoverable exactly
-    (:func:`~pl_pac_trs.pac.source_view`); ``new_modules`` (a new head) train normally.
+    normally; in calibrate (``train_shared=False``) every unmasked parameter that is not new is
+    frozen from ``setup`` to ``teardown`` and normalisation layers outside new modules run in
+    eval mode. New modules (not loaded from the source: ``LoadSourceWeights(skip=...)``; or
+    ``new_modules``) carry no masks and train normally. When calibration starts, the source
+    value of every entry outside the masks is recorded in the model's state, so the source model
+    is recoverable from the target checkpoint alone (:func:`~pl_pac_trs.pac.source_state_dict`).
 
     Args:
         phase: ``"allocate"`` or ``"calibrate"``.
@@ -68,17 +77,24 @@ class GradientMask(MasksCallback, FreezingCallback):
             ``lam * mean(w_r ** 2)`` over the redundant entries, a ``lam`` that does not grow
             with the model's size.
         masks: A checkpoint written while masks existed, an exported masks file, or a mapping of
-            bool masks. ``None``: allocate takes the masks a ``MagnitudePruning`` callback of the
-            same fit makes; calibrate takes those of the checkpoint a ``LoadSourceWeights``
-            callback of the same fit loads (both published on :mod:`~pl_pac_trs.pac.handoff`).
-            Masks are also restored from this callback's state on resume.
-        new_modules: Name patterns of modules that are new for this phase (typically a new target
-            head): their masks are dropped and they train normally.
+            bool masks. ``None`` (default): the model's (``model.pac_state``), put there by a
+            ``MagnitudePruning`` of the same fit (allocate), a ``LoadSourceWeights`` listed
+            before this callback (calibrate), or the checkpoint resumed.
+        new_modules: Name patterns of modules loaded from the source that this phase re-trains
+            freely (their masks are dropped; their source values are recorded). Modules not
+            loaded from the source are new without being listed here.
         train_shared: Calibrate only: train the unmasked shared parameters (paper: silent;
-            default: frozen). Trained, the source needs ``source_state`` to be recovered.
+            default: frozen). Their source values are recorded, so the source stays recoverable.
         anchor_lam: Allocate only, default 0 (off): starting-point penalty
             ``anchor_lam * ||w_e - w_e(start)||^2`` on the essential weights.
         verbose: Print a summary when the masks are attached (rank zero).
+        check_every: Optimizer steps between two host checks of the non-finite guard. ``1``:
+            the fit stops before the first bad step (one host read of a device value per step).
+            ``k > 1``: the check stays on the device (a bad step's gradients are all zeroed, so
+            the frozen entries stay exact and the weights finite) and the host reads it every
+            ``k`` steps and before every checkpoint, then stops the fit. ``None`` (default):
+            ``1`` on the CPU (no device to wait for), the trainer's ``log_every_n_steps`` on an
+            accelerator.
 
     Attributes:
         masks: The masks enforced (``None`` until known).
@@ -87,8 +103,9 @@ class GradientMask(MasksCallback, FreezingCallback):
 
     Raises:
         ValueError: For bad arguments; before training, for masks that do not fit the model, a
-            ``new_modules`` pattern that matches nothing, or no masks at all.
-        NonFiniteError: During the fit, before a step on a non-finite loss or gradient.
+            ``new_modules`` pattern that matches nothing, masks naming an entry that was not
+            loaded from the source, or no masks at all.
+        NonFiniteError: During the fit, on a non-finite loss or gradient.
 
     Example::
 
@@ -106,6 +123,7 @@ class GradientMask(MasksCallback, FreezingCallback):
         anchor_lam: float = 0.0,
         verbose: bool = True,
         penalty_norm: PenaltyNorm = "sum",
+        check_every: int | None = None,
     ) -> None:
         super().__init__()
         check_choice("phase", phase, _PHASES, owner="GradientMask")
@@ -114,6 +132,11 @@ class GradientMask(MasksCallback, FreezingCallback):
         anchor_lam = check_strength("anchor_lam", anchor_lam, owner="GradientMask")
         if anchor_lam and phase != "allocate":
             raise ValueError("anchor_lam is an option of phase='allocate' only")
+        bad_every = isinstance(check_every, bool) or not isinstance(check_every, int)
+        if check_every is not None and (bad_every or check_every < 1):
+            raise ValueError(
+                f"GradientMask: check_every must be an int >= 1 or None, got {check_every!r}"
+            )
         if isinstance(new_modules, str):
             new_modules = (new_modules,)
         self.phase = phase
@@ -125,106 +148,43 @@ class GradientMask(MasksCallback, FreezingCallback):
         self.train_shared = bool(train_shared)
         self.anchor_lam = anchor_lam
         self.verbose = verbose
+        self.check_every = check_every
         self.state_tidy_every = STATE_TIDY_EVERY
         self.masks: Masks | None = None
         self._restored: dict[str, Any] | None = None
+        self._resumed = False
         self._essential: dict[str, Tensor] = {}
         self._anchor = AnchorPenalty(anchor_lam)
         self._by_optimizer: dict[int, MaskedGroup] = {}
         self._handles: list[Any] = []
-        self._pending_module: nn.Module | None = None
-        self._expects_pruning = False
         self._probe = LossProbe()
+        self._deferred: DeferredCheck | None = None
 
     @property
     def state_key(self) -> str:
         return self._generate_state_key(phase=self.phase)
 
     @property
-    def accepts_pruning_masks(self) -> bool:
-        """Whether masks made by ``MagnitudePruning`` in the same fit are taken."""
-        return self.phase == "allocate" and self.masks_arg is None
-
-    @property
     def groups(self) -> tuple[MaskedGroup, ...]:
         """The masked-optimizer kernels in use, one per optimizer holding masked weights."""
         return tuple(self._by_optimizer.values())
 
-    @override
-    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        if stage != "fit":
-            return
-        require_matches(pl_module, self.new_modules, "GradientMask: new_modules pattern")
-        # Lightning restores callback states after ``setup``: see ``load_state_dict``
-        self._pending_module = pl_module
-        if isinstance(self.masks_arg, Mapping):
-            self._take_masks(pl_module, dict(self.masks_arg))
-        elif self.masks_arg is not None:
-            self._take_masks(pl_module, load_masks(self.masks_arg))
-        elif self.phase == "allocate":  # from pruning in this fit, or the checkpoint resumed
-            handoff(trainer).on_masks(self.attach)
-        else:  # from the source checkpoint, or the checkpoint resumed
-            handoff(trainer).on_source(self._take_source_masks)
-
-    def _take_masks(self, pl_module: nn.Module, masks: Mapping[str, Tensor]) -> None:
-        """Checks ``masks``; calibrate freezes the unmasked shared parameters and normalisation
-        layers (before the model is wrapped: DDP registers only parameters that require grad)."""
-        self.masks = validate_masks(masks, pl_module, ignore=self.new_modules)
-        if self.phase == "calibrate" and not self.train_shared:
-            self.freezer.freeze(pl_module, self.new_modules, trainable=self.masks)
-
-    def _take_source_masks(self, source: SourceCheckpoint) -> None:
-        if self._pending_module is not None and self.masks is None:
-            masks = load_masks(source.path, trust_pickle=source.trust_pickle)
-            self._take_masks(self._pending_module, masks)
-
-    @override
-    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if self.accepts_pruning_masks:
-            epochs = handoff(trainer).pruning_epochs
-            if None in epochs:
-                raise ValueError(
-                    "GradientMask(phase='allocate') with MagnitudePruning(epoch=None): pruning "
-                    "happens when this fit ends, so nothing would be allocated; give "
-                    "MagnitudePruning an epoch, or run allocate as a fit of its own"
-                )
-            self._expects_pruning = bool(epochs)
-        restored = self._restored
-        if restored is not None and restored.get("masks") is not None:
-            state_masks = validate_masks(restored["masks"], pl_module, ignore=self.new_modules)
-            if self.masks is not None and not masks_equal(self.masks, state_masks):
-                raise ValueError(
-                    "GradientMask: the masks given differ from those in the checkpoint being "
-                    "resumed"
-                )
-            self.masks = state_masks
-        self._pending_module = None
-        if self.masks is not None:
-            self.attach(trainer, pl_module, self.masks)
-        elif not self._expects_pruning:
-            hint = (
-                "a LoadSourceWeights callback whose checkpoint carries masks"
-                if self.phase == "calibrate"
-                else "a MagnitudePruning callback to the same Trainer"
-            )
-            raise ValueError(
-                f"GradientMask(phase={self.phase!r}) found no masks: pass masks=<checkpoint or "
-                f"masks file>, add {hint}, or resume (ckpt_path) from a checkpoint written while "
-                "they existed"
-            )
-
-    def attach(self, trainer: Trainer, pl_module: LightningModule, masks: Masks) -> None:
-        """Starts enforcing ``masks`` (called at fit start, or when pruning publishes masks).
-
-        Args:
-            trainer: The trainer (its ``optimizers``, ``loggers``, ``is_global_zero`` and
-                ``global_step`` are read).
-            pl_module: The model.
-            masks: Bool masks by parameter name.
+    def attach(
+        self, trainer: Trainer, pl_module: LightningModule, masks: Masks | None = None
+    ) -> None:
+        """Starts enforcing ``masks`` (default: :attr:`masks`; at fit start, or when pruning made
+        them). ``trainer`` needs ``optimizers``, ``loggers``, ``is_global_zero``, ``global_step``.
         """
-        resumed = self._restored is not None and self._restored.get("masks") is not None
+        if masks is not None:
+            self.masks = dict(masks)
+        assert self.masks is not None
+        resumed = self._resumed
         params = dict(pl_module.named_parameters())
-        self.masks = {k: m.to(params[k].device) for k, m in masks.items()}
+        self.masks = {k: m.to(params[k].device) for k, m in self.masks.items()}
+        state = pac_state(pl_module, open_only=True)
+        if state is not None:
+            state.masks = self.masks
+            state.phase = self.phase
         # the factor of sum(w_r ** 2): lam, or lam / (number of redundant entries)
         redundant = sum(int((~m).sum()) for m in self.masks.values())
         self._strength = self.lam / max(redundant, 1) if self.penalty_norm == "mean" else self.lam
@@ -236,21 +196,27 @@ class GradientMask(MasksCallback, FreezingCallback):
                     p.masked_fill_(~mask, 0.0)  # pruned (allocate) / start of calibration
                 if self.phase == "calibrate":
                     self._essential[name] = p.detach()[mask].clone()
+        restored = self._restored or {}
         if self.anchor_lam:
-            restored = (self._restored or {}).get("anchor") if resumed else None
-            self._anchor.start({n: params[n] for n in self.masks}, self.masks, restored)
+            anchors = restored.get("anchor") if resumed else None
+            self._anchor.start({n: params[n] for n in self.masks}, self.masks, anchors)
         essential = self._essential if self.phase == "calibrate" else None
         self._by_optimizer = build_groups(trainer.optimizers, params, self.masks, essential)
         for opt in trainer.optimizers:
             if id(opt) in self._by_optimizer:
                 self._handles.append(opt.register_step_post_hook(self._after_step))
-        steps = (self._restored or {}).get("optimizer_steps") if resumed else None
+        steps = restored.get("optimizer_steps") if resumed else None
         if isinstance(steps, list) and len(steps) == len(self._by_optimizer):
             # a resumed fit keeps the tidying cadence of the interrupted one (bit-exact state)
             for group, count in zip(self._by_optimizer.values(), steps, strict=True):
                 group.steps = int(count)
         # (DDP: only the all-reduced gradients decide, see ``LossProbe``)
         self._probe = LossProbe(enabled=getattr(trainer, "world_size", 1) == 1)
+        every = self.check_every
+        if every is None:
+            on_cpu = next(iter(params.values())).device.type == "cpu"
+            every = 1 if on_cpu else max(1, int(getattr(trainer, "log_every_n_steps", 50) or 1))
+        self._deferred = DeferredCheck(every, trainer) if every > 1 else None
         missing = set(self.masks) - {n for g in self._by_optimizer.values() for n in g.names}
         if missing:
             rank_zero_warn(f"GradientMask: masked parameters in no optimizer: {sorted(missing)}")
@@ -289,7 +255,10 @@ class GradientMask(MasksCallback, FreezingCallback):
             group.mask_gradients(penalty=2 * self._strength)
         if getattr(getattr(trainer, "precision_plugin", None), "scaler", None) is not None:
             return  # fp16 grad scaler: it skips steps with inf/NaN gradients itself
-        if not group.finite(probe):
+        if self._deferred is not None:  # on the device; the host reads it every k steps
+            self._deferred.add(group.nonfinite(probe), group)
+            self._deferred.maybe_raise(f"GradientMask({self.phase})", trainer, group)
+        elif not group.finite(probe):
             raise step_error(f"GradientMask({self.phase})", trainer, group, probe)
 
     def _after_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
@@ -299,18 +268,27 @@ class GradientMask(MasksCallback, FreezingCallback):
 
     def penalty(self, pl_module: nn.Module) -> Tensor:
         """The calibrate penalty (``lam * sum(w_r ** 2)`` or, with ``penalty_norm="mean"``,
-        ``lam * mean(w_r ** 2)``) at the current weights."""
+        ``lam * mean(w_r ** 2)``) at the current weights, on the weights' device (float64 where
+        the device has it)."""
         params = dict(pl_module.named_parameters())
-        total = torch.zeros((), dtype=torch.float64)
+        device = next(iter(params.values())).device
+        dtype = torch.float32 if device.type == "mps" else torch.float64
+        total = torch.zeros((), dtype=dtype, device=device)
         for name, mask in (self.masks or {}).items():
             w = params[name].detach()
-            total += (w.double() ** 2).masked_fill(mask, 0).sum().cpu()
+            total += (w.to(dtype) ** 2).masked_fill(mask, 0).sum()
         return self._strength * total
 
     @override
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self._deferred is not None and self._by_optimizer:
+            group = next(iter(self._by_optimizer.values()))
+            self._deferred.maybe_raise(f"GradientMask({self.phase})", trainer, group, now=True)
         if self.phase == "calibrate" and self.masks:
-            pl_module.log("pac/penalty", self.penalty(pl_module).float(), sync_dist=False)
+            # the same value on every rank (the weights are replicated); sync_dist under DDP
+            distributed = getattr(trainer, "world_size", 1) > 1
+            value = self.penalty(pl_module).float()
+            pl_module.log("pac/penalty", value, on_epoch=True, sync_dist=distributed)
 
     def _remove_hooks(self) -> None:
         for handle in self._handles:
@@ -324,16 +302,18 @@ class GradientMask(MasksCallback, FreezingCallback):
             return
         self._remove_hooks()
         self._restored = None
-        self._pending_module = None
-        self._expects_pruning = False
+        self._deferred = None
 
     @override
     def check_before_save(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self._deferred is not None and self._by_optimizer:
+            group = next(iter(self._by_optimizer.values()))
+            self._deferred.maybe_raise(f"GradientMask({self.phase})", trainer, group, now=True)
         check_finite_weights(f"GradientMask({self.phase})", pl_module, trainer.global_step)
 
     @override
     def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"phase": self.phase, "masks": self.masks}
+        state: dict[str, Any] = {"phase": self.phase}
         if self._by_optimizer:  # optimizer steps since the masks were attached, per optimizer
             state["optimizer_steps"] = [g.steps for g in self._by_optimizer.values()]
         if self._anchor.anchors:
@@ -343,7 +323,3 @@ class GradientMask(MasksCallback, FreezingCallback):
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._restored = dict(state_dict)
-        module = self._pending_module
-        if module is not None and self.masks is None and state_dict.get("masks") is not None:
-            # resuming with masks=None: they come from this state (before the model is wrapped)
-            self._take_masks(module, state_dict["masks"])

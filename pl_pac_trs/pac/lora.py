@@ -30,8 +30,8 @@ from lightning.pytorch import LightningModule, Trainer
 from torch import Tensor, nn
 from typing_extensions import override
 
+from pl_pac_trs.pac.callback import PacCallback
 from pl_pac_trs.pac.freezing import Freezer, FreezingCallback
-from pl_pac_trs.pac.handoff import PacCallback
 from pl_pac_trs.pac.masks import load_checkpoint
 from pl_pac_trs.pac.selection import matches_any, require_matches, resolve_module_types
 

@@ -194,15 +194,8 @@ class MaskedGroup:
         grads = [p.grad for p in self.checked if p.grad is not None]
         if not grads and probe is None:
             return True
-        # one reduction over all gradients (a NaN/inf anywhere makes it non-finite; a finite sum
-        # that overflows is re-checked exactly below). Small models: one sum over a flat copy
-        # (fewer kernels); large ones: a fused norm per tensor (no copy).
-        if not grads:
-            total: Tensor | float = 0.0
-        elif self.numel <= _FLAT_CHECK_MAX:
-            total = torch.cat([g.reshape(-1) for g in grads]).sum()
-        else:
-            total = torch.stack(torch._foreach_norm(grads)).sum()
+        # (a finite sum that overflows is re-checked exactly below)
+        total: Tensor | float = self._total(grads) if grads else 0.0
         if probe is not None:
             total = total + probe
         if math.isfinite(float(total)):
@@ -211,6 +204,35 @@ class MaskedGroup:
         if self.first_non_finite() is not None:
             return False
         return probe is None or bool(torch.isfinite(probe))
+
+    def nonfinite(self, probe: Tensor | None = None) -> Tensor:
+        """Like :meth:`finite`, without a host read: returns a 0-dim bool tensor on the device,
+        ``True`` if a gradient (frozen entries included) or ``probe`` is not finite, and then
+        sets every gradient the optimizer will see to zero (NaN-safe ``masked_fill_`` with the
+        flag as mask), so the step moves no frozen entry and keeps the weights finite."""
+        grads = [p.grad for p in self.checked if p.grad is not None]
+        if not grads:
+            total = probe if probe is not None else torch.zeros(())
+        else:
+            # a sum that cannot overflow: 0 * g is 0 for finite g, NaN for inf/NaN (small
+            # models: over a flat copy; large ones: the largest |g| per tensor, fused)
+            if self.numel <= _FLAT_CHECK_MAX:
+                total = torch.cat([g.reshape(-1) for g in grads]).mul_(0.0).sum()
+            else:
+                total = torch.stack(torch._foreach_norm(grads, float("inf"))).max().mul(0.0)
+            if probe is not None:
+                total = total + probe
+        bad = ~torch.isfinite(total)
+        for g in grads:
+            g.masked_fill_(bad, 0.0)
+        return bad
+
+    def _total(self, grads: list[Tensor]) -> Tensor:
+        # one reduction over all gradients (a NaN/inf anywhere makes it non-finite). Small
+        # models: one sum over a flat copy (fewer kernels); large ones: a fused norm per tensor
+        if self.numel <= _FLAT_CHECK_MAX:
+            return torch.cat([g.reshape(-1) for g in grads]).sum()
+        return torch.stack(torch._foreach_norm(grads)).sum()
 
     def first_non_finite(self) -> str | None:
         """The name of the first parameter whose gradient holds a NaN or an infinity."""

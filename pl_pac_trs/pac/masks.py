@@ -4,9 +4,9 @@ A mask is ``True`` where the weight is *essential* (kept by pruning, owned by th
 ``False`` where it is *redundant* (pruned, zero after pruning, the target task's capacity). Masks
 are ``torch.bool`` tensors, one byte per prunable parameter, never float copies.
 
-Every Lightning checkpoint written while masks exist carries them under the top-level key
-:data:`CHECKPOINT_KEY`; :func:`save_masks` writes the same key to a small file of its own, so
-:func:`load_masks` reads either.
+Every Lightning checkpoint written while masks exist carries them in the model's PAC-Net state
+(:mod:`pl_pac_trs.pac.state`, top-level key :data:`CHECKPOINT_KEY`); :func:`save_masks` writes the
+same key to a small file of its own, so :func:`load_masks` reads either.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from pl_pac_trs.pac.selection import matches_any
+from pl_pac_trs.pac.state import CHECKPOINT_KEY, Masks, PacState
 from pl_pac_trs.serialization import load_torch_file
 
 __all__ = [
@@ -27,17 +28,14 @@ __all__ = [
     "Masks",
     "load_checkpoint",
     "load_masks",
+    "load_pac_state",
     "log_sparsity",
     "mask_sparsity",
     "masks_equal",
     "save_masks",
+    "state_of",
     "validate_masks",
 ]
-
-#: Top-level key of the masks in checkpoints and in exported mask files.
-CHECKPOINT_KEY = "pac_masks"
-
-Masks = dict[str, Tensor]
 
 
 def load_checkpoint(
@@ -86,7 +84,7 @@ def save_masks(masks: Mapping[str, Tensor], path: str | os.PathLike, **metadata:
     checked = _check_masks(masks, "save_masks")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {CHECKPOINT_KEY: {k: v.detach().cpu() for k, v in checked.items()}}
+    payload = {CHECKPOINT_KEY: PacState(masks=checked, phase="pruned").to_checkpoint()}
     payload["pac_metadata"] = dict(metadata)
     tmp = path.with_name(path.name + ".tmp")
     torch.save(payload, tmp)
@@ -97,29 +95,40 @@ def save_masks(masks: Mapping[str, Tensor], path: str | os.PathLike, **metadata:
 def load_masks(path: str | os.PathLike, trust_pickle: bool = False) -> Masks:
     """Reads masks from an exported masks file or from any checkpoint written while masks existed.
 
-    Looks for the top-level :data:`CHECKPOINT_KEY`, then for a ``masks`` entry in the checkpoint's
-    callback states (``MagnitudePruning`` / ``GradientMask``). The file is loaded as data
-    (``weights_only=True``); ``trust_pickle=True`` allows a full unpickling of a trusted file.
+    Reads the PAC-Net state under the top-level :data:`CHECKPOINT_KEY`. The file is loaded as
+    data (``weights_only=True``); ``trust_pickle=True`` allows a full unpickling of a trusted
+    file.
 
     Raises:
         FileNotFoundError: If the file does not exist.
         ValueError: If the file is unreadable or unsafe, carries no masks or they are not bool
             tensors.
     """
-    obj = load_checkpoint(path, trust_pickle=trust_pickle)
-    masks = obj.get(CHECKPOINT_KEY)
-    if masks is None:
-        for state in (obj.get("callbacks") or {}).values():
-            if isinstance(state, Mapping) and state.get("masks"):
-                masks = state["masks"]
-                break
-    if masks is None:
+    state = load_pac_state(path, trust_pickle=trust_pickle)
+    assert state.masks is not None
+    return state.masks
+
+
+def load_pac_state(path: str | os.PathLike, trust_pickle: bool = False) -> PacState:
+    """Reads the PAC-Net state (:class:`~pl_pac_trs.pac.state.PacState`) of a checkpoint.
+
+    Raises:
+        FileNotFoundError: If the file does not exist.
+        ValueError: Naming the file if it is unreadable or unsafe, or carries no PAC-Net masks.
+    """
+    return state_of(load_checkpoint(path, trust_pickle=trust_pickle), str(path))
+
+
+def state_of(checkpoint: Mapping[str, Any], origin: str) -> PacState:
+    """The PAC-Net state of a loaded checkpoint (``origin``: its file, for messages)."""
+    data = checkpoint.get(CHECKPOINT_KEY)
+    if data is None:
         raise ValueError(
-            f"{str(path)!r} carries no PAC-Net masks (no {CHECKPOINT_KEY!r} key and no callback "
-            "state with masks); pass a checkpoint written after MagnitudePruning ran, or a file "
-            "written by pl_pac_trs.pac.save_masks"
+            f"{origin!r} carries no PAC-Net masks (no {CHECKPOINT_KEY!r} entry); pass a "
+            "checkpoint written after MagnitudePruning ran, or a file written by "
+            "pl_pac_trs.pac.save_masks"
         )
-    return _check_masks(masks, str(path))
+    return PacState.from_checkpoint(data, origin)
 
 
 def validate_masks(
@@ -154,7 +163,7 @@ def validate_masks(
             raise ValueError(
                 f"masks do not match the model: mask {name!r} has shape {tuple(mask.shape)} but "
                 f"the parameter has shape {tuple(params[name].shape)} (a module that is new for "
-                f"this task, e.g. a target head, goes in new_modules / ignore)"
+                f"this task, e.g. a target head, goes in LoadSourceWeights(skip=...))"
             )
         kept[name] = mask
     if not kept:

@@ -1,10 +1,15 @@
-"""What a PAC-Net phase does on non-finite values: stop before the step, refuse the checkpoint.
+"""What a PAC-Net phase does on non-finite values: stop the fit, refuse the checkpoint.
 
 ``GradientMask`` checks every gradient the optimizer is about to see, and the step's losses,
-before each optimizer step (:meth:`~pl_pac_trs.pac.masked_optimizer.MaskedGroup.finite`); on a
-NaN or an infinity it raises :func:`step_error`'s :class:`NonFiniteError`, so the frozen entries
-keep their exact values. It also refuses to write a checkpoint while a weight is non-finite
-(:func:`check_finite_weights`), so every checkpoint holds the last finite weights.
+before each optimizer step. Checked on the host every step
+(:meth:`~pl_pac_trs.pac.masked_optimizer.MaskedGroup.finite`, the default on the CPU), a NaN or
+an infinity raises :func:`step_error`'s :class:`NonFiniteError` before the step. Checked on the
+device (:meth:`~pl_pac_trs.pac.masked_optimizer.MaskedGroup.nonfinite` and
+:class:`DeferredCheck`, the default on an accelerator: no host-device synchronisation per step),
+a bad step's gradients are all zeroed on the device, so the frozen entries keep their exact
+values and the weights stay finite, and the host reads the flag every ``k`` steps, at epoch ends
+and before every checkpoint, then stops the fit. It also refuses to write a checkpoint while a
+weight is non-finite (:func:`check_finite_weights`), so every checkpoint holds finite weights.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from torch import Tensor, nn
 
 from pl_pac_trs.pac.masked_optimizer import MaskedGroup
 
-__all__ = ["LossProbe", "NonFiniteError", "check_finite_weights", "step_error"]
+__all__ = ["DeferredCheck", "LossProbe", "NonFiniteError", "check_finite_weights", "step_error"]
 
 
 class NonFiniteError(FloatingPointError):
@@ -47,6 +52,44 @@ class LossProbe:
         """The probe of the step so far, then reset (call it before the optimizer step)."""
         value, self.value = self.value, None
         return value
+
+
+class DeferredCheck:
+    """The non-finite flags of the steps since the last host read, kept on the device.
+
+    Args:
+        every: Optimizer steps between two host reads.
+        trainer: The trainer (``global_step``), or ``None``.
+    """
+
+    def __init__(self, every: int, trainer: Any = None) -> None:
+        self.every = every
+        self.flag: Tensor | None = None
+        self.count = 0
+        self.since = getattr(trainer, "global_step", 0)
+
+    def add(self, bad: Tensor, group: MaskedGroup | None = None) -> None:
+        """Records one step's flag (a 0-dim bool tensor; no host read)."""
+        self.flag = bad if self.flag is None else self.flag | bad
+        self.count += 1
+
+    def maybe_raise(self, owner: str, trainer: Any, group: MaskedGroup, now: bool = False) -> None:
+        """Reads the flag on the host every :attr:`every` steps (or ``now``); raises
+        :class:`NonFiniteError` if a step since the last read was not finite."""
+        if self.flag is None or (not now and self.count % self.every):
+            return
+        bad = bool(self.flag)  # the one host-device synchronisation
+        step = getattr(trainer, "global_step", group.steps)
+        if bad:
+            raise NonFiniteError(
+                f"{owner}: non-finite loss or gradients at a step between global steps "
+                f"{self.since} and {step}; those steps' gradients were zeroed, so the frozen "
+                "weights are intact and no checkpoint holds non-finite weights."
+                "\nLower the learning rate, or check lam and the data (GradientMask(check_every=1) "
+                "stops before the first bad step)."
+            )
+        self.flag = None
+        self.since = step
 
 
 def step_error(

@@ -21,9 +21,17 @@ __all__ = [
 ]
 
 #: Default prunable module types: every ``nn.Linear`` and every convolution (``nn.ConvNd`` and
-#: ``nn.ConvTransposeNd``, which all derive from ``_ConvNd``). Dotted names, so that LightningCLI
-#: can print and parse the default.
-DEFAULT_MODULE_TYPES: tuple[str, ...] = ("torch.nn.Linear", "torch.nn.modules.conv._ConvNd")
+#: ``nn.ConvTransposeNd``; their lazy variants derive from them). Dotted names, so that
+#: LightningCLI can print and parse the default.
+DEFAULT_MODULE_TYPES: tuple[str, ...] = (
+    "torch.nn.Linear",
+    "torch.nn.Conv1d",
+    "torch.nn.Conv2d",
+    "torch.nn.Conv3d",
+    "torch.nn.ConvTranspose1d",
+    "torch.nn.ConvTranspose2d",
+    "torch.nn.ConvTranspose3d",
+)
 
 
 def resolve_module_types(types: Iterable[type[nn.Module] | str]) -> tuple[type[nn.Module], ...]:

@@ -1,12 +1,11 @@
-"""Moving between the source and the target task: start calibration from the source checkpoint,
-and recover the source model exactly after calibration (no forgetting)."""
+"""Moving between the source and the target task: start a fit from the source checkpoint
+(declaring what is new), and recover the source model exactly after calibration (no forgetting)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -15,14 +14,22 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 from typing_extensions import override
 
-from pl_pac_trs.pac.handoff import PacCallback, SourceCheckpoint, handoff
-from pl_pac_trs.pac.masks import load_checkpoint
+from pl_pac_trs.pac.callback import PacCallback
+from pl_pac_trs.pac.masks import load_checkpoint, state_of
 from pl_pac_trs.pac.selection import matches_any
+from pl_pac_trs.pac.state import CHECKPOINT_KEY, PacState, pac_state, set_pac_state
 
-__all__ = ["LoadSourceWeights", "load_source_weights", "source_state_dict", "source_view"]
+__all__ = [
+    "LoadSourceWeights",
+    "checkpoint_state_dict",
+    "load_source_weights",
+    "source_state_dict",
+    "source_view",
+    "state_swapped",
+]
 
 
-def source_state_dict(
+def checkpoint_state_dict(
     checkpoint: str | os.PathLike, trust_pickle: bool = False
 ) -> dict[str, Tensor]:
     """The model ``state_dict`` stored in a Lightning checkpoint (or a plain state-dict file).
@@ -30,12 +37,52 @@ def source_state_dict(
     The file is loaded as data (``weights_only=True``); ``trust_pickle=True`` allows a full
     unpickling of a trusted legacy file (see :mod:`pl_pac_trs.serialization`).
     """
-    obj = load_checkpoint(checkpoint, what="source checkpoint", trust_pickle=trust_pickle)
+    obj = load_checkpoint(checkpoint, what="checkpoint", trust_pickle=trust_pickle)
+    return _model_state(obj, checkpoint)
+
+
+def _model_state(obj: Mapping[str, Any], checkpoint: Any) -> dict[str, Tensor]:
     state = obj.get("state_dict", obj)
     tensors = {k: v for k, v in state.items() if isinstance(v, Tensor)}
     if not tensors:
         raise ValueError(f"{str(checkpoint)!r} holds no model state_dict")
     return tensors
+
+
+def source_state_dict(
+    source: str | os.PathLike | nn.Module, trust_pickle: bool = False
+) -> dict[str, Tensor]:
+    """The source model's complete ``state_dict``, from a PAC-Net checkpoint or fitted model.
+
+    From a calibrated checkpoint (or model) alone: the masked weights with the calibrated
+    (redundant) entries zeroed, and the source values of everything else calibrate replaced or
+    trained (a new head of any shape, shared parameters, normalisation statistics). Load it into
+    a model built like the source model (``load_state_dict``, strict) to get the source model
+    back bit for bit. A checkpoint of the source stage gives its own ``state_dict``.
+
+    Args:
+        source: A checkpoint written by a PAC-Net stage, or a model that carries its
+            :class:`~pl_pac_trs.pac.state.PacState` (``model.pac_state``; after a fit).
+        trust_pickle: See :func:`checkpoint_state_dict`.
+
+    Raises:
+        ValueError: If the checkpoint or model carries no PAC-Net state.
+
+    Example::
+
+        >>> source = MyModel(num_classes=5)  # doctest: +SKIP
+        >>> source.load_state_dict(source_state_dict("runs/calibrate.ckpt"))  # doctest: +SKIP
+    """
+    if isinstance(source, nn.Module):
+        state = pac_state(source)
+        if state is None or state.masks is None:
+            raise ValueError(
+                f"{type(source).__name__} carries no PAC-Net state (model.pac_state): pass the "
+                "model a PAC-Net fit trained, or its checkpoint"
+            )
+        return state.source_state_dict(source.state_dict())
+    obj = load_checkpoint(source, what="PAC-Net checkpoint", trust_pickle=trust_pickle)
+    return state_of(obj, str(source)).source_state_dict(_model_state(obj, source))
 
 
 def load_source_weights(
@@ -63,7 +110,7 @@ def load_source_weights(
     if isinstance(checkpoint, Mapping):
         state = dict(checkpoint)
     else:
-        state = source_state_dict(checkpoint, trust_pickle=trust_pickle)
+        state = checkpoint_state_dict(checkpoint, trust_pickle=trust_pickle)
     own = model.state_dict()
     copied: list[str] = []
     for name, target in own.items():
@@ -89,12 +136,16 @@ def load_source_weights(
 
 
 class LoadSourceWeights(PacCallback):
-    """Starts a fit from the source checkpoint's weights, skipping new modules (a new head).
+    """Starts a fit from the source checkpoint's weights; what it does not load is new.
 
     Loads in ``setup`` (before optimizers are built and before a resumed checkpoint is restored,
-    which then takes precedence), then publishes the checkpoint on the fit's
-    :mod:`~pl_pac_trs.pac.handoff` record: a ``GradientMask(phase="calibrate", masks=None)`` of
-    the same fit takes its masks from it, ``WandbArtifacts`` declares it as the run's input.
+    which then takes precedence) and declares on the model (``model.pac_state``, a
+    :class:`~pl_pac_trs.pac.state.PacState`) what a PAC-Net phase of the same fit needs: the
+    source checkpoint's masks, minus those of entries not loaded; the entries not loaded (``skip``,
+    or missing from the checkpoint with ``strict=False``) as *new* (a new head: trained normally,
+    never under source masks, whatever its shape); and the source values of the entries it
+    replaced, so that the source model can be recovered from the target checkpoint. List it
+    before ``GradientMask("calibrate")``.
 
     Args:
         checkpoint: The (allocated) source checkpoint.
@@ -129,94 +180,100 @@ class LoadSourceWeights(PacCallback):
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage != "fit":
             return
-        copied = load_source_weights(
-            pl_module, self.checkpoint, self.skip, self.strict, trust_pickle=self.trust_pickle
-        )
-        rank_zero_info(f"LoadSourceWeights: {len(copied)} entries from {self.checkpoint}")
-        source = SourceCheckpoint(Path(self.checkpoint), self.trust_pickle)
-        handoff(trainer).publish_source(source)
+        path = str(self.checkpoint)
+        obj = load_checkpoint(path, what="source checkpoint", trust_pickle=self.trust_pickle)
+        state = _model_state(obj, path)
+        copied = set(load_source_weights(pl_module, state, self.skip, self.strict))
+        rank_zero_info(f"LoadSourceWeights: {len(copied)} entries from {path}")
+        new = tuple(k for k in pl_module.state_dict() if k not in copied)
+        replaced = {k: v for k, v in state.items() if k not in copied}
+        declared = PacState(phase="dense", new=new, source=replaced, origin=path)
+        if CHECKPOINT_KEY in obj:
+            source = state_of(obj, path)
+            if source.phase == "calibrate":
+                raise ValueError(
+                    f"LoadSourceWeights: {path!r} is a calibrated (target) checkpoint; start "
+                    "from the source stage's checkpoint"
+                )
+            assert source.masks is not None
+            declared.masks = {k: m for k, m in source.masks.items() if k in copied}
+            declared.phase = source.phase
+        set_pac_state(pl_module, declared)
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        return {"skip": list(self.skip)}  # (checkpoints name the stage that wrote them)
 
 
 @contextmanager
-def source_view(
-    model: nn.Module,
-    masks: Mapping[str, Tensor],
-    source_state: Mapping[str, Tensor] | None = None,
-    strict: bool = True,
+def state_swapped(
+    model: nn.Module, state: Mapping[str, Tensor], strict: bool = True
 ) -> Iterator[nn.Module]:
-    """Temporarily turns a calibrated model back into the allocated source model (no forgetting).
-
-    Inside the context the redundant (calibrated) entries of every masked parameter are ``0.0``
-    and every other parameter or buffer named in ``source_state`` (the source head when the target
-    head differs, shared parameters when calibrate trained them) holds the source tensor, shape
-    included. Outside, the model is exactly as before. With the default ``GradientMask`` settings
-    (shared parameters and batch-norm statistics frozen in calibrate), the model in eval mode then
-    gives bit-identical outputs to the allocated source model; pass
-    ``source_state=source_state_dict(source_ckpt)`` when the head differs.
+    """Temporarily gives ``model`` the entries of ``state`` (shapes may differ: a head of
+    another size is swapped in as it is); on exit the model is exactly as before.
 
     Args:
-        model: The calibrated model.
-        masks: The PAC-Net masks (``True`` = essential).
-        source_state: Optional source ``state_dict`` (entries under masked names are not used).
-        strict: Raise when ``source_state`` has an entry the model lacks.
+        model: Any module.
+        state: ``state_dict``-style entries (a subset is fine).
+        strict: Raise when ``state`` has an entry the model lacks.
 
     Yields:
         ``model`` itself.
     """
     # aliases (one module registered under two names) appear once per name in a state dict
     params = dict(model.named_parameters(remove_duplicate=False))
-    modules = dict(model.named_modules(remove_duplicate=False))
     buffers = dict(model.named_buffers(remove_duplicate=False))
-    source_state = dict(source_state or {})
-
-    def replaced(name: str) -> bool:  # a source entry that differs in shape (a different head)
-        return name in source_state and tuple(source_state[name].shape) != tuple(params[name].shape)
-
-    for name, mask in masks.items():
-        if name not in params:
-            raise ValueError(f"source_view: mask {name!r} names no parameter of the model")
-        if tuple(mask.shape) != tuple(params[name].shape) and not replaced(name):
-            raise ValueError(
-                f"source_view: mask {name!r} has shape {tuple(mask.shape)} but the parameter has "
-                f"{tuple(params[name].shape)}; pass the source head in `source_state`"
-            )
-    saved_masked: list[tuple[Tensor, Tensor, Tensor]] = []
+    modules = dict(model.named_modules(remove_duplicate=False))
+    for name in state:
+        if strict and name not in params and name not in buffers:
+            raise ValueError(f"state entry {name!r} is not in the model")
     swapped: list[tuple[Any, str, Tensor]] = []
+    done: set[int] = set()
     with torch.no_grad():
         try:
-            for name, mask in masks.items():
-                if replaced(name):
-                    continue
-                p = params[name]
-                mask = mask.to(p.device)
-                saved_masked.append((p, mask, p[~mask].clone()))
-                p.masked_fill_(~mask, 0.0)
-            done = {id(params[n]) for n in masks if not replaced(n)}
-            for name, value in source_state.items():
-                if name not in params and name not in buffers:
-                    if strict:
-                        raise ValueError(f"source_state entry {name!r} is not in the model")
-                    continue
-                tensor = params[name] if name in params else buffers[name]
-                if id(tensor) in done:  # masked (possibly under an alias) or already swapped
+            for name, value in state.items():
+                tensor = params.get(name, buffers.get(name))
+                if tensor is None or id(tensor) in done:
                     continue
                 done.add(id(tensor))
-                owner_name, _, local = name.rpartition(".")
-                owner = modules[owner_name]
                 if name in params:
-                    p = params[name]
-                    swapped.append((p, "data", p.data))
-                    p.data = value.to(device=p.device, dtype=p.dtype)
+                    swapped.append((tensor, "data", tensor.data))
+                    tensor.data = value.to(device=tensor.device, dtype=tensor.dtype)
                 else:
-                    old = owner._buffers[local]
-                    swapped.append((owner, local, old))
-                    owner._buffers[local] = value.to(old.device) if old is not None else value
+                    owner_name, _, local = name.rpartition(".")
+                    owner = modules[owner_name]
+                    swapped.append((owner, local, tensor))
+                    setattr(owner, local, value.to(tensor.device))
             yield model
         finally:
             for obj, attr, old in reversed(swapped):
                 if attr == "data":
                     obj.data = old
                 else:
-                    obj._buffers[attr] = old
-            for p, mask, values in saved_masked:
-                p.masked_scatter_(~mask, values)
+                    setattr(obj, attr, old)
+
+
+@contextmanager
+def source_view(
+    model: nn.Module, source: str | os.PathLike | None = None, trust_pickle: bool = False
+) -> Iterator[nn.Module]:
+    """Temporarily turns a calibrated model back into the source model (no forgetting).
+
+    Inside the context ``model`` holds :func:`source_state_dict` (the calibrated entries zeroed,
+    the source head, shared parameters and statistics swapped in, shapes included); in eval
+    mode it gives bit-identical outputs to the allocated source model. On exit the model is
+    exactly as before.
+
+    Args:
+        model: The calibrated model.
+        source: Where the PAC-Net state comes from: ``None`` (default) the model's own
+            (``model.pac_state``, after a fit), or a checkpoint of the calibrate stage (e.g. for
+            a model loaded with ``load_from_checkpoint``).
+        trust_pickle: See :func:`checkpoint_state_dict`.
+
+    Yields:
+        ``model`` itself.
+    """
+    state = source_state_dict(model if source is None else source, trust_pickle=trust_pickle)
+    with state_swapped(model, state):
+        yield model

@@ -15,7 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-__all__ = ["DataInfo", "TrajectoryData", "trajectory_data", "unpack_batch"]
+__all__ = ["DataInfo", "TrajectoryData", "trajectory_data", "unpack_batch", "unpack_start"]
 
 #: The members every :class:`TrajectoryData` declares, in the order errors name them.
 REQUIRED = ("state_dim", "position_dim", "bodies")
@@ -150,3 +150,38 @@ def unpack_batch(batch: Any, stage: str, check: bool = True) -> tuple[Tensor, Te
             f"TRSODEN ({stage}): the time grid t is not strictly increasing along each sample"
         )
     return x0, t, y
+
+
+def unpack_start(batch: Any, stage: str, check: bool = True) -> tuple[Tensor, Tensor]:
+    """``(x0, t)`` of a batch ``{"x0": (B, D), "t": (B, S + 1)}`` (a ``"y"`` may be there too;
+    a predict set needs none).
+
+    Raises:
+        ValueError: not such a dict, inconsistent shapes, or a grid that does not increase.
+
+    Example:
+        >>> [tuple(v.shape) for v in unpack_start({"x0": torch.zeros(2, 3),
+        ...                                        "t": torch.rand(2, 4).cumsum(1)}, "predict")]
+        [(2, 3), (2, 4)]
+    """
+    try:
+        x0, t = batch["x0"], batch["t"]
+    except (KeyError, TypeError) as err:
+        raise ValueError(
+            f"TRSODEN: {stage} batches must be dicts with keys 'x0' and 't'; "
+            f"got {type(batch).__name__}"
+        ) from err
+    if "y" in batch:
+        unpack_batch(batch, stage, check)
+        return x0, t
+    if check:
+        if x0.dim() != 2 or t.dim() != 2 or t.shape[0] != x0.shape[0] or t.shape[1] < 2:
+            raise ValueError(
+                f"TRSODEN ({stage}): expected x0 (B, D) and t (B, S+1) with S >= 1; got "
+                f"{tuple(x0.shape)}, {tuple(t.shape)}"
+            )
+        if not bool(torch.all(t.diff(dim=1) > 0)):
+            raise ValueError(
+                f"TRSODEN ({stage}): the time grid t is not strictly increasing along each sample"
+            )
+    return x0, t

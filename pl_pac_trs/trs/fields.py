@@ -11,11 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from lightning.pytorch.core.mixins import HyperparametersMixin
 from torch import Tensor, nn
 
-from pl_pac_trs.trs.tanh_grad import is_scalar_tanh_mlp, tanh_mlp_input_grad
-from pl_pac_trs.trs.tanh_mlp import is_tanh_mlp, tanh_mlp, tanh_mlp_leapfrog
-from pl_pac_trs.trs.tanh_mlp_rk4 import tanh_mlp_rk4
+from pl_pac_trs.trs.fused.tanh_grad import is_scalar_tanh_mlp, tanh_mlp_input_grad
+from pl_pac_trs.trs.fused.tanh_mlp import is_tanh_mlp, tanh_mlp, tanh_mlp_leapfrog
+from pl_pac_trs.trs.fused.tanh_mlp_rk4 import tanh_mlp_rk4
+from pl_pac_trs.trs.vector_field import VectorField
 
 __all__ = ["DEFAULT_INIT", "INITS", "HODENField", "ODENField", "init_linear", "mlp"]
 
@@ -103,13 +105,26 @@ def mlp(
     return nn.Sequential(*layers)
 
 
+def fusable_dtypes(x: Tensor, params: Sequence[Tensor]) -> bool:
+    """Whether the fused kernels may evaluate a field on ``x``: no autocast region is active on
+    ``x``'s device (autocast decides each operation's dtype, which the hand-written nodes do not
+    follow) and ``x`` has the parameters' dtype. Otherwise the fields take the plain autograd
+    path, which autocast handles, so mixed precision gets the plain path's numbers."""
+    if torch.is_autocast_enabled(x.device.type):
+        return False
+    return all(p.dtype == x.dtype for p in params)
+
+
 def _time_column(t: Tensor | float, x: Tensor) -> Tensor:
     t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
     return t.reshape(-1, 1).expand(x.shape[0], 1)
 
 
-class _TanhMLPField(nn.Module):
-    """What both fields share: state dimension, time augmentation, init and the fused path."""
+class _TanhMLPField(VectorField, HyperparametersMixin):
+    """What both fields share: state dimension, time augmentation, init and the fused path.
+
+    Each field saves its constructor arguments (``hparams``), which is how
+    :class:`~pl_pac_trs.trs.TRSODEN` writes it into its checkpoints as a ``class_path`` spec."""
 
     def __init__(
         self,
@@ -144,8 +159,8 @@ class ODENField(_TanhMLPField):
             Glorot-uniform weights and zero biases, as the reference code; ``"torch"``: PyTorch's
             default).
         fused: evaluate the MLP as one autograd node with a hand-written backward
-            (:func:`~pl_pac_trs.trs.tanh_mlp.tanh_mlp`: the same values and gradients up to the
-            order of floating-point sums, faster); ``False``: plain autograd, needed for second
+            (:func:`~pl_pac_trs.trs.fused.tanh_mlp.tanh_mlp`: the same values and gradients up to
+            the order of floating-point sums, faster); ``False``: plain autograd, needed for second
             derivatives through the field.
         fast_tanh: with ``fused``, ``tanh(z) = 2 sigmoid(2z) - 1`` (faster on CPU; absolute
             error below 2.5e-7 in float32).
@@ -163,6 +178,7 @@ class ODENField(_TanhMLPField):
         if int(state_dim) < 1:
             raise ValueError(f"ODENField: state_dim must be >= 1, got {state_dim!r}")
         super().__init__("ODENField", state_dim, time_augmented, init, fused, fast_tanh)
+        self.save_hyperparameters()
         self.net = mlp(self.state_dim + int(self.time_augmented), hidden, self.state_dim, init=init)
 
     def forward(self, t: Tensor | float, x: Tensor) -> Tensor:
@@ -173,24 +189,29 @@ class ODENField(_TanhMLPField):
         return self.net(x)
 
     def _fusable(self, x: Tensor) -> bool:
-        """Whether the one-node paths apply: ``fused``, a batch ``(B, D)``, a tanh MLP net."""
-        return self.fused and x.dim() == 2 and is_tanh_mlp(self.net)
+        """Whether the one-node paths apply: ``fused``, a batch ``(B, D)``, a tanh MLP net, and
+        no autocast or dtype mismatch (:func:`fusable_dtypes`)."""
+        return (
+            self.fused
+            and x.dim() == 2
+            and is_tanh_mlp(self.net)
+            and fusable_dtypes(x, (self.net[0].weight,))
+        )
 
-    def fused_leapfrog(self, x0: Tensor, t: Tensor, position_dim: int) -> Tensor | None:
-        """The whole leapfrog rollout as one autograd node
-        (:func:`~pl_pac_trs.trs.tanh_mlp.tanh_mlp_leapfrog`), used by
-        :class:`~pl_pac_trs.trs.Leapfrog`; ``None`` when not ``fused`` or time-augmented."""
-        if self.time_augmented or not self._fusable(x0):
-            return None
-        return tanh_mlp_leapfrog(self.net, x0, t, position_dim, fast_tanh=self.fast_tanh)
-
-    def fused_rk4(self, x0: Tensor, t: Tensor) -> Tensor | None:
-        """The whole RK4 rollout as one autograd node
-        (:func:`~pl_pac_trs.trs.tanh_mlp_rk4.tanh_mlp_rk4`, time-augmented or not), used by
-        :class:`~pl_pac_trs.trs.RK4`; ``None`` when not ``fused``."""
+    def fused_rollout(
+        self, scheme: str, x0: Tensor, t: Tensor, position_dim: int | None = None
+    ) -> Tensor | None:
+        """The whole rollout as one autograd node (:mod:`pl_pac_trs.trs.fused`): ``"leapfrog"``
+        (autonomous fields; :func:`~pl_pac_trs.trs.fused.tanh_mlp.tanh_mlp_leapfrog`) and
+        ``"rk4"`` (:func:`~pl_pac_trs.trs.fused.tanh_mlp_rk4.tanh_mlp_rk4`, time-augmented or
+        not); ``None`` otherwise, when not ``fused``, or under autocast."""
         if not self._fusable(x0):
             return None
-        return tanh_mlp_rk4(self.net, x0, t, self.time_augmented, fast_tanh=self.fast_tanh)
+        if scheme == "leapfrog" and not self.time_augmented and position_dim is not None:
+            return tanh_mlp_leapfrog(self.net, x0, t, position_dim, fast_tanh=self.fast_tanh)
+        if scheme == "rk4":
+            return tanh_mlp_rk4(self.net, x0, t, self.time_augmented, fast_tanh=self.fast_tanh)
+        return None
 
 
 class HODENField(_TanhMLPField):
@@ -198,7 +219,7 @@ class HODENField(_TanhMLPField):
 
     ``dq/dt = dK/dp`` and ``dp/dt = -dV/dq``. With ``fused`` (the default) and ``K``, ``V`` the
     tanh MLPs this class builds, each derivative is computed in closed form as one autograd node
-    with a hand-written backward (:func:`~pl_pac_trs.trs.tanh_grad.tanh_mlp_input_grad`: the
+    with a hand-written backward (:func:`~pl_pac_trs.trs.fused.tanh_grad.tanh_mlp_input_grad`: the
     gradient of a tanh MLP written as a forward computation that reuses the ``tanh`` outputs), so
     training takes one ordinary backward pass instead of autograd's double backward; values and
     gradients equal the autograd path's up to the order of floating-point sums. Otherwise
@@ -227,10 +248,11 @@ class HODENField(_TanhMLPField):
             the numbers.
     """
 
-    #: ``dq/dt`` depends on ``p`` only and ``dp/dt`` on ``q`` only: :class:`Leapfrog` then uses
-    #: :meth:`velocity` / :meth:`force` and reuses the last kick's force (2 half-field
-    #: evaluations per step instead of 3 full ones). Set to ``False`` on time-augmented
-    #: instances: that path calls ``velocity(p)`` / ``force(q)`` without a time.
+    #: ``dq/dt`` depends on ``p`` only and ``dp/dt`` on ``q`` only: :meth:`separable_parts`
+    #: offers :class:`Leapfrog` :meth:`velocity` / :meth:`force` (2 half-field evaluations per
+    #: step instead of 3 full ones). ``False`` on time-augmented instances (that path calls
+    #: ``velocity(p)`` / ``force(q)`` without a time); set it to ``False`` to force the generic
+    #: path.
     separable = True
 
     def __init__(
@@ -257,6 +279,7 @@ class HODENField(_TanhMLPField):
                 f"got {position_dim!r}"
             )
         self.position_dim = int(position_dim)
+        self.save_hyperparameters()
         extra = int(self.time_augmented)
         self.kinetic = mlp(state_dim - self.position_dim + extra, hidden, 1, init=init)
         self.potential = mlp(self.position_dim + extra, hidden, 1, init=init)
@@ -290,12 +313,12 @@ class HODENField(_TanhMLPField):
     def closed_form(self, net: nn.Module) -> bool:
         """Whether the derivative of ``net`` (:attr:`kinetic` or :attr:`potential`) takes the
         closed-form node: ``fused`` and ``net`` a scalar tanh MLP
-        (:func:`~pl_pac_trs.trs.tanh_grad.is_scalar_tanh_mlp`)."""
+        (:func:`~pl_pac_trs.trs.fused.tanh_grad.is_scalar_tanh_mlp`)."""
         return self.fused and is_scalar_tanh_mlp(net)
 
     def _grad(self, net: nn.Module, z: Tensor, t: Tensor | float | None) -> Tensor:
         tc = self._time(t, z)
-        if z.dim() == 2 and self.closed_form(net):
+        if z.dim() == 2 and self.closed_form(net) and fusable_dtypes(z, (net[0].weight,)):
             x = z if tc is None else torch.cat([z, tc], dim=-1)
             return tanh_mlp_input_grad(net, x, z.shape[1], fast_tanh=self.fast_tanh)
         create_graph = torch.is_grad_enabled()
@@ -307,6 +330,13 @@ class HODENField(_TanhMLPField):
             )
         return grad
 
+    def separable_parts(self, position_dim: int):
+        """``(velocity, force)`` for :class:`~pl_pac_trs.trs.Leapfrog` when :attr:`separable`
+        (autonomous) and split at this field's :attr:`position_dim`; else ``None``."""
+        if self.separable and position_dim == self.position_dim:
+            return self.velocity, self.force
+        return None
+
     def velocity(self, p: Tensor, t: Tensor | float | None = None) -> Tensor:
         """``dq/dt = dK/dp`` (depends on ``p`` only, and on ``t`` when time-augmented)."""
         return self._grad(self.kinetic, p, t)
@@ -317,7 +347,12 @@ class HODENField(_TanhMLPField):
 
     def forward(self, t: Tensor | float, x: Tensor) -> Tensor:
         n = self.position_dim
-        if x.dim() == 2 and self.closed_form(self.kinetic) and self.closed_form(self.potential):
+        if (
+            x.dim() == 2
+            and self.closed_form(self.kinetic)
+            and self.closed_form(self.potential)
+            and fusable_dtypes(x, (self.kinetic[0].weight, self.potential[0].weight))
+        ):
             q, p = x[:, :n], x[:, n:]
             return torch.cat([self._grad(self.kinetic, p, t), -self._grad(self.potential, q, t)], 1)
         create_graph = torch.is_grad_enabled()

@@ -15,6 +15,11 @@ non-uniform, possibly decreasing: backward rollouts use negated times). The resu
 
 :func:`~pl_pac_trs.trs.make_integrator` (:mod:`pl_pac_trs.trs.integrator_names`) builds one from
 a name (``"leapfrog"``, ``"rk4"``, ``"euler"``, or ``"torchdiffeq:<method>"``).
+
+The arithmetic of each scheme is written once, as a function of a field evaluation
+(:func:`leapfrog_step`, :func:`rk4_step`); the fused kernels of :mod:`pl_pac_trs.trs.fused`
+run the same functions on their own evaluations. What a field may offer an integrator beyond
+``field(t, x)`` is declared by :class:`~pl_pac_trs.trs.VectorField`.
 """
 
 from __future__ import annotations
@@ -27,13 +32,52 @@ from typing import TypeVar
 import torch
 from torch import Tensor, nn
 
+from pl_pac_trs.trs.vector_field import VectorField
+
 __all__ = [
     "RK4",
     "Euler",
     "FixedGridIntegrator",
     "Integrator",
     "Leapfrog",
+    "leapfrog_step",
+    "rk4_step",
 ]
+
+#: A field evaluation ``evaluate(t, x) -> dx/dt`` (``t`` a ``(B,)`` tensor, ``x`` ``(B, D)``).
+Evaluate = Callable[[Tensor, Tensor], Tensor]
+
+
+def leapfrog_step(
+    evaluate: Evaluate,
+    n: int,
+    state: tuple[Tensor, Tensor, Tensor],
+    t0: Tensor,
+    t1: Tensor,
+    h: Tensor,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """One kick-drift-kick step of size ``h`` ``(B, 1)`` from ``t0`` to ``t1`` ``(B,)`` on
+    ``state = (q, p, [q, p])`` (``n`` positions; the joined state carried along, so no step
+    re-slices it): ``p' = p + h/2 f_p(t0, q, p)``, ``q'' = q + h f_q(t0 + h/2, q, p')``,
+    ``p'' = p' + h/2 f_p(t1, q'', p')``. Returns ``(q'', p'', [q'', p''])``."""
+    q, p, x = state
+    hh = 0.5 * h
+    p = p + hh * evaluate(t0, x)[:, n:]
+    q = q + h * evaluate(t0 + hh[:, 0], torch.cat([q, p], dim=1))[:, :n]
+    p = p + hh * evaluate(t1, torch.cat([q, p], dim=1))[:, n:]
+    return q, p, torch.cat([q, p], dim=1)
+
+
+def rk4_step(evaluate: Evaluate, x: Tensor, t0: Tensor, t1: Tensor, h: Tensor) -> Tensor:
+    """One classical Runge-Kutta step of size ``h`` ``(B, 1)`` from ``x`` at ``t0`` to ``t1``
+    (``(B,)`` each): ``x + h/6 (k1 + 2 (k2 + k3) + k4)``."""
+    hh = 0.5 * h
+    tm = t0 + hh[:, 0]
+    k1 = evaluate(t0, x)
+    k2 = evaluate(tm, x + hh * k1)
+    k3 = evaluate(tm, x + hh * k2)
+    k4 = evaluate(t1, x + h * k3)
+    return x + (h / 6.0) * (k1 + 2.0 * (k2 + k3) + k4)
 
 
 def _check_inputs(x0: Tensor, t: Tensor) -> None:
@@ -127,11 +171,9 @@ class Leapfrog(FixedGridIntegrator):
     ``p'' = p' + h/2 f_p(t + h, q'', p')``. The field is evaluated on the full state and only
     the relevant half of its output is used, so any field (ODEN, HODEN, user) works. The scheme
     is exactly time-reversible: a step of ``-h`` from ``(q'', -p'')`` returns to ``(q, -p)``
-    for fields with that symmetry. Separable fields (``field.separable`` true, with
-    ``velocity(p)`` and ``force(q)`` methods, like :class:`~pl_pac_trs.trs.HODENField`) take a
-    cheaper path: two half-field evaluations per step instead of three full ones. Fields with a
-    ``fused_leapfrog(x0, t, position_dim)`` method (:class:`~pl_pac_trs.trs.ODENField`) may
-    compute the same rollout as one autograd node (returning ``None`` where they cannot).
+    for fields with that symmetry. A :class:`~pl_pac_trs.trs.VectorField` may offer separable
+    parts (:class:`~pl_pac_trs.trs.HODENField`: two half-field evaluations per step instead of
+    three full ones) or a fused rollout (:class:`~pl_pac_trs.trs.ODENField`).
 
     Args:
         position_dim: number of position coordinates ``q``; ``None``: half the state
@@ -168,44 +210,43 @@ class Leapfrog(FixedGridIntegrator):
 
     def rollout(self, field: nn.Module, x0: Tensor, t: Tensor) -> Tensor:
         n = self.split(x0.shape[1])
-        if getattr(field, "separable", False) and getattr(field, "position_dim", None) == n:
-            # the closing kick's force is the next step's opening force: carry it along
-            start = (x0[:, :n], x0[:, n:], field.force(x0[:, :n]))
-            return march(partial(self._separable_step, field), start, t, _joined)
-        out = _fused_rollout(field, "fused_leapfrog", x0, t, n)
-        if out is not None:
-            return out
+        if isinstance(field, VectorField):
+            parts = field.separable_parts(n)
+            if parts is not None:
+                # the closing kick's force is the next step's opening force: carry it along
+                velocity, force = parts
+                start = (x0[:, :n], x0[:, n:], force(x0[:, :n]))
+                step = partial(self._separable_step, velocity, force)
+                return march(step, start, t, _joined)
+            if not t.requires_grad:  # fused rollouts treat the grid as constant
+                out = field.fused_rollout(self.name, x0, t, n)
+                if out is not None:
+                    return out
         # (q, p, [q, p]) carried along: no step re-slices the joined state (in the backward too)
-        return march(partial(self._kdk, field, n), (x0[:, :n], x0[:, n:], x0), t, itemgetter(2))
+        return march(partial(leapfrog_step, field, n), (x0[:, :n], x0[:, n:], x0), t, itemgetter(2))
 
     def step(self, field: nn.Module, x: Tensor, t0: Tensor, t1: Tensor, h: Tensor) -> Tensor:
         n = self.split(x.shape[1])
-        return self._kdk(field, n, (x[:, :n], x[:, n:], x), t0, t1, h)[2]
-
-    @staticmethod
-    def _kdk(
-        field: nn.Module, n: int, state: tuple[Tensor, ...], t0: Tensor, t1: Tensor, h: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """One kick-drift-kick step on ``(q, p, [q, p])``."""
-        q, p, x = state
-        hh = 0.5 * h
-        p = p + hh * field(t0, x)[:, n:]
-        q = q + h * field(t0 + hh[:, 0], torch.cat([q, p], dim=1))[:, :n]
-        p = p + hh * field(t1, torch.cat([q, p], dim=1))[:, n:]
-        return q, p, torch.cat([q, p], dim=1)
+        return leapfrog_step(field, n, (x[:, :n], x[:, n:], x), t0, t1, h)[2]
 
     @staticmethod
     def _separable_step(
-        field: nn.Module, state: tuple[Tensor, Tensor, Tensor], t0: Tensor, t1: Tensor, h: Tensor
+        velocity: Callable[[Tensor], Tensor],
+        force: Callable[[Tensor], Tensor],
+        state: tuple[Tensor, Tensor, Tensor],
+        t0: Tensor,
+        t1: Tensor,
+        h: Tensor,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """The same step for separable autonomous fields (``field.velocity(p)``,
-        ``field.force(q)``) on ``(q, p, force(q))``: two half-field evaluations."""
-        q, p, force = state
+        """:func:`leapfrog_step` for a separable autonomous field on ``(q, p, force(q))``: the
+        same kicks and drift with ``f_q = velocity(p)``, ``f_p = force(q)``, the closing kick's
+        force carried to the next step's opening kick (two half-field evaluations)."""
+        q, p, f = state
         hh = 0.5 * h
-        p = p + hh * force
-        q = q + h * field.velocity(p)
-        force = field.force(q)
-        return q, p + hh * force, force
+        p = p + hh * f
+        q = q + h * velocity(p)
+        f = force(q)
+        return q, p + hh * f, f
 
     def __repr__(self) -> str:
         return f"Leapfrog(position_dim={self.position_dim})"
@@ -214,23 +255,20 @@ class Leapfrog(FixedGridIntegrator):
 class RK4(FixedGridIntegrator):
     """Classical fourth-order Runge-Kutta, one step per data interval.
 
-    Fields with a ``fused_rk4(x0, t)`` method (:class:`~pl_pac_trs.trs.ODENField`) may compute
-    the same rollout as one autograd node (returning ``None`` where they cannot)."""
+    A :class:`~pl_pac_trs.trs.VectorField` may offer a fused rollout
+    (:class:`~pl_pac_trs.trs.ODENField`: one autograd node)."""
 
     name = "rk4"
 
     def rollout(self, field: nn.Module, x0: Tensor, t: Tensor) -> Tensor:
-        out = _fused_rollout(field, "fused_rk4", x0, t)
-        return super().rollout(field, x0, t) if out is None else out
+        if isinstance(field, VectorField) and not t.requires_grad:
+            out = field.fused_rollout(self.name, x0, t)
+            if out is not None:
+                return out
+        return super().rollout(field, x0, t)
 
     def step(self, field: nn.Module, x: Tensor, t0: Tensor, t1: Tensor, h: Tensor) -> Tensor:
-        hh = 0.5 * h
-        tm = t0 + hh[:, 0]
-        k1 = field(t0, x)
-        k2 = field(tm, x + hh * k1)
-        k3 = field(tm, x + hh * k2)
-        k4 = field(t1, x + h * k3)
-        return x + (h / 6.0) * (k1 + 2.0 * (k2 + k3) + k4)
+        return rk4_step(field, x, t0, t1, h)
 
 
 class Euler(FixedGridIntegrator):
@@ -240,18 +278,6 @@ class Euler(FixedGridIntegrator):
 
     def step(self, field: nn.Module, x: Tensor, t0: Tensor, t1: Tensor, h: Tensor) -> Tensor:
         return x + h * field(t0, x)
-
-
-def _fused_rollout(
-    field: nn.Module, method: str, x0: Tensor, t: Tensor, *args: int
-) -> Tensor | None:
-    """The field's own one-node rollout of a scheme (``field.<method>(x0, t, *args)``: the same
-    arithmetic as the step loop), or ``None`` where the field has none, declines, or the grid
-    needs gradients (the nodes treat it as constant)."""
-    fused = getattr(field, method, None)
-    if fused is None or t.requires_grad:
-        return None
-    return fused(x0, t, *args)
 
 
 def _joined(state: tuple[Tensor, ...]) -> Tensor:

@@ -17,7 +17,6 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from pl_pac_trs.trs.deprecation import renamed_argument
 from pl_pac_trs.trs.integrators import Integrator
 from pl_pac_trs.trs.reversal import Reversal
 
@@ -98,7 +97,6 @@ def trs_loss(
     time_weighted: bool = False,
     batched: bool = True,
     compute_trs: bool | None = None,
-    lam: float | None = None,
 ) -> TRSLoss:
     """``L = L_ODE + trs_weight * L_TRS`` for one batch of windows.
 
@@ -114,7 +112,6 @@ def trs_loss(
         batched: one integrator call for both rollouts (default) or two.
         compute_trs: compute ``L_TRS`` even when ``trs_weight == 0`` (for logging); default:
             ``trs_weight != 0``.
-        lam: deprecated alias of ``trs_weight`` (``FutureWarning``; it wins when given).
 
     Returns:
         :class:`TRSLoss` ``(total, ode, trs)``.
@@ -130,7 +127,6 @@ def trs_loss(
         >>> bool(out.total == out.ode + 10.0 * out.trs)
         True
     """
-    trs_weight = renamed_argument("trs_loss", "lam", "trs_weight", lam, trs_weight)
     if compute_trs is None:
         compute_trs = trs_weight != 0
     if compute_trs:

@@ -7,28 +7,44 @@ one config. Figures of the test rollouts: the :class:`~pl_pac_trs.trs.Trajectory
 
 from __future__ import annotations
 
+import copy
+import inspect
 import math
 import warnings
+from types import SimpleNamespace
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 from typing_extensions import override
 
 from pl_pac_trs.metrics import RolloutMetrics
-from pl_pac_trs.trs.data_contract import DataInfo, trajectory_data, unpack_batch
-from pl_pac_trs.trs.deprecation import renamed_argument
+from pl_pac_trs.trs.data_contract import (
+    DataInfo,
+    TrajectoryData,
+    trajectory_data,
+    unpack_batch,
+    unpack_start,
+)
 from pl_pac_trs.trs.integrator_names import make_integrator
 from pl_pac_trs.trs.integrators import Integrator, Leapfrog
 from pl_pac_trs.trs.loss import TRSLoss, trs_loss
 from pl_pac_trs.trs.model_checks import check_model, rollout_mode
-from pl_pac_trs.trs.optim import OPTIMIZERS, make_optimizer
+from pl_pac_trs.trs.optim import default_optimizer
 from pl_pac_trs.trs.reversal import Reversal
-from pl_pac_trs.trs.visualization import TrajectoryPlots
+from pl_pac_trs.trs.specs import component_spec
 
 __all__ = ["TRSODEN"]
+
+#: The constructor arguments saved as ``class_path`` specs (:meth:`TRSODEN._save_components`).
+_COMPONENTS = ("vector_field", "integrator", "reversal", "optimizer", "lr_scheduler")
+#: How Lightning rebuilds a module from specs (LightningCLI writes the same into its checkpoints).
+_INSTANTIATOR = "lightning.pytorch.cli.instantiate_module"
+#: Trainer precisions refused: the time grids would be cast to half precision.
+_HALF_TRUE = ("bf16-true", "16-true", "bf16", "16", "half")
 
 
 class TRSODEN(pl.LightningModule):
@@ -49,22 +65,30 @@ class TRSODEN(pl.LightningModule):
         time_weighted: weight the TRS error of step ``k`` by ``t_k / max t`` (damped systems).
         reversal: the reversing operator ``R``; ``None``: ``(q, p) -> (q, -p)`` using the
             datamodule's (or the field's) ``position_dim``.
-        lr: learning rate (reference: 2e-4).
-        weight_decay: weight decay.
+        optimizer: ``parameters -> optimizer`` (LightningCLI's ``OptimizerCallable``): a
+            class such as ``torch.optim.SGD``, ``functools.partial(torch.optim.Adam, lr=1e-3)``,
+            or :class:`~pl_pac_trs.trs.KerasAdam` (the reference code's legacy Keras Adam; the
+            exp V reproduction configs use it). Default: :func:`~pl_pac_trs.trs.default_optimizer`
+            (Adam, lr 2e-4, the reference's).
+        lr_scheduler: ``optimizer -> scheduler`` (``LRSchedulerCallable``), stepped every
+            epoch; ``None``: a constant learning rate.
         batched_rollout: forward and backward rollouts in one integrator call (default) or two.
-        compile_field: wrap the field in :func:`torch.compile` (off by default).
-        num_plot: deprecated, use the callback ``TrajectoryPlots(num_plot=...)``; when given
-            (or ``lyapunov``), the module adds that callback itself (0: no figures).
-        lyapunov: deprecated, use ``TrajectoryPlots(lyapunov=True)``.
-        optimizer: ``"adam"`` (:class:`torch.optim.Adam`, eps 1e-8) or ``"keras_adam"``
-            (:class:`~pl_pac_trs.trs.KerasAdam`: the reference code's legacy Keras Adam, eps
-            1e-7 on the uncorrected second moment; the exp V reproduction configs use it).
-        lam: deprecated alias of ``trs_weight`` (it wins when given).
+        predict_backward: :meth:`predict_step` also returns the backward rollout from ``R x0``.
+
+    Every argument is saved as a hyper-parameter, the components as ``class_path`` specs, so
+    ``TRSODEN.load_from_checkpoint(path)`` rebuilds the module from a checkpoint alone (a field
+    of your own: when it saves its arguments, e.g. by mixing in Lightning's
+    ``HyperparametersMixin`` and calling ``self.save_hyperparameters()``; otherwise pass it:
+    ``load_from_checkpoint(path, vector_field=...)``).
+
+    Precision: every Lightning precision except the half-precision ``*-true`` ones (the time
+    grids would lose their steps; refused at set-up). Under ``bf16-mixed`` / ``16-mixed`` the
+    fields leave their fused kernels for the plain autograd path, which autocast handles.
 
     Raises:
-        TypeError: ``vector_field`` is not a module, or ``reversal`` not a :class:`Reversal`.
-        ValueError: ``trs_weight`` negative or not finite, ``lr <= 0``, an unknown
-            ``optimizer`` or ``integrator``, a negative ``num_plot``.
+        TypeError: ``vector_field`` is not a module, ``reversal`` not a :class:`Reversal`, or
+            ``optimizer`` / ``lr_scheduler`` not callable.
+        ValueError: ``trs_weight`` negative or not finite, an unknown ``integrator``.
 
     Example:
         >>> from pl_pac_trs.trs import ODENField
@@ -80,65 +104,74 @@ class TRSODEN(pl.LightningModule):
         trs_weight: float = 0.0,
         time_weighted: bool = False,
         reversal: Reversal | None = None,
-        lr: float = 2e-4,
-        weight_decay: float = 0.0,
+        optimizer: OptimizerCallable = default_optimizer,
+        lr_scheduler: LRSchedulerCallable | None = None,
         batched_rollout: bool = True,
-        compile_field: bool = False,
-        num_plot: int | None = None,
-        lyapunov: bool | None = None,
-        optimizer: str = "adam",
-        lam: float | None = None,
+        predict_backward: bool = False,
     ) -> None:
         super().__init__()
         if not isinstance(vector_field, nn.Module):
             raise TypeError(
                 f"TRSODEN: vector_field must be an nn.Module f(t, x), got {type(vector_field)}"
             )
-        weight_name = "trs_weight" if lam is None else "lam"
-        trs_weight = renamed_argument("TRSODEN", "lam", "trs_weight", lam, trs_weight)
         ok = isinstance(trs_weight, (int, float)) and not isinstance(trs_weight, bool)
         if not (ok and math.isfinite(trs_weight) and trs_weight >= 0):
             raise ValueError(
-                f"TRSODEN: {weight_name} must be a finite number >= 0, got {trs_weight!r}"
+                f"TRSODEN: trs_weight must be a finite number >= 0, got {trs_weight!r}"
             )
-        if not (isinstance(lr, (int, float)) and lr > 0):
-            raise ValueError(f"TRSODEN: lr must be > 0, got {lr!r}")
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(
-                f"TRSODEN: optimizer must be one of {list(OPTIMIZERS)}, got {optimizer!r}"
-            )
-        if num_plot is not None and int(num_plot) < 0:
-            raise ValueError(f"TRSODEN: num_plot must be >= 0, got {num_plot!r}")
+        for name, value in (("optimizer", optimizer), ("lr_scheduler", lr_scheduler)):
+            if value is not None and not callable(value):
+                raise TypeError(
+                    f"TRSODEN: {name} must be a callable (e.g. a torch.optim class), got "
+                    f"{type(value).__name__}"
+                )
         if reversal is not None and not isinstance(reversal, Reversal):
             raise TypeError(f"TRSODEN: reversal must be a Reversal, got {type(reversal)}")
-        # modules are not hyper-parameters; an integrator *name* is (load_from_checkpoint)
-        ignore = ["vector_field", "reversal", "lam"]
-        ignore += [] if isinstance(integrator, str) else ["integrator"]
-        ignore += [k for k, v in (("num_plot", num_plot), ("lyapunov", lyapunov)) if v is None]
-        self.save_hyperparameters(ignore=ignore)
+        self._save_components()
         self.vector_field = vector_field
         self.integrator = make_integrator(integrator)
         self.trs_weight = float(trs_weight)
         self.time_weighted = bool(time_weighted)
         self.reversal = reversal
-        self.lr = float(lr)
-        self.weight_decay = float(weight_decay)
-        self.optimizer_name = optimizer
+        self.optimizer = optimizer
+        self.lr_scheduler = lr_scheduler
         self.batched_rollout = bool(batched_rollout)
-        self.compile_field = bool(compile_field)
-        self._plots = _deprecated_plots(num_plot, lyapunov)
-        # the torch.compile'd field, kept out of the module tree (a registered alias would put
-        # the weights twice into every state_dict and checkpoint)
-        self.__dict__["_compiled_field"] = None
+        self.predict_backward = bool(predict_backward)
         self._state_dim: int | None = None
         self._checked: set[str] = set()
         self.test_metrics = RolloutMetrics()
 
-    @property
-    def lam(self) -> float:
-        """Deprecated alias of :attr:`trs_weight`."""
-        warnings.warn("TRSODEN.lam is deprecated; use trs_weight", FutureWarning, stacklevel=2)
-        return self.trs_weight
+    def _save_components(self) -> None:
+        """Saves the constructor arguments as hyper-parameters, the components (field,
+        integrator, R, optimizer, scheduler) as ``class_path`` specs
+        (:func:`~pl_pac_trs.trs.specs.component_spec`; the form LightningCLI writes), so that
+        ``load_from_checkpoint(path)`` rebuilds the module alone. A component without a spec
+        (e.g. a field that keeps no record of its arguments) is left out: it must then be passed
+        to ``load_from_checkpoint``."""
+        frame = inspect.currentframe()
+        with warnings.catch_warnings():
+            # the field is replaced by its spec right below
+            warnings.filterwarnings("ignore", message=r".*is an instance of `nn.Module`")
+            self.save_hyperparameters(frame=frame.f_back if frame is not None else None)
+        hparams = self.hparams
+        # a setting of the predict run, not of the model: not restored from a checkpoint (where
+        # it would override the command line's --model.predict_backward)
+        hparams.pop("predict_backward", None)
+        specs = False
+        for key in _COMPONENTS:
+            if key not in hparams:
+                continue
+            spec = hparams[key] if isinstance(hparams[key], dict) else component_spec(hparams[key])
+            if spec is None and hparams[key] is not None:
+                del hparams[key]
+                continue
+            hparams[key] = spec
+            named = key == "integrator" and isinstance(spec, str)  # a name, not an import path
+            specs = specs or (spec is not None and not named)
+        if specs:  # the specs are instantiated as LightningCLI does (a checkpoint of the CLI's)
+            hparams.setdefault("_instantiator", _INSTANTIATOR)
+            hparams.setdefault("_class_path", component_spec(type(self)))
+        self.save_hyperparameters(dict(hparams))
 
     # ------------------------------------------------------------------ set-up and validation
     def _data(self) -> DataInfo | None:
@@ -150,21 +183,48 @@ class TRSODEN(pl.LightningModule):
         state_dim = (data.state_dim if data is not None else None) or getattr(
             self.vector_field, "state_dim", None
         )
+        precision = str(getattr(self._trainer, "precision", "32-true"))
+        if precision in _HALF_TRUE:
+            raise ValueError(
+                f"TRSODEN: precision={precision!r} is not supported: half-precision time grids "
+                "cannot hold the steps (t = 20 is 0.125 from its bf16 neighbours); use "
+                "'bf16-mixed' or '16-mixed' (autocast keeps the states and times in float32)"
+            )
         if state_dim:
             self._resolve(int(state_dim))
-        if self.compile_field and self._compiled_field is None:
-            self.__dict__["_compiled_field"] = torch.compile(self.vector_field)
 
-    @override
-    def configure_callbacks(self) -> list[pl.Callback]:
-        """The :class:`TrajectoryPlots` of the deprecated ``num_plot`` / ``lyapunov``, if any."""
-        return [] if self._plots is None else [self._plots]
+    def check_data(self, datamodule: Any) -> None:
+        """Check the field, ``R`` and the integrator against ``datamodule``'s state dimension
+        before any ``Trainer`` runs; :meth:`setup` applies the same checks.
 
-    @property
-    def _field(self) -> nn.Module:
-        """The field the rollouts call: ``vector_field``, or its compiled wrapper."""
-        compiled = self.__dict__.get("_compiled_field")
-        return self.vector_field if compiled is None else compiled
+        ``pl-pac-trs`` calls this before it creates a run directory or a W&B run, so a
+        mismatch costs nothing on disk. The model is not changed. A datamodule that does not
+        declare its dimensions (:class:`~pl_pac_trs.trs.TrajectoryData`) is checked at setup.
+
+        Raises:
+            ValueError: the field's ``state_dim``, ``R``'s length or a leapfrog split disagrees
+                with the data, or the field does not map ``(B, D)`` to ``(B, D)``.
+        """
+        if not isinstance(datamodule, TrajectoryData):
+            return
+        data = trajectory_data(SimpleNamespace(datamodule=datamodule))
+        if data is None or not data.state_dim:
+            return
+        if self._state_dim is not None and self._state_dim != data.state_dim:
+            raise ValueError(
+                f"TRSODEN: data has state dimension {data.state_dim} but the model was set up "
+                f"for {self._state_dim}"
+            )
+        sources = (data, self.vector_field, self.integrator)
+        position_dim = next((int(v) for s in sources if (v := getattr(s, "position_dim", 0))), None)
+        check_model(
+            self.vector_field,
+            copy.deepcopy(self.integrator),  # check_model may fill in a leapfrog's split
+            self.reversal,
+            int(data.state_dim),
+            position_dim,
+            needs_reversal=self.trs_weight > 0,
+        )
 
     @property
     def position_dim(self) -> int | None:
@@ -208,13 +268,13 @@ class TRSODEN(pl.LightningModule):
     @override
     def forward(self, x0: Tensor, t: Tensor) -> Tensor:
         """Roll out from ``x0`` ``(B, D)`` along ``t`` ``(B, S + 1)``; returns ``(B, S, D)``."""
-        return self.integrator(self._field, x0, t)
+        return self.integrator(self.vector_field, x0, t)
 
     def loss(self, batch: dict[str, Tensor], compute_trs: bool | None = None) -> TRSLoss:
         """``L_ODE + trs_weight L_TRS`` of a batch (see :func:`~pl_pac_trs.trs.trs_loss`)."""
         x0, t, y = batch["x0"], batch["t"], batch["y"]
         return trs_loss(
-            self._field,
+            self.vector_field,
             self.integrator,
             x0,
             t,
@@ -269,7 +329,7 @@ class TRSODEN(pl.LightningModule):
     def rollout(self, x0: Tensor, t: Tensor) -> Tensor:
         """Test-time rollout without gradients (works for Hamiltonian fields too)."""
         with rollout_mode():
-            return self.integrator(self._field, x0.clone(), t.clone())
+            return self.integrator(self.vector_field, x0.clone(), t.clone())
 
     # ------------------------------------------------------------------ checkpoints
     @override
@@ -277,15 +337,15 @@ class TRSODEN(pl.LightningModule):
         """Stores what ``setup`` resolved from the data (R, leapfrog's split), for reloading."""
         position_dim = getattr(self.integrator, "position_dim", None)
         checkpoint["trs_resolved"] = {
-            "reversal_signs": None if self.reversal is None else self.reversal.signs.tolist(),
+            "reversal": None if self.reversal is None else self.reversal.arguments(),
             "position_dim": position_dim,
         }
 
     @override
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         resolved = checkpoint.get("trs_resolved") or {}
-        if self.reversal is None and resolved.get("reversal_signs"):
-            self.reversal = Reversal(resolved["reversal_signs"]).to(self.device)
+        if self.reversal is None and resolved.get("reversal"):
+            self.reversal = Reversal(**resolved["reversal"]).to(self.device)
         position_dim = resolved.get("position_dim")
         if isinstance(self.integrator, Leapfrog) and self.integrator.position_dim is None:
             self.integrator.position_dim = position_dim
@@ -321,30 +381,41 @@ class TRSODEN(pl.LightningModule):
 
     # ------------------------------------------------------------------ predict / optim
     @override
-    def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        x0, t, _ = self._unpack(batch, "predict")
-        return self.rollout(x0, t)
+    def predict_step(
+        self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0
+    ) -> dict[str, Tensor]:
+        """Rollouts of a predict batch (``{"x0", "t"}``; a ``"y"`` is not needed).
+
+        Returns:
+            ``{"x0", "t", "forward"}``: the start states ``(B, D)``, the grids ``(B, S + 1)``
+            and the rollout at ``t[:, 1:]``, ``(B, S, D)``; with ``predict_backward`` also
+            ``"backward"``: the rollout from ``R x0`` along ``-t`` (the TRS loss's backward
+            rollout, at times ``-t[:, 1:]``). :class:`~pl_pac_trs.trs.RolloutWriter` writes
+            them to a file.
+        """
+        x0, t = unpack_start(batch, "predict", check="predict" not in self._checked)
+        if "predict" not in self._checked:
+            self._resolve(x0.shape[1])
+            self._checked.add("predict")
+        out = {"x0": x0, "t": t, "forward": self.rollout(x0, t)}
+        if self.predict_backward:
+            if self.reversal is None:
+                raise ValueError(
+                    "TRSODEN: predict_backward=True needs a reversing operator: pass "
+                    "reversal=Reversal([...]) or use a datamodule with position_dim"
+                )
+            out["backward"] = self.rollout(self.reversal(x0), -t)
+        return out
 
     @override
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return make_optimizer(
-            self.optimizer_name,
-            self.vector_field.parameters(),
-            lr=self.lr,
-            weight_decay=self.weight_decay,
-        )
-
-
-def _deprecated_plots(num_plot: int | None, lyapunov: bool | None) -> TrajectoryPlots | None:
-    """The callback the deprecated ``TRSODEN(num_plot=..., lyapunov=...)`` stands for."""
-    if num_plot is None and lyapunov is None:
-        return None
-    warnings.warn(
-        "TRSODEN: num_plot and lyapunov are deprecated and will be removed in the next release; "
-        "add the callback pl_pac_trs.trs.TrajectoryPlots(num_plot=..., lyapunov=...) to the "
-        "trainer instead",
-        FutureWarning,
-        stacklevel=3,
-    )
-    num = 3 if num_plot is None else int(num_plot)  # the former default
-    return TrajectoryPlots(num, bool(lyapunov)) if num > 0 else None
+    def configure_optimizers(self) -> Any:
+        """``optimizer(parameters)`` and, when given, ``lr_scheduler(optimizer)`` (stepped once
+        per epoch; a plateau scheduler monitors its ``monitor`` attribute, else ``val/loss``)."""
+        optimizer = self.optimizer(self.vector_field.parameters())
+        if self.lr_scheduler is None:
+            return optimizer
+        scheduler = self.lr_scheduler(optimizer)
+        config: dict[str, Any] = {"scheduler": scheduler, "interval": "epoch"}
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            config["monitor"] = getattr(scheduler, "monitor", "val/loss")
+        return {"optimizer": optimizer, "lr_scheduler": config}

@@ -1,4 +1,9 @@
-"""The reference code's optimiser: Keras' (legacy, TF 1 style) Adam, as a PyTorch optimiser.
+"""The reference code's optimiser: Keras' (legacy, TF 1 style) Adam, as a PyTorch optimiser,
+and :func:`default_optimizer`, the default of :class:`~pl_pac_trs.trs.TRSODEN`.
+
+:class:`KerasAdam` is an ordinary optimizer class: ``TRSODEN(..., optimizer=partial(KerasAdam,
+lr=2e-4))`` in Python, ``--model.optimizer=pl_pac_trs.trs.KerasAdam --model.optimizer.lr=2e-4``
+(or a ``class_path`` in a config) on the command line.
 
 The TRS-ODEN reference code compiles its models with ``keras.optimizers.Adam(lr=2e-4)``: the
 TF 1 / legacy Keras Adam (``tf.raw_ops.ApplyAdam``). It differs from :class:`torch.optim.Adam` in
@@ -23,11 +28,7 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor
 
-__all__ = ["OPTIMIZERS", "KerasAdam", "make_optimizer"]
-
-#: Optimiser names of :class:`~pl_pac_trs.trs.TRSODEN`: ``"adam"`` is
-#: :class:`torch.optim.Adam` (eps 1e-8), ``"keras_adam"`` is :class:`KerasAdam` (the reference's).
-OPTIMIZERS = ("adam", "keras_adam")
+__all__ = ["KerasAdam", "default_optimizer"]
 
 
 class KerasAdam(torch.optim.Optimizer):
@@ -96,16 +97,8 @@ class KerasAdam(torch.optim.Optimizer):
         return loss
 
 
-def make_optimizer(
-    name: str, params: Iterable[Tensor], lr: float, weight_decay: float = 0.0
-) -> torch.optim.Optimizer:
-    """``"adam"``: :class:`torch.optim.Adam`; ``"keras_adam"``: :class:`KerasAdam` (reference).
-
-    Raises:
-        ValueError: unknown name.
-    """
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    if name == "keras_adam":
-        return KerasAdam(params, lr=lr, weight_decay=weight_decay)
-    raise ValueError(f"unknown optimizer {name!r}: expected one of {list(OPTIMIZERS)}")
+def default_optimizer(params: Iterable[Tensor] | Iterable[dict]) -> torch.optim.Optimizer:
+    """:class:`torch.optim.Adam` with the reference code's learning rate ``2e-4``: the default
+    ``optimizer`` of :class:`~pl_pac_trs.trs.TRSODEN` (an ``OptimizerCallable``: parameters in,
+    optimizer out)."""
+    return torch.optim.Adam(params, lr=2e-4)

@@ -2,41 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from cli_run import ASSETS, ROOT, clean_env, run_cli
 from wandb_records import read_run
 
 from pl_pac_trs.apps.cli import main
 
-ROOT = Path(__file__).resolve().parents[2]
-ASSETS = Path(__file__).parent / "cli_assets"
 TINY = ASSETS / "tiny.yaml"
 SHIPPED_CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
-
-
-def clean_env(home: Path) -> dict[str, str]:
-    """The environment of a user with no W&B credentials and no WANDB_* settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_") and k != "NETRC"}
-    # the checked-out tree first (not whatever copy of the package is installed), then the assets
-    pythonpath = os.pathsep.join((str(ROOT), str(ASSETS)))
-    env.update(HOME=str(home), PYTHONPATH=pythonpath, PYTHONUNBUFFERED="1")
-    return env
-
-
-def run_cli(args: list[str], cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "pl_pac_trs", *args],
-        cwd=cwd,
-        env=clean_env(cwd),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def test_help_from_console_script_and_module(tmp_path):
@@ -125,6 +103,8 @@ def test_two_process_ddp_on_cpu_logs_once(tmp_path):
     runs = list((tmp_path / "runs" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1, runs
     assert out.stdout.count("wandb sync") == 1
+    # the worker rank used the launching process's run directory instead of making its own
+    assert [p.name for p in tmp_path.glob("version_*")] == ["version_0"]
     history = read_run(runs[0])["history"]
     # 64 samples, batch 16, 2 ranks: 2 steps per epoch per rank, logged once per epoch by rank 0
     assert [row["trainer/global_step"] for row in history if "val/loss" in row] == [1, 3]
@@ -142,7 +122,8 @@ def test_two_process_ddp_without_wandb_saves_config_once(tmp_path):
     ]
     out = run_cli(args, cwd=tmp_path, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
-    saved = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    (run,) = tmp_path.glob("version_*")  # one run directory for both ranks
+    saved = yaml.safe_load((run / "config.yaml").read_text())
     assert str(saved["trainer"]["devices"]) == "2"
     assert "wandb sync" not in out.stdout
 

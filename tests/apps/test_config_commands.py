@@ -105,7 +105,8 @@ def test_shipped_configs_checkpoint_last_and_periodically(tmp_path, monkeypatch,
     trainer = PacTrsCLI(args=base, run=False).trainer
     (ckpt,) = [c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)]
     assert ckpt.save_last is True and ckpt._save_on_train_epoch_end is True
-    assert ckpt.dirpath == str(tmp_path / "runs" / name / "checkpoints")
+    # no folder of its own: it follows the run (the CLI's run directory, tests/test_run_dirs.py)
+    assert ckpt.dirpath is None
     assert trainer.max_epochs % ckpt._every_n_epochs == 0  # the last epoch is saved too
     off = PacTrsCLI(args=[*base, "--trainer.enable_checkpointing=false"], run=False).trainer
     assert not [c for c in off.callbacks if isinstance(c, ModelCheckpoint)]

@@ -338,8 +338,10 @@ def test_pipeline_digits_resnet(tmp_path):
     assert any(not torch.equal(state[name], source[name]) for name in batch_norm)
 
 
-def test_paper_settings_reach_the_stage_configs(tmp_path):
-    """--settings paper: pruning 0.8 layer-wise, calibrate λ=0.01 on the sum, shared frozen."""
+def test_paper_settings_reach_the_stage_configs(tmp_path, capsys):
+    """--settings paper: pruning 0.8 layer-wise, calibrate λ=0.01 on the sum, shared frozen.
+    Then the source hand-off given to calibrate as ``--ckpt_path``: exit 2 naming it, nothing
+    written."""
 
     out = tmp_path / "paper"
     argv = ["pac", "friedman", "--out", str(out), "--no-wandb", "--epochs-scale", "0.02"]
@@ -352,9 +354,16 @@ def test_paper_settings_reach_the_stage_configs(tmp_path):
         return cb["init_args"]
 
     prune = callback("source", "MagnitudePruning")
-    assert (prune["amount"], prune["scope"]) == (0.8, "layer")
+    assert (prune["amount"], prune["pruning_fn"]) == (0.8, "layer")
     mask = callback("calibrate", "GradientMask")
     assert (mask["lam"], mask["penalty_norm"], mask["train_shared"]) == (0.01, "sum", False)
     masks = load_masks(out / "source.ckpt")
     for name, m in masks.items():  # layer-wise: every tensor keeps its own 20%
         assert int(m.sum()) == m.numel() - round(0.8 * m.numel()), name
+    before = (out / "calibrate.ckpt").read_bytes()
+    capsys.readouterr()
+    argv = ["fit", "--config", str(out / "config_calibrate.yaml")]
+    assert cli_main([*argv, "--ckpt_path", str(out / "source.ckpt")]) == 2
+    err = capsys.readouterr().err
+    assert "source.ckpt' was written by another stage" in err and len(err.splitlines()) <= 3
+    assert (out / "calibrate.ckpt").read_bytes() == before

@@ -7,7 +7,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
@@ -170,15 +169,13 @@ def _closed_port() -> int:
         return s.getsockname()[1]
 
 
-def test_unreachable_server_with_credentials_goes_offline_fast_and_says_so_once(
+def test_unreachable_server_with_credentials_goes_offline_and_says_so_once(
     no_wandb_env, monkeypatch, capsys
 ):
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
     monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{_closed_port()}")
-    started = time.perf_counter()
     assert runs.ensure_wandb_mode() == "offline"
     assert runs.ensure_wandb_mode() == "offline"  # decided once: WANDB_MODE is now set
-    assert time.perf_counter() - started < 5
     assert os.environ["WANDB_MODE"] == "offline"
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1
@@ -213,20 +210,26 @@ def _quiet(*args) -> None:
 
 
 def test_probe_gives_up_within_its_timeout(monkeypatch):
-    """A lookup or server that never answers costs the probe's timeout, not minutes."""
+    """A lookup or server that never answers costs the probe's timeout, not the lookup's."""
+    release, returned = threading.Event(), threading.Event()
 
     def stalled(*args, **kwargs):
-        time.sleep(30)
+        release.wait()  # until the probe has given up: it must not wait for this call
+        returned.set()
+        raise OSError("the stalled lookup ends")
 
     monkeypatch.setattr(runs.urllib.request, "urlopen", stalled)
-    started = time.perf_counter()
-    assert runs.wandb_reachable(timeout=1.0) is False
-    assert time.perf_counter() - started < 2.5
+    try:
+        assert runs.wandb_reachable(timeout=0.2) is False
+        assert not returned.is_set()  # it gave up while the lookup still hung
+    finally:
+        release.set()  # the probe's thread ends with the test, not in a later one
+    assert returned.wait(30)
 
 
 @pytest.mark.slow
 def test_fit_with_api_key_and_no_server_completes_offline(tmp_path):
-    """The whole CLI run: a fake key, a closed port; offline within seconds, said once."""
+    """The whole CLI run: a fake key, a closed port: the fit completes offline, said once."""
     assets = Path(__file__).parent / "cli_assets"
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_") and k != "NETRC"}
     env.update(
@@ -235,13 +238,11 @@ def test_fit_with_api_key_and_no_server_completes_offline(tmp_path):
         WANDB_API_KEY="x" * 40,
         WANDB_BASE_URL=f"http://127.0.0.1:{_closed_port()}",
     )
-    started = time.perf_counter()
     out = subprocess.run(
         [sys.executable, "-m", "pl_pac_trs", "fit", "--config", str(assets / "tiny.yaml")],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
-    assert time.perf_counter() - started < 90
     assert out.stderr.count("WANDB_MODE=offline") == 1
     assert list((tmp_path / "runs" / "wandb").glob("offline-run-*"))
 

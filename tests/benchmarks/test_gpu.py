@@ -18,6 +18,7 @@ def keep_threads():
 
 
 @pytest.mark.slow
+@pytest.mark.needs_compiler  # the smoke times compiled arms
 def test_cpu_smoke_reports_every_check_with_values(tmp_path, keep_threads):
     out, work = tmp_path / "out", tmp_path / "work"
     argv = ["gpu", "--device=cpu", "--budget=smoke", f"--out={out}", f"--work={work}"]
@@ -28,8 +29,17 @@ def test_cpu_smoke_reports_every_check_with_values(tmp_path, keep_threads):
     assert payload["environment"]["device"] == "cpu"
     assert payload["environment"]["torch"] == torch.__version__
     assert payload["budget_sizes"]["exp6_overrides"] == list(gpu.EXP6_SMOKE)
-    for n in range(1, 5):
+    for n in range(1, 6):
         assert f"## {n}. " in md
+    precisions = payload["trs_precisions"]
+    assert precisions["status"] == "pass"
+    assert {f["precision"] for f in precisions["fits"]} == {
+        "32-true",
+        "64-true",
+        "bf16-mixed",
+        "16-mixed",
+    }
+    assert all(a["equal"] for a in precisions["autocast_equal_to_plain"])
 
     trs = payload["trs_step"]
     assert trs["status"] == "ok"

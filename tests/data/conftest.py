@@ -1,31 +1,15 @@
-"""Fixtures of the data tests: the shared double-oscillator record and a localhost file server."""
+"""Fixtures of the data tests: a localhost file server (the record: ``record_path`` in
+``tests/conftest.py``)."""
 
 import functools
 import http.server
 import shutil
 import threading
-from pathlib import Path
 
 import pytest
 
-SHARED_RECORD = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+#: The name the record is served under (the URL's file name, as in the shipped default URL).
 RECORD_NAME = "real_double_linear_h_1.txt"
-
-
-def _find_record() -> Path | None:
-    for base in (SHARED_RECORD, Path("/work/shared/data")):
-        if (base / RECORD_NAME).is_file():
-            return (base / RECORD_NAME).resolve()
-    return None
-
-
-@pytest.fixture
-def record_path() -> Path:
-    """The Schmidt-Lipson record from ../shared/data (skips when the checkout has none)."""
-    path = _find_record()
-    if path is None:
-        pytest.skip(f"{RECORD_NAME} not found beside the checkout (../shared/data)")
-    return path
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

@@ -4,8 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from tests.ddp_script import run_ddp_script
+from ddp_script import run_ddp_script
 
 SCRIPT = Path(__file__).with_name("ddp_cache.py")
 

@@ -3,6 +3,7 @@ calibrate fits under 2-process DDP on CPU; every rank saves its final weights an
 
 import os
 import sys
+import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -28,11 +29,18 @@ def main(out: Path) -> None:
     target = TinyNet(hidden=(8,), out_features=1, batch_norm=True, optimizer="adamw")
     callbacks = [
         LoadSourceWeights(str(out / "source.ckpt"), skip=["head"]),
-        GradientMask("calibrate", new_modules=["head"], verbose=False),
+        GradientMask("calibrate", verbose=False),  # the skipped head is new
     ]
     t2 = trainer(out, callbacks=callbacks, **common)
-    t2.fit(target, TinyData(out_features=1, seed=1))
-    torch.save({"state": target.state_dict()}, out / f"target_{t2.global_rank}.pt")
+    with warnings.catch_warnings(record=True) as caught:  # pac/penalty is logged per epoch
+        warnings.simplefilter("always")
+        t2.fit(target, TinyData(out_features=1, seed=1))
+    sync = [str(w.message) for w in caught if "sync_dist" in str(w.message)]
+    logged = float(t2.callback_metrics["pac/penalty"])
+    torch.save(
+        {"state": target.state_dict(), "sync_warnings": sync, "penalty": logged},
+        out / f"target_{t2.global_rank}.pt",
+    )
     # stop gloo before exit: a process group left to interpreter teardown can abort the rank
     # ("terminate called without an active exception", seen once in CI after a passing run)
     torch.distributed.destroy_process_group()

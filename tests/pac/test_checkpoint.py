@@ -18,7 +18,7 @@ def test_written_after_end_of_fit_pruning_with_masks(tmp_path):
     t = trainer(tmp_path, callbacks=[prune, FinalCheckpoint(path), last], enable_checkpointing=True)
     t.fit(model, TinyData())
     saved = torch.load(path, weights_only=False)
-    assert set(saved[CHECKPOINT_KEY]) == set(prune.masks)
+    assert set(saved[CHECKPOINT_KEY]["masks"]) == set(prune.masks)
     for name, mask in prune.masks.items():
         w = saved["state_dict"][name]
         assert torch.equal(w, model.state_dict()[name])

@@ -26,7 +26,7 @@ def _invariant_case(
     new_modules = ("head",) if (new_head and phase == "calibrate") else ()
     snapshots = {}
     if phase == "allocate":
-        prune = MagnitudePruning(amount=amount, scope=scope, epoch=1, verbose=False)
+        prune = MagnitudePruning(amount=amount, pruning_fn=scope, epoch=1, verbose=False)
         snap = LambdaCallback(
             on_train_epoch_start=lambda tr, m: snapshots.setdefault(tr.current_epoch, snapshot(m)),
             # +0.0 after every step, not only at the end (the sign pass is not run every step)

@@ -12,7 +12,7 @@ from torch import nn
 pytest.importorskip("peft")
 
 from pl_pac_trs.models import SmallCNN
-from pl_pac_trs.pac import LoadSourceWeights, source_view
+from pl_pac_trs.pac import LoadSourceWeights, state_swapped
 from pl_pac_trs.pac.lora import (
     LORA_CHECKPOINT_KEY,
     LoRA,
@@ -82,7 +82,7 @@ def test_trains_adapters_and_head_only_and_recovers_source_bit_for_bit(tmp_path)
     model.eval()
     assert any(v.abs().sum() > 0 for k, v in adapter_state_dict(model).items() if "lora_B" in k)
     # with the adapters off and the source head back: the source model, state and outputs
-    with adapters_disabled(model), source_view(model, {}, source_state=_source_head(path)):
+    with adapters_disabled(model), state_swapped(model, _source_head(path)):
         base = base_state_dict(model)
         assert set(base) == set(source_state)
         for name, value in source_state.items():

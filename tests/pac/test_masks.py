@@ -19,14 +19,11 @@ def test_save_load_roundtrip_bool(tmp_path):
     assert not (tmp_path / "sub" / "m.pt.tmp").exists()
 
 
-def test_load_from_checkpoint_callback_state(tmp_path):
+def test_load_from_a_checkpoint_pac_state(tmp_path):
     masks = _masks()
-    torch.save(
-        {"state_dict": {}, "callbacks": {"GradientMask{}": {"masks": masks}}}, tmp_path / "c"
-    )
-    assert torch.equal(load_masks(tmp_path / "c")["head.weight"], masks["head.weight"])
-    torch.save({CHECKPOINT_KEY: masks, "state_dict": {}}, tmp_path / "d")
+    torch.save({CHECKPOINT_KEY: {"masks": masks}, "state_dict": {}}, tmp_path / "d")
     assert set(load_masks(tmp_path / "d")) == set(masks)
+    assert torch.equal(load_masks(tmp_path / "d")["head.weight"], masks["head.weight"])
 
 
 def test_load_errors(tmp_path):
@@ -35,7 +32,7 @@ def test_load_errors(tmp_path):
     torch.save({"state_dict": {}}, tmp_path / "nomasks.ckpt")
     with pytest.raises(ValueError, match="carries no PAC-Net masks"):
         load_masks(tmp_path / "nomasks.ckpt")
-    torch.save({CHECKPOINT_KEY: {"a": torch.ones(2)}}, tmp_path / "float.ckpt")
+    torch.save({CHECKPOINT_KEY: {"masks": {"a": torch.ones(2)}}}, tmp_path / "float.ckpt")
     with pytest.raises(ValueError, match=r"'a' must be a torch\.bool tensor"):
         load_masks(tmp_path / "float.ckpt")
     (tmp_path / "garbage").write_text("not a checkpoint")

@@ -178,3 +178,43 @@ def test_penalty_strengths_must_be_finite_and_non_negative(name, value):
     phase = "allocate" if name == "anchor_lam" else "calibrate"
     with pytest.raises(ValueError, match=f"{name} must be a finite number >= 0, got"):
         GradientMask(phase, **{name: value})
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw", "adamw_fused"])
+@pytest.mark.parametrize("phase", ["allocate", "calibrate"])
+def test_device_side_check_zeroes_the_bad_step_and_stops_at_the_next_read(
+    tmp_path, phase, optimizer
+):
+    """``check_every=5`` (the accelerator default is log_every_n_steps): no host read per step;
+    the bad step's gradients are zeroed on the device, the frozen entries stay exact, the
+    weights finite, and the fit stops at the next read (here: before the next checkpoint)."""
+    model, masks, before = _setup(phase, optimizer=optimizer, wd=0.05, fault="nan_batch")
+    ckpt = ModelCheckpoint(dirpath=tmp_path, save_last=True, every_n_train_steps=2, save_top_k=-1)
+    gm = GradientMask(phase, masks=masks, lam=0.01, verbose=False, check_every=5)
+    t = trainer(
+        tmp_path, callbacks=[gm, ckpt], enable_checkpointing=True, max_epochs=3,
+        gradient_clip_val=0.05,
+    )  # fmt: skip
+    with pytest.raises(NonFiniteError, match=r"between global steps \d+ and \d+") as err:
+        t.fit(model, TinyData())
+    assert FAULT_STEP < model.global_step <= FAULT_STEP + 5  # the bad step was taken, zeroed
+    assert len(str(err.value).splitlines()) <= 2
+    state = {k: v.detach() for k, v in model.state_dict().items()}
+    _check_frozen(state, masks, before, phase)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    saved = torch.load(tmp_path / "last.ckpt", weights_only=True)
+    assert saved["global_step"] <= FAULT_STEP + 1
+    assert all(torch.isfinite(v).all() for v in saved["state_dict"].values())
+    _check_frozen(saved["state_dict"], masks, before, phase)
+
+
+def test_device_side_check_without_faults_changes_no_bit():
+    """Per-step host check and device-side check give the same weights when nothing goes bad."""
+    results = []
+    for every in (1, 5):
+        model, masks, _ = _setup("calibrate", optimizer="adamw", wd=0.05, fault="none")
+        gm = GradientMask("calibrate", masks=masks, verbose=False, check_every=every)
+        trainer(callbacks=[gm], max_epochs=2, gradient_clip_val=0.05).fit(model, TinyData())
+        results.append(model.state_dict())
+    for name, value in results[0].items():
+        assert torch.equal(value, results[1][name]), name

@@ -4,8 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from tests.ddp_script import run_ddp_script
+from ddp_script import run_ddp_script
 
 SCRIPT = Path(__file__).with_name("ddp_pac.py")
 
@@ -32,6 +31,9 @@ def test_ddp_allocate_and_calibrate_exact(tmp_path):
         v = tgt[0]["state"][name]
         assert torch.equal(v[mask], w[mask]), name  # calibrate: essential bit-identical
         assert (v[~mask] != 0).any(), name  # and the redundant ones were trained
+    # pac/penalty: logged with sync_dist (no Lightning warning), the same value on both ranks
+    assert tgt[0]["sync_warnings"] == [] and tgt[1]["sync_warnings"] == []
+    assert tgt[0]["penalty"] == tgt[1]["penalty"] > 0
     for key, value in src[0]["state"].items():  # frozen shared params and BN statistics
         if key not in masks and not key.startswith("head."):
             assert torch.equal(tgt[0]["state"][key], value), key

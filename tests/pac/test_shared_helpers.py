@@ -1,5 +1,4 @@
-"""The helpers the PAC-Net callbacks share: argument checks, freezing, the anchor penalty, and
-the deprecated module names."""
+"""The helpers the PAC-Net callbacks share: argument checks, freezing, the anchor penalty."""
 
 import doctest
 import importlib
@@ -9,13 +8,12 @@ import pytest
 import torch
 from torch import nn
 
-import pl_pac_trs.pac as pac
 from pl_pac_trs.pac import check_amount, check_strength
 from pl_pac_trs.pac.anchor import AnchorPenalty
 from pl_pac_trs.pac.freezing import Freezer
 
 MODULES = [
-    "anchor", "checks", "freezing", "gradient_mask", "handoff", "masked_optimizer", "baselines",
+    "anchor", "checks", "freezing", "gradient_mask", "masked_optimizer", "baselines",
     "checkpoint", "pruning", "artifacts",
 ]  # fmt: skip
 
@@ -77,14 +75,3 @@ def test_anchor_penalty_values_whole_and_masked():
     restored = AnchorPenalty(0.5)
     restored.start({"w": w}, masks={"w": mask}, restored={"w": torch.tensor([7.0, 8.0])})
     assert torch.equal(restored.anchors["w"], torch.tensor([7.0, 8.0]))
-
-
-OLD_NAMES = [("targets", ["select_parameters", "matches_any"]), ("masking", ["GradientMask"])]
-
-
-@pytest.mark.parametrize(("old", "names"), OLD_NAMES)
-def test_old_module_names_still_import_with_a_future_warning(old, names):
-    module = importlib.import_module(f"pl_pac_trs.pac.{old}")
-    with pytest.warns(FutureWarning, match=f"pl_pac_trs.pac.{old}"):
-        module = importlib.reload(module)
-    assert all(getattr(module, n) is getattr(pac, n) for n in names)

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from pl_pac_trs.trs import ODENField, mlp
-from pl_pac_trs.trs import tanh_mlp as tanh_mlp_module
-from pl_pac_trs.trs import tanh_mlp_rk4 as rk4_module
-from pl_pac_trs.trs.activation_pool import POOL, ActivationPool
-from pl_pac_trs.trs.tanh_mlp import rollout_activations, tanh_mlp_leapfrog
-from pl_pac_trs.trs.tanh_mlp_rk4 import tanh_mlp_rk4
+from pl_pac_trs.trs.fused import tanh_mlp as tanh_mlp_module
+from pl_pac_trs.trs.fused import tanh_mlp_rk4 as rk4_module
+from pl_pac_trs.trs.fused.activation_pool import POOL, ActivationPool
+from pl_pac_trs.trs.fused.tanh_mlp import rollout_activations, tanh_mlp_leapfrog
+from pl_pac_trs.trs.fused.tanh_mlp_rk4 import tanh_mlp_rk4
 
 CPU = torch.device("cpu")
 

@@ -3,12 +3,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from ddp_script import run_ddp_script
+from ddp_trs import DATA
 
 from pl_pac_trs.data import DuffingDataModule
 from pl_pac_trs.metrics import energy_mse, trajectory_mse
 from pl_pac_trs.trs import Leapfrog, ODENField
-from tests.ddp_script import run_ddp_script
-from tests.trs.ddp_trs import DATA
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,4 +33,5 @@ def test_two_process_ddp_metrics_aggregate_over_all_test_trajectories(tmp_path):
     assert result["test/traj_mse"] == pytest.approx(float(mean), rel=1e-4)  # ...DDP used both
     assert result["test/traj_mse_std"] == pytest.approx(float(std), rel=1e-3)
     assert result["test/energy_mse"] == pytest.approx(float(emean), rel=1e-4)
-    assert (tmp_path / "phase_portraits.png").is_file()
+    (run,) = tmp_path.glob("version_*")  # the run's directory, one for both ranks
+    assert (run / "phase_portraits.png").is_file()

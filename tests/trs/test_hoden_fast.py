@@ -1,4 +1,4 @@
-"""The closed-form HODEN gradient (``pl_pac_trs.trs.tanh_grad``) against autograd's double
+"""The closed-form HODEN gradient (``pl_pac_trs.trs.fused.tanh_grad``) against autograd's double
 backward: values and gradients in float64, through leapfrog and RK4 rollouts, autonomous and
 time-augmented, depths 1 and 2, in training and under ``no_grad``."""
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pl_pac_trs.trs import RK4, HODENField, Leapfrog, Reversal, mlp, trs_loss
-from pl_pac_trs.trs.tanh_grad import (
+from pl_pac_trs.trs.fused.tanh_grad import (
     TanhMLPInputGradFunction,
     is_scalar_tanh_mlp,
     tanh_mlp_input_grad,

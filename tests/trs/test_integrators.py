@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+from fields_zoo import CosineField, DampedField, HarmonicField
 
 from pl_pac_trs.trs import (
     RK4,
@@ -14,7 +15,6 @@ from pl_pac_trs.trs import (
     make_integrator,
 )
 from pl_pac_trs.trs.loss import paired_rollout, trs_terms
-from tests.trs.fields_zoo import CosineField, DampedField, HarmonicField
 
 
 def harmonic_exact(x0, t):
@@ -214,3 +214,33 @@ def test_bad_shapes_and_odd_leapfrog_state_are_rejected():
         RK4()(HarmonicField(), torch.zeros(2, 2), torch.zeros(3, 4))
     with pytest.raises(ValueError, match="state dimension 3 is odd"):
         Leapfrog()(HarmonicField(), torch.zeros(2, 3), torch.zeros(2, 4))
+
+
+def test_integrators_use_only_what_a_vector_field_declares():
+    """The fast paths come from VectorField's methods; a plain module's look-alike attributes
+    are never called, and a VectorField's fused rollout is used as the scheme's rollout."""
+    from pl_pac_trs.trs import RK4, VectorField
+
+    class LookAlike(torch.nn.Module):  # not a VectorField: integrated by the step loop
+        def forward(self, t, x):
+            return -x
+
+        def fused_rollout(self, *args):
+            raise AssertionError("probed")
+
+        def separable_parts(self, *args):
+            raise AssertionError("probed")
+
+    x0, t = torch.ones(2, 2), torch.linspace(0, 1, 4).expand(2, 4)
+    for integrator in (Leapfrog(), RK4()):
+        integrator(LookAlike(), x0, t)
+
+    class Declared(VectorField):
+        def forward(self, t, x):
+            return -x
+
+        def fused_rollout(self, scheme, x0, t, position_dim=None):
+            return torch.full((x0.shape[0], t.shape[1] - 1, x0.shape[1]), 7.0)
+
+    assert torch.equal(RK4()(Declared(), x0, t), torch.full((2, 3, 2), 7.0))
+    assert torch.equal(Leapfrog()(Declared(), x0, t), torch.full((2, 3, 2), 7.0))

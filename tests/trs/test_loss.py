@@ -1,9 +1,9 @@
 import pytest
 import torch
+from fields_zoo import HarmonicField
 
 from pl_pac_trs.trs import RK4, HODENField, Leapfrog, ODENField, Reversal, trs_loss
 from pl_pac_trs.trs.loss import paired_rollout, trs_terms
-from tests.trs.fields_zoo import HarmonicField
 
 
 def _batch(b=6, s=5, d=2, seed=0):
@@ -88,15 +88,3 @@ def test_zero_trs_weight_is_the_ode_loss_without_backward_rollout():
     assert torch.equal(out.ode, ((Leapfrog()(field, x0, t) - y) ** 2).mean())
     with pytest.raises(ValueError, match="needs a reversal"):
         trs_loss(field, Leapfrog(), x0, t, y, None, trs_weight=1.0)
-
-
-def test_lam_is_a_deprecated_alias_of_trs_weight():
-    x0, t, y = _batch(b=3, s=4)
-    R = Reversal.momentum_flip(2, 1)
-    field = ODENField(2, hidden=(8,))
-    new = trs_loss(field, RK4(), x0, t, y, R, trs_weight=0.5)
-    with pytest.warns(FutureWarning, match="trs_loss: `lam` is deprecated.*`trs_weight`"):
-        old = trs_loss(field, RK4(), x0, t, y, R, lam=0.5)
-    assert torch.equal(old.total, new.total) and torch.equal(old.trs, new.trs)
-    positional = trs_loss(field, RK4(), x0, t, y, R, 0.5)  # the weight's place is unchanged
-    assert torch.equal(positional.total, new.total)

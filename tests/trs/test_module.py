@@ -1,10 +1,14 @@
+import functools
+
 import lightning.pytorch as pl
 import pytest
 import torch
+from tiny_data import TinyHarmonicDataModule
 
 from pl_pac_trs.metrics import energy_mse, trajectory_mse
 from pl_pac_trs.trs import TRSODEN, HODENField, ODENField, Reversal, TrajectoryPlots
-from tests.trs.tiny_data import TinyHarmonicDataModule
+
+ADAM = functools.partial(torch.optim.Adam, lr=1e-2)
 
 
 def _trainer(tmp_path, epochs=3, **kw):
@@ -31,7 +35,7 @@ def _trainer(tmp_path, epochs=3, **kw):
 def test_fit_and_test_logs_losses_metrics_and_plots(tmp_path, field, weight):
     torch.manual_seed(0)
     dm = TinyHarmonicDataModule()
-    model = TRSODEN(field, integrator="leapfrog", trs_weight=weight, lr=1e-2)
+    model = TRSODEN(field, integrator="leapfrog", trs_weight=weight, optimizer=ADAM)
     before = [p.detach().clone() for p in model.parameters()]
     plots = TrajectoryPlots(num_plot=2)
     trainer = _trainer(tmp_path, callbacks=[plots])
@@ -65,7 +69,7 @@ def test_fit_and_test_logs_losses_metrics_and_plots(tmp_path, field, weight):
     for path in plots.paths.values():
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 1000
     preds = trainer.predict(model, datamodule=dm)
-    torch.testing.assert_close(preds[0], pred)
+    torch.testing.assert_close(preds[0]["forward"], pred)
 
 
 def test_validation_errors_before_training(tmp_path):
@@ -110,32 +114,6 @@ def test_a_datamodule_without_the_trajectory_contract_is_named_before_training(t
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
 
 
-def test_lam_is_a_deprecated_alias_of_trs_weight():
-    with pytest.warns(FutureWarning, match="`lam` is deprecated.*use `trs_weight`"):
-        model = TRSODEN(ODENField(2, hidden=(4,)), lam=2.5)
-    assert model.trs_weight == 2.5 and model.hparams["trs_weight"] == 2.5
-    assert "lam" not in model.hparams
-    with pytest.warns(FutureWarning, match="TRSODEN.lam is deprecated"):
-        assert model.lam == 2.5
-    with pytest.warns(FutureWarning):  # the old name wins, as --model.lam on a new config
-        assert TRSODEN(ODENField(2, hidden=(4,)), trs_weight=10.0, lam=0.5).trs_weight == 0.5
-    with pytest.warns(FutureWarning), pytest.raises(ValueError, match="lam must be a finite"):
-        TRSODEN(ODENField(2), lam=-1.0)
-
-
-def test_num_plot_and_lyapunov_are_deprecated_and_add_the_plots_callback():
-    assert TRSODEN(ODENField(2, hidden=(4,))).configure_callbacks() == []
-    with pytest.warns(FutureWarning, match="TrajectoryPlots"):
-        model = TRSODEN(ODENField(2, hidden=(4,)), num_plot=2, lyapunov=True)
-    (plots,) = model.configure_callbacks()
-    assert isinstance(plots, TrajectoryPlots) and (plots.num_plot, plots.lyapunov) == (2, True)
-    with pytest.warns(FutureWarning):
-        assert TRSODEN(ODENField(2, hidden=(4,)), num_plot=0).configure_callbacks() == []
-    with pytest.warns(FutureWarning):  # lyapunov alone: the former default of 3 plots
-        (plots,) = TRSODEN(ODENField(2, hidden=(4,)), lyapunov=True).configure_callbacks()
-    assert (plots.num_plot, plots.lyapunov) == (3, True)
-
-
 def test_each_test_run_uses_the_energy_of_its_own_datamodule(tmp_path):
     """A model tested on a second system (PAC-Net's source check) uses that system's energy."""
 
@@ -144,7 +122,7 @@ def test_each_test_run_uses_the_energy_of_its_own_datamodule(tmp_path):
             return 3.0 * super().energy(x) + 1.0
 
     torch.manual_seed(0)
-    model = TRSODEN(ODENField(2, hidden=(8,)), integrator="leapfrog", lr=1e-2)
+    model = TRSODEN(ODENField(2, hidden=(8,)), integrator="leapfrog", optimizer=ADAM)
     trainer = _trainer(tmp_path, epochs=1)
     first, second = TinyHarmonicDataModule(), ScaledEnergy()
     trainer.fit(model, datamodule=first)
@@ -157,43 +135,29 @@ def test_each_test_run_uses_the_energy_of_its_own_datamodule(tmp_path):
     assert results["test/energy_mse"] == pytest.approx(float(expected), rel=1e-5)
 
 
-def test_state_dict_holds_the_field_once_and_compiled_field_matches_eager(tmp_path):
-    """``compile_field`` changes speed, not results, and never the checkpoint layout."""
-    losses = {}
-    models = {}
-    for compiled in (False, True):
-        torch.manual_seed(0)
-        model = TRSODEN(
-            ODENField(2, hidden=(16,)), trs_weight=10.0, lr=1e-2, compile_field=compiled
-        )
-        trainer = _trainer(tmp_path / str(compiled), epochs=2)
-        trainer.fit(model, datamodule=TinyHarmonicDataModule())
-        assert (type(model._field).__name__ == "OptimizedModule") == compiled
-        losses[compiled] = float(trainer.callback_metrics["train/loss"])
-        models[compiled] = model
-        trainer.save_checkpoint(tmp_path / f"{compiled}.ckpt")
-    assert losses[True] == pytest.approx(losses[False], rel=1e-4)
-    for a, b in zip(models[False].parameters(), models[True].parameters(), strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
-    keys = set(torch.load(tmp_path / "True.ckpt", weights_only=False)["state_dict"])
+def test_state_dict_holds_the_field_once(tmp_path):
+    torch.manual_seed(0)
+    model = TRSODEN(ODENField(2, hidden=(16,)), trs_weight=10.0, optimizer=ADAM)
+    trainer = _trainer(tmp_path, epochs=1)
+    trainer.fit(model, datamodule=TinyHarmonicDataModule())
+    trainer.save_checkpoint(tmp_path / "m.ckpt")
+    keys = set(torch.load(tmp_path / "m.ckpt", weights_only=True)["state_dict"])
     expected = {"vector_field.net.0.weight", "vector_field.net.0.bias", "vector_field.net.2.weight"}
-    assert keys == set(models[False].state_dict()) == expected
-    eager = TRSODEN.load_from_checkpoint(
-        tmp_path / "True.ckpt", vector_field=ODENField(2, hidden=(16,)), compile_field=False
-    )
-    assert torch.equal(eager.vector_field.net[0].weight, models[True].vector_field.net[0].weight)
+    assert keys == set(model.state_dict()) == expected
 
 
 @pytest.mark.parametrize("integrator", ["rk4", "leapfrog"])
 def test_load_from_checkpoint_keeps_integrator_and_what_setup_resolved(tmp_path, integrator):
     """A reloaded model rolls out exactly like the trained one, without its datamodule."""
     torch.manual_seed(0)
-    model = TRSODEN(ODENField(2, hidden=(16,)), integrator=integrator, trs_weight=1.0, lr=1e-2)
+    model = TRSODEN(
+        ODENField(2, hidden=(16,)), integrator=integrator, trs_weight=1.0, optimizer=ADAM
+    )
     trainer = _trainer(tmp_path, epochs=1)
     dm = TinyHarmonicDataModule()
     trainer.fit(model, datamodule=dm)
     trainer.save_checkpoint(tmp_path / "m.ckpt")
-    loaded = TRSODEN.load_from_checkpoint(tmp_path / "m.ckpt", vector_field=ODENField(2, (16,)))
+    loaded = TRSODEN.load_from_checkpoint(tmp_path / "m.ckpt")
     assert type(loaded.integrator) is type(model.integrator)
     assert torch.equal(loaded.reversal.signs, torch.tensor([1.0, -1.0]))
     batch = next(iter(dm.test_dataloader()))

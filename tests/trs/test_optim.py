@@ -1,12 +1,13 @@
 """KerasAdam: the reference code's legacy Keras / TF 1 Adam (``ApplyAdam``), and its use."""
 
+import functools
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from pl_pac_trs.trs import TRSODEN, HODENField, KerasAdam, ODENField, make_optimizer
+from pl_pac_trs.trs import TRSODEN, HODENField, KerasAdam, ODENField
 
 
 def _apply_adam(var, grads, lr, b1=0.9, b2=0.999, eps=1e-7):
@@ -67,17 +68,48 @@ def test_weight_decay_and_errors():
     for bad in ({"lr": 0.0}, {"eps": -1.0}, {"betas": (1.0, 0.9)}, {"weight_decay": -1.0}):
         with pytest.raises(ValueError):
             KerasAdam([p], **bad)
-    with pytest.raises(ValueError, match="unknown optimizer"):
-        make_optimizer("sgd", [p], lr=0.1)
 
 
-def test_trsoden_optimizer_argument():
-    assert type(TRSODEN(ODENField(2, (4,))).configure_optimizers()) is torch.optim.Adam
-    model = TRSODEN(HODENField(4, (4,)), optimizer="keras_adam", lr=2e-4, weight_decay=0.1)
+def test_trsoden_optimizer_and_scheduler_arguments():
+    default = TRSODEN(ODENField(2, (4,))).configure_optimizers()
+    assert type(default) is torch.optim.Adam and default.defaults["lr"] == 2e-4  # the reference's
+    keras = functools.partial(KerasAdam, lr=2e-4, weight_decay=0.1)
+    model = TRSODEN(HODENField(4, (4,)), optimizer=keras)
     opt = model.configure_optimizers()
     assert isinstance(opt, KerasAdam)
     assert opt.defaults["lr"] == 2e-4 and opt.defaults["eps"] == 1e-7
     assert opt.defaults["weight_decay"] == 0.1
-    assert model.hparams.optimizer == "keras_adam"
-    with pytest.raises(ValueError, match="optimizer must be one of"):
-        TRSODEN(ODENField(2, (4,)), optimizer="keras")
+    assert model.hparams.optimizer == {
+        "class_path": "pl_pac_trs.trs.KerasAdam",
+        "init_args": {"lr": 2e-4, "weight_decay": 0.1},
+    }
+    step = functools.partial(torch.optim.lr_scheduler.StepLR, step_size=3, gamma=0.5)
+    config = TRSODEN(ODENField(2, (4,)), optimizer=torch.optim.SGD, lr_scheduler=step)
+    assert config.hparams.optimizer == "torch.optim.SGD"
+    out = config.configure_optimizers()
+    assert type(out["optimizer"]) is torch.optim.SGD
+    assert type(out["lr_scheduler"]["scheduler"]) is torch.optim.lr_scheduler.StepLR
+    assert out["lr_scheduler"]["interval"] == "epoch"
+    plateau = functools.partial(torch.optim.lr_scheduler.ReduceLROnPlateau, patience=2)
+    out = TRSODEN(ODENField(2, (4,)), lr_scheduler=plateau).configure_optimizers()
+    assert out["lr_scheduler"]["monitor"] == "val/loss"
+    with pytest.raises(TypeError, match="optimizer must be a callable"):
+        TRSODEN(ODENField(2, (4,)), optimizer="keras_adam")
+
+
+def test_a_scheduler_changes_the_learning_rate_in_a_fit(tmp_path):
+    import lightning.pytorch as pl
+    from tiny_data import TinyHarmonicDataModule
+
+    step = functools.partial(torch.optim.lr_scheduler.StepLR, step_size=1, gamma=0.5)
+    model = TRSODEN(ODENField(2, (4,)), lr_scheduler=step)
+    trainer = pl.Trainer(
+        max_epochs=3,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(model, datamodule=TinyHarmonicDataModule())
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(2e-4 * 0.5**3)

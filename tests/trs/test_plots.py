@@ -83,9 +83,9 @@ def test_test_time_lyapunov_uses_every_test_trajectory_and_the_true_field(tmp_pa
 def test_plots_callback_validates_and_writes_where_told(tmp_path):
     import lightning.pytorch as pl
     import pytest
+    from tiny_data import TinyHarmonicDataModule
 
     from pl_pac_trs.trs import TRSODEN, ODENField, TrajectoryPlots
-    from tests.trs.tiny_data import TinyHarmonicDataModule
 
     for bad in (-1, 1.5, True):
         with pytest.raises(ValueError, match="num_plot must be an int >= 0"):

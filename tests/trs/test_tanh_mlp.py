@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from pl_pac_trs.trs import Leapfrog, ODENField, Reversal, mlp, trs_loss
-from pl_pac_trs.trs.tanh_mlp import is_tanh_mlp, tanh_mlp
+from pl_pac_trs.trs.fused.tanh_mlp import is_tanh_mlp, tanh_mlp
 
 
 def _grads(out, inputs, g):
@@ -123,7 +123,7 @@ def test_fused_field_in_no_grad_rollouts_and_the_plain_switch():
 def test_fused_leapfrog_rollout_equals_the_generic_scheme_and_its_autograd(fast, dims):
     """Values and gradients (parameters and x0) of the one-node rollout against autograd
     through Leapfrog's generic path, float64; forward and reversed (negative steps) halves."""
-    from pl_pac_trs.trs.tanh_mlp import tanh_mlp_leapfrog
+    from pl_pac_trs.trs.fused.tanh_mlp import tanh_mlp_leapfrog
 
     d, n = dims
     torch.manual_seed(0)
@@ -142,8 +142,9 @@ def test_leapfrog_takes_the_fused_rollout_only_where_it_applies():
     out = Leapfrog()(field, x0, t)
     assert out.grad_fn is not None and "LeapfrogTanhMLP" in type(out.grad_fn).__name__
     timed = ODENField(2, (8,), time_augmented=True)
-    assert timed.fused_leapfrog(x0, t, 1) is None
-    assert ODENField(2, (8,), fused=False).fused_leapfrog(x0, t, 1) is None
+    assert timed.fused_rollout("leapfrog", x0, t, 1) is None
+    assert ODENField(2, (8,), fused=False).fused_rollout("leapfrog", x0, t, 1) is None
+    assert field.fused_rollout("euler", x0, t, 1) is None  # a scheme it does not implement
     t_grad = t.clone().requires_grad_(True)  # gradients w.r.t. the grid: the generic path
     assert "LeapfrogTanhMLP" not in type(Leapfrog()(field, x0, t_grad).grad_fn).__name__
 
@@ -157,7 +158,7 @@ def test_fused_rk4_rollout_equals_the_generic_scheme_and_its_autograd(
     """Values and gradients (parameters and x0) of the one-node RK4 rollout against autograd
     through RK4's step loop, float64, on per-sample non-uniform forward and reversed grids."""
     from pl_pac_trs.trs import RK4
-    from pl_pac_trs.trs.tanh_mlp_rk4 import tanh_mlp_rk4
+    from pl_pac_trs.trs.fused.tanh_mlp_rk4 import tanh_mlp_rk4
 
     torch.manual_seed(0)
     plain = ODENField(3, (12, 7), time_augmented=time_augmented, fused=False).double()
@@ -193,7 +194,7 @@ def test_rk4_takes_the_fused_rollout_only_where_it_applies():
         out = RK4()(ODENField(2, (8,), time_augmented=time_augmented), x0, t)
         assert out.grad_fn is not None and "RK4TanhMLP" in type(out.grad_fn).__name__
     plain = ODENField(2, (8,), fused=False)
-    assert plain.fused_rk4(x0, t) is None
+    assert plain.fused_rollout("rk4", x0, t) is None
     assert "RK4TanhMLP" not in type(RK4()(plain, x0, t).grad_fn).__name__
     t_grad = t.clone().requires_grad_(True)  # gradients w.r.t. the grid: the generic path
     assert "RK4TanhMLP" not in type(RK4()(ODENField(2, (8,)), x0, t_grad).grad_fn).__name__

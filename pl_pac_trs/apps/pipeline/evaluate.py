@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from pl_pac_trs.pac import LoadSourceWeights, matches_any, source_state_dict
+from pl_pac_trs.pac import LoadSourceWeights, checkpoint_state_dict, matches_any
 
 __all__ = [
     "SPLITS",
@@ -49,7 +49,7 @@ def head_state(trainer, checkpoint: Path) -> dict[str, torch.Tensor]:
             skip = cb.skip
     if not skip:
         return {}
-    return {k: v for k, v in source_state_dict(checkpoint).items() if matches_any(k, skip)}
+    return {k: v for k, v in checkpoint_state_dict(checkpoint).items() if matches_any(k, skip)}
 
 
 def head_shape_differs(model, source_model) -> bool:

@@ -51,9 +51,9 @@ from pl_pac_trs.pac import (
     WandbArtifacts,
     check_amount,
     check_strength,
-    load_masks,
-    source_state_dict,
+    checkpoint_state_dict,
     source_view,
+    state_swapped,
 )
 from pl_pac_trs.pac.lora import adapters_disabled, base_state_dict, is_adapted
 
@@ -64,7 +64,7 @@ BASELINES = ("finetune", "l2sp", "scratch", "linear_probe", "lora")
 #: as layer-wise magnitude) with calibrate's shared parameters frozen: ``pl-pac-trs pac --settings
 #: paper``. The shipped configs carry the settings chosen on validation (docs/pac.md).
 PAPER_SETTINGS = {
-    "source": {"MagnitudePruning": {"amount": 0.8, "scope": "layer"}},
+    "source": {"MagnitudePruning": {"amount": 0.8, "pruning_fn": "layer"}},
     "calibrate": {"GradientMask": {"lam": 0.01, "penalty_norm": "sum", "train_shared": False}},
 }
 #: Left out of the source config for the dense, whole-budget source model of ``equal_budget``.
@@ -209,7 +209,7 @@ def run_pipeline(
         rows = {}
         if dense_path.is_file():
             dense = copy.deepcopy(src.model)
-            dense.load_state_dict(source_state_dict(dense_path))
+            dense.load_state_dict(checkpoint_state_dict(dense_path))
             rows["source (dense)"] = {
                 "source": source_metrics(src.trainer, dense, src.datamodule, split)
             }
@@ -223,7 +223,7 @@ def run_pipeline(
         """The allocated source model, its data and a trainer to test with (rebuilt on resume)."""
         if not context:
             built = source.build()
-            built.model.load_state_dict(source_state_dict(out / "source.ckpt"))
+            built.model.load_state_dict(checkpoint_state_dict(out / "source.ckpt"))
             context.update(trainer=built.trainer, model=built.model, datamodule=built.datamodule)
         return context
 
@@ -233,10 +233,8 @@ def run_pipeline(
     if rows is None:
         cal = calibrate.fit()
         row = {"target": target_metrics(cal.trainer, cal.model, cal.datamodule, split)}
-        masks = load_masks(out / "source.ckpt")
-        state = source_state_dict(out / "source.ckpt")
         src_ctx = source_context()
-        with source_view(cal.model, masks, source_state=state):
+        with source_view(cal.model):  # from the model's PAC-Net state (in calibrate.ckpt too)
             row["source"] = source_metrics(cal.trainer, cal.model, src_ctx["datamodule"], split)
             row["source_outputs_identical"] = outputs_identical(
                 src_ctx["model"], cal.model, src_ctx["datamodule"], split
@@ -279,7 +277,7 @@ def run_pipeline(
             if not needs_head or head:
                 adapted = is_adapted(run.model)  # LoRA: the source is the model, adapters off
                 off = adapters_disabled(run.model) if adapted else nullcontext()
-                with off, source_view(run.model, {}, source_state=head):
+                with off, state_swapped(run.model, head):
                     row["source"] = source_metrics(
                         run.trainer, run.model, src_ctx["datamodule"], split
                     )
@@ -313,7 +311,7 @@ def _base_identical(src_ctx: dict[str, Any], checkpoint: Path, model: Any, split
     """Whether ``model`` (adapters disabled, source head back) is the source model it started
     from (``checkpoint``) bit for bit: every entry, and its outputs on the source ``split``."""
     source = copy.deepcopy(src_ctx["model"])
-    source.load_state_dict(source_state_dict(checkpoint))
+    source.load_state_dict(checkpoint_state_dict(checkpoint))
     return outputs_identical(
         source, model, src_ctx["datamodule"], split, state=base_state_dict(model)
     )

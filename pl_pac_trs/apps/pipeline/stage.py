@@ -188,6 +188,7 @@ class _StageCLI(PacTrsCLI):
     def before_instantiate_classes(self) -> None:
         config = self._stage_config()
         self._overrides.apply(config)
+        super().before_instantiate_classes()  # (the CLI's own: optimizers, the W&B run id)
         if self._resolved is not None:
             parser = self._parser(self.subcommand)
             write_atomic(self._resolved, self._header + parser.dump(config, skip_none=False))

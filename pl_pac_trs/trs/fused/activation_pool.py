@@ -1,8 +1,8 @@
 """Storage reused from step to step for what a fused rollout keeps for its backward pass.
 
-A fused rollout node (:class:`~pl_pac_trs.trs.tanh_mlp.LeapfrogTanhMLPFunction`,
-:class:`~pl_pac_trs.trs.tanh_mlp_rk4.RK4TanhMLPFunction`) keeps the hidden activations of every
-field evaluation until its backward pass (at exp I thirty tensors of 150 x 1000 floats).
+A fused rollout node (:class:`~pl_pac_trs.trs.fused.tanh_mlp.LeapfrogTanhMLPFunction`,
+:class:`~pl_pac_trs.trs.fused.tanh_mlp_rk4.RK4TanhMLPFunction`) keeps the hidden activations of
+every field evaluation until its backward pass (at exp I thirty tensors of 150 x 1000 floats).
 Allocated afresh every step, they come from glibc's heap and are all freed at the end of the
 step; when they lie at the top of the heap, glibc hands them back to the system and the next
 step faults every page in again. Whether a process does so depends on where its other heap
@@ -14,7 +14,7 @@ Here a rollout takes one block per hidden layer, ``(evaluations, rows, width)``,
 it is freed (its graph released, after the backward pass or when the output is dropped), never
 earlier: a graph kept with ``retain_graph=True`` keeps its block. A training loop then cycles
 through two blocks and faults no pages. The one-evaluation nodes (the fused field
-:class:`~pl_pac_trs.trs.tanh_mlp.TanhMLPFunction`, HODEN's closed-form derivative) allocate
+:class:`~pl_pac_trs.trs.fused.tanh_mlp.TanhMLPFunction`, HODEN's closed-form derivative) allocate
 as before: pooled, an exp I HODEN step measured 5.7 % slower. Only CPU tensors are pooled
 (CUDA's caching allocator already reuses its memory).
 """

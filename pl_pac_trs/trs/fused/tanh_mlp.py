@@ -23,13 +23,16 @@ the field (for a Hamiltonian or a Jacobian penalty) need the plain module
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
+from operator import itemgetter
 
 import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from pl_pac_trs.trs.activation_pool import RolloutActivations, activation_store
+from pl_pac_trs.trs.fused.activation_pool import RolloutActivations, activation_store
+from pl_pac_trs.trs.integrators import leapfrog_step, march
 
 __all__ = [
     "LeapfrogTanhMLPFunction",
@@ -39,6 +42,7 @@ __all__ = [
     "mlp_backward",
     "mlp_forward",
     "mlp_params",
+    "recorded_evaluation",
     "rollout_activations",
     "save_rollout",
     "saved_rollout",
@@ -80,7 +84,7 @@ def _n_hidden(params: Sequence[Tensor], last_bias: bool) -> int:
 def rollout_activations(
     evaluations: int, x: Tensor, params: Sequence[Tensor], last_bias: bool
 ) -> RolloutActivations | None:
-    """Pooled blocks (:func:`~pl_pac_trs.trs.activation_pool.activation_store`) for the hidden
+    """Pooled blocks (:func:`~pl_pac_trs.trs.fused.activation_pool.activation_store`) for the hidden
     activations of ``evaluations`` evaluations of the MLP ``params`` (:func:`mlp_params`) on a
     batch like ``x``, or ``None``."""
     widths = [params[2 * i].shape[0] for i in range(_n_hidden(params, last_bias))]
@@ -208,30 +212,42 @@ class TanhMLPFunction(torch.autograd.Function):
         return (grad_x, None, None, *_finish(grads))
 
 
+def recorded_evaluation(
+    params: Sequence[Tensor],
+    last_bias: bool,
+    fast_tanh: bool,
+    time_augmented: bool,
+    saved: list[Tensor] | None,
+    store: RolloutActivations | None,
+) -> Callable[[Tensor, Tensor], Tensor]:
+    """``evaluate(t, x)``: the MLP field at ``x`` (``[x, t]`` when ``time_augmented``) by
+    :func:`mlp_forward`, each evaluation's activations appended to ``saved`` (unless ``None``)
+    in order and written into ``store`` when given; what a fused rollout hands the
+    integrators' step functions."""
+
+    def evaluate(t: Tensor, x: Tensor) -> Tensor:
+        if time_augmented:
+            x = torch.cat([x, t.reshape(-1, 1)], dim=1)
+        out, acts = mlp_forward(x, params, last_bias, fast_tanh, store)
+        if saved is not None:
+            saved.extend(acts)
+        return out
+
+    return evaluate
+
+
 def leapfrog_forward(x0, t, n, fast_tanh, last_bias, params, keep=True, store=None):
-    """The kick-drift-kick rollout ``(B, S, D)`` and, with ``keep``, the activations of its three
-    field evaluations per step in order (what the backward pass needs; a no-grad rollout keeps
-    none), written into ``store`` (:class:`~pl_pac_trs.trs.activation_pool.RolloutActivations`,
-    three evaluations per step) when given."""
-    dt = t.diff(dim=1)
-    half = 0.5 * dt
-    q, p = x0[:, :n], x0[:, n:]
+    """The kick-drift-kick rollout ``(B, S, D)`` (:func:`~pl_pac_trs.trs.integrators.leapfrog_step`
+    on the MLP) and, with ``keep``, the activations of its three field evaluations per step in
+    order (what the backward pass needs; a no-grad rollout keeps none), written into ``store``
+    (:class:`~pl_pac_trs.trs.fused.activation_pool.RolloutActivations`, three evaluations per
+    step) when given."""
     saved: list[Tensor] = []
-    out = []
-    for k in range(dt.shape[1]):
-        h, hh = dt[:, k : k + 1], half[:, k : k + 1]
-        fa, acts_a = mlp_forward(torch.cat([q, p], 1), params, last_bias, fast_tanh, store)
-        p = p + hh * fa[:, n:]
-        fb, acts_b = mlp_forward(torch.cat([q, p], 1), params, last_bias, fast_tanh, store)
-        q = q + h * fb[:, :n]
-        x = torch.cat([q, p], 1)
-        fc, acts_c = mlp_forward(x, params, last_bias, fast_tanh, store)
-        p = p + hh * fc[:, n:]
-        x = torch.cat([q, p], 1)
-        if keep:
-            saved += [*acts_a, *acts_b, *acts_c]
-        out.append(x)
-    return torch.stack(out, dim=1), saved
+    evaluate = recorded_evaluation(
+        params, last_bias, fast_tanh, False, saved if keep else None, store
+    )
+    start = (x0[:, :n], x0[:, n:], x0)
+    return march(partial(leapfrog_step, evaluate, n), start, t, itemgetter(2)), saved
 
 
 class LeapfrogTanhMLPFunction(torch.autograd.Function):

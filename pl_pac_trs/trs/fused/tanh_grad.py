@@ -27,7 +27,7 @@ autograd's double backward (two forward, four backward), which are the floor of 
 gradient; what the node saves are the generic double-backward nodes' elementwise passes,
 temporaries and saved tensors (it keeps ``x``, the ``a_i`` and the ``c_i`` below, and
 recomputes the ``g_i``). ``fast_tanh=True`` (opt-in, not exact) computes ``tanh(z) = 2
-sigmoid(2z) - 1`` as :func:`~pl_pac_trs.trs.tanh_mlp.mlp_forward` does, PyTorch's CPU
+sigmoid(2z) - 1`` as :func:`~pl_pac_trs.trs.fused.tanh_mlp.mlp_forward` does, PyTorch's CPU
 ``sigmoid`` being much faster than its ``tanh`` (measurements: ``docs/trs.md``, Performance).
 """
 
@@ -40,7 +40,7 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from pl_pac_trs.trs.tanh_mlp import _NARROW, _mm, is_tanh_mlp
+from pl_pac_trs.trs.fused.tanh_mlp import _NARROW, _mm, is_tanh_mlp
 
 __all__ = [
     "InputGradSaved",
@@ -54,8 +54,8 @@ __all__ = [
 
 
 def is_scalar_tanh_mlp(net: nn.Module) -> bool:
-    """Whether ``net`` is a tanh MLP (:func:`~pl_pac_trs.trs.tanh_mlp.is_tanh_mlp`) with at least
-    one hidden layer and a single output, whose input gradient :func:`tanh_mlp_input_grad`
+    """Whether ``net`` is a tanh MLP (:func:`~pl_pac_trs.trs.fused.tanh_mlp.is_tanh_mlp`) with
+    at least one hidden layer and a single output, whose input gradient :func:`tanh_mlp_input_grad`
     computes."""
     return is_tanh_mlp(net) and len(net) >= 3 and net[-1].out_features == 1
 
@@ -73,7 +73,7 @@ _tanh_backward_out = torch.ops.aten.tanh_backward.grad_input
 
 def _narrow(a: Tensor, b: Tensor) -> Tensor:
     """``a @ b`` for a narrow ``b`` (a few columns): a matrix-vector product for one column,
-    else :func:`~pl_pac_trs.trs.tanh_mlp._mm`'s transposed product (both measured faster on
+    else :func:`~pl_pac_trs.trs.fused.tanh_mlp._mm`'s transposed product (both measured faster on
     CPU than the plain GEMM with a narrow result)."""
     return a @ b if b.shape[1] == 1 else _mm(a, b)
 
@@ -103,7 +103,7 @@ def input_grad_forward(
         w_out: output weight ``(1, h_L)``.
         n: number of leading input columns to differentiate.
         fast_tanh: ``tanh(z) = 2 sigmoid(2z) - 1`` (as
-            :func:`~pl_pac_trs.trs.tanh_mlp.mlp_forward`; absolute error below ``2.5e-7`` in
+            :func:`~pl_pac_trs.trs.fused.tanh_mlp.mlp_forward`; absolute error below ``2.5e-7`` in
             float32, not exact).
 
     Returns:

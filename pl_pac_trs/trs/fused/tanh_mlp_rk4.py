@@ -1,12 +1,12 @@
 """A whole RK4 rollout of a tanh-MLP field as one autograd node.
 
-The RK4 counterpart of :class:`~pl_pac_trs.trs.tanh_mlp.LeapfrogTanhMLPFunction`: exps III and VI
-roll tanh MLPs (``[x, t] -> 100 -> 100 -> 2``, time-augmented; ``3 -> 200 -> 200 -> 3``) out
-with classical Runge-Kutta, four field evaluations per step. Left to autograd, every step
+The RK4 counterpart of :class:`~pl_pac_trs.trs.fused.tanh_mlp.LeapfrogTanhMLPFunction`: exps III and
+VI roll tanh MLPs (``[x, t] -> 100 -> 100 -> 2``, time-augmented; ``3 -> 200 -> 200 -> 3``) out with
+classical Runge-Kutta, four field evaluations per step. Left to autograd, every step
 records about twenty small nodes (the stage sums, the time columns of a time-augmented field,
 the four MLPs); here the forward pass
 keeps only the MLPs' ``tanh`` outputs and the backward pass is the exact reverse-mode derivative
-of the discrete scheme, written out with :func:`~pl_pac_trs.trs.tanh_mlp.mlp_backward`:
+of the discrete scheme, written out with :func:`~pl_pac_trs.trs.fused.tanh_mlp.mlp_backward`:
 
 for ``x' = x + h/6 (k1 + 2 k2 + 2 k3 + k4)`` with ``k1 = f(x)``, ``k2 = f(x + h/2 k1)``,
 ``k3 = f(x + h/2 k2)``, ``k4 = f(x + h k3)`` and ``g`` the gradient of ``x'``,
@@ -21,53 +21,38 @@ time column gets no gradient: the grid is treated as constant, as in the leapfro
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from pl_pac_trs.trs.tanh_mlp import (
+from pl_pac_trs.trs.fused.tanh_mlp import (
     _finish,
     _grad_slots,
     mlp_backward,
-    mlp_forward,
     mlp_params,
+    recorded_evaluation,
     rollout_activations,
     save_rollout,
     saved_rollout,
 )
+from pl_pac_trs.trs.integrators import march, rk4_step
 
 __all__ = ["RK4TanhMLPFunction", "rk4_forward", "tanh_mlp_rk4"]
 
 
-def _with_time(x: Tensor, tc: Tensor | None) -> Tensor:
-    return x if tc is None else torch.cat([x, tc], dim=1)
-
-
 def rk4_forward(x0, t, time_augmented, fast_tanh, last_bias, params, keep=True, store=None):
-    """The rollout ``(B, S, D)`` and, with ``keep``, every stage's activations in order (what
-    the backward pass needs; a no-grad rollout keeps none), written into ``store``
-    (:class:`~pl_pac_trs.trs.activation_pool.RolloutActivations`, four evaluations per step)
-    when given."""
-    dt = t.diff(dim=1)
-    x = x0
+    """The rollout ``(B, S, D)`` (:func:`~pl_pac_trs.trs.integrators.rk4_step` on the MLP) and,
+    with ``keep``, every stage's activations in order (what the backward pass needs; a no-grad
+    rollout keeps none), written into ``store``
+    (:class:`~pl_pac_trs.trs.fused.activation_pool.RolloutActivations`, four evaluations per
+    step) when given."""
     saved: list[Tensor] = []
-    out = []
-    for k in range(dt.shape[1]):
-        h = dt[:, k : k + 1]
-        hh = 0.5 * h
-        t0, t1 = t[:, k : k + 1], t[:, k + 1 : k + 2]
-        tm = t0 + hh
-        times = (t0, tm, tm, t1) if time_augmented else (None,) * 4
-        k1, a1 = mlp_forward(_with_time(x, times[0]), params, last_bias, fast_tanh, store)
-        k2, a2 = mlp_forward(_with_time(x + hh * k1, times[1]), params, last_bias, fast_tanh, store)
-        k3, a3 = mlp_forward(_with_time(x + hh * k2, times[2]), params, last_bias, fast_tanh, store)
-        k4, a4 = mlp_forward(_with_time(x + h * k3, times[3]), params, last_bias, fast_tanh, store)
-        x = x + (h / 6.0) * (k1 + 2.0 * (k2 + k3) + k4)
-        if keep:
-            saved += [*a1, *a2, *a3, *a4]
-        out.append(x)
-    return torch.stack(out, dim=1), saved
+    evaluate = recorded_evaluation(
+        params, last_bias, fast_tanh, time_augmented, saved if keep else None, store
+    )
+    return march(partial(rk4_step, evaluate), x0, t), saved
 
 
 class RK4TanhMLPFunction(torch.autograd.Function):
@@ -120,8 +105,8 @@ def tanh_mlp_rk4(
     net: nn.Sequential, x0: Tensor, t: Tensor, time_augmented: bool = False, fast_tanh: bool = False
 ) -> Tensor:
     """The RK4 rollout ``(B, S, D)`` of the field ``net`` (a tanh MLP,
-    :func:`~pl_pac_trs.trs.tanh_mlp.is_tanh_mlp`; with ``time_augmented`` its last input is the
-    time) from ``x0`` ``(B, D)`` along ``t`` ``(B, S + 1)`` as one autograd node
+    :func:`~pl_pac_trs.trs.fused.tanh_mlp.is_tanh_mlp`; with ``time_augmented`` its last input is
+    the time) from ``x0`` ``(B, D)`` along ``t`` ``(B, S + 1)`` as one autograd node
     (:class:`RK4TanhMLPFunction`); ``t`` must not require gradients."""
     params, last_bias = mlp_params(net)
     if not torch.is_grad_enabled():  # the same arithmetic, no activations kept
