@@ -166,6 +166,9 @@ def test_checkpoint_round_trip_and_resume(tmp_path):
         assert torch.equal(loaded.state_dict()[k], v), k
     with adapters_disabled(loaded), adapters_disabled(model):
         assert torch.equal(loaded(x), model(x))
+    # the package's task models also load it with Lightning's own load_from_checkpoint
+    plain = SmallCNN.load_from_checkpoint(ckpt, weights_only=True).eval()
+    assert torch.equal(plain(x), model(x))
     # a plain checkpoint is refused with a message naming the way
     with pytest.raises(ValueError, match="not written by a LoRA fit"):
         load_adapted(SmallCNN, path)
