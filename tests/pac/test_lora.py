@@ -225,10 +225,17 @@ def test_setup_errors(tmp_path):
         trainer(callbacks=[LoRA(exclude=["body", "head"])]).fit(TinyNet(), TinyData())
 
 
-def test_missing_peft_is_one_clear_line(monkeypatch):
+def test_missing_peft_is_one_clear_line(monkeypatch, tmp_path, capsys):
+    from pl_pac_trs.apps.cli import main as cli_main
+
     monkeypatch.setitem(sys.modules, "peft", None)
     with pytest.raises(ImportError, match=r"pip install 'pl-pac-trs\[peft\]'"):
         LoRA()
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None)
+    argv = ["pac", "friedman", "--baselines", "lora", "--out", str(tmp_path), "--no-wandb"]
+    assert cli_main(argv) == 2  # before any stage runs
+    assert "pip install 'pl-pac-trs[peft]'" in capsys.readouterr().err
+    assert not (tmp_path / "source.ckpt").exists()
 
 
 def test_bf16_mixed_with_model_checkpoint_and_a_head_of_another_name(tmp_path):
