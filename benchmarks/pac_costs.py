@@ -26,7 +26,7 @@ from typing import Any
 from lightning.pytorch import Callback
 from torch import Tensor
 
-from pl_pac_trs.pac import load_masks, source_state_dict
+from pl_pac_trs.pac import checkpoint_state_dict, load_masks
 
 #: Steps left out at the start of every fit (first-call allocations, lazy initialisation).
 WARMUP = 5
@@ -114,20 +114,20 @@ def stage_costs(out: Path, probes: CostProbes, stages: dict[str, str]) -> dict[s
         stages: Pipeline stage -> summary stage name (the method's row label).
     """
     result: dict[str, Any] = {}
-    dense = source_state_dict(out / "dense.ckpt") if (out / "dense.ckpt").is_file() else None
+    dense = checkpoint_state_dict(out / "dense.ckpt") if (out / "dense.ckpt").is_file() else None
     for stage, label in stages.items():
         probe = probes.by_stage.get(stage)
         ckpt = out / f"{stage}.ckpt"
         if probe is None or not ckpt.is_file():
             continue
-        target = source_state_dict(ckpt)
+        target = checkpoint_state_dict(ckpt)
         trainable = sum(probe.trainable.values())
         if stage == PAC_STAGE:
             masks = load_masks(out / "source.ckpt")
             trainable -= sum(
                 int(m.sum()) for n, m in masks.items() if n in probe.trainable
             )  # essential entries: masked out of every step
-            both = pac_bytes(source_state_dict(out / "source.ckpt"), target, masks)
+            both = pac_bytes(checkpoint_state_dict(out / "source.ckpt"), target, masks)
         elif stage == "scratch" or dense is None:
             both = sum(_bytes(v) for v in target.values()) + sum(
                 _bytes(v) for v in (dense or {}).values()

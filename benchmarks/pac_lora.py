@@ -41,10 +41,16 @@ RANKS = (2, 4, 8)
 LR_FACTORS = (1.0, 3.0, 10.0)
 
 
+def model_lr(config: dict[str, Any]) -> float:
+    """A stage config's learning rate: ``model.init_args.lr``, or its optimizer's
+    (``model.init_args.optimizer.init_args.lr``)."""
+    args = config["model"]["init_args"]
+    return float(args["lr"] if "lr" in args else args["optimizer"]["init_args"]["lr"])
+
+
 def base_lr(task: str, configs: Path = CONFIGS) -> float:
-    """The task's fine-tuning learning rate (``model.init_args.lr`` of ``finetune.yaml``)."""
-    config = yaml.safe_load((configs / task / "finetune.yaml").read_text())
-    return float(config["model"]["init_args"]["lr"])
+    """The task's fine-tuning learning rate (of ``finetune.yaml``)."""
+    return model_lr(yaml.safe_load((configs / task / "finetune.yaml").read_text()))
 
 
 def grid(task: str) -> list[dict[str, Any]]:
@@ -59,12 +65,12 @@ def label(setting: dict[str, Any]) -> str:
 
 def lora_yaml(text: str, setting: dict[str, Any]) -> str:
     """``lora.yaml``'s text with the model ``lr`` and the LoRA ``rank`` / ``alpha`` replaced."""
-    text = re.sub(r"(?m)^(    lr: )\S+", rf"\g<1>{setting['lr']}", text, count=1)
+    text = re.sub(r"(?m)^(    lr: |        lr: )\S+", rf"\g<1>{setting['lr']}", text, count=1)
     text = re.sub(r"(?m)^(        rank: )\S+", rf"\g<1>{setting['rank']}", text, count=1)
     text = re.sub(r"(?m)^(        alpha: )\S+", rf"\g<1>{setting['alpha']}", text, count=1)
     config = yaml.safe_load(text)
     lora = next(c for c in config["trainer"]["callbacks"] if c["class_path"].endswith(".LoRA"))
-    assert config["model"]["init_args"]["lr"] == setting["lr"]
+    assert model_lr(config) == setting["lr"]
     assert lora["init_args"]["rank"] == setting["rank"]
     assert lora["init_args"]["alpha"] == setting["alpha"]
     return text

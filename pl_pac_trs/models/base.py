@@ -141,6 +141,14 @@ class TaskModule(LightningModule):
             self.log(f"{stage}/{name}", metric, on_epoch=True, prog_bar=show)
 
     @override
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # a checkpoint of a LoRA fit holds peft's parameter names: put the adapters in first,
+        # so that ``load_from_checkpoint`` loads it (peft is only needed for such checkpoints)
+        from pl_pac_trs.pac.lora import restore_adapters
+
+        restore_adapters(self, checkpoint)
+
+    @override
     def configure_optimizers(self) -> torch.optim.Optimizer:
         kwargs: dict[str, Any] = {"lr": self.lr, "weight_decay": self.weight_decay}
         if self.fused:

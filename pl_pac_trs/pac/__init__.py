@@ -22,7 +22,7 @@ from pl_pac_trs.pac.baselines import L2SP, LinearProbe
 from pl_pac_trs.pac.checkpoint import FinalCheckpoint
 from pl_pac_trs.pac.checks import check_amount, check_strength
 from pl_pac_trs.pac.gradient_mask import GradientMask
-from pl_pac_trs.pac.lora import LoRA, adapters_disabled, load_adapted
+from pl_pac_trs.pac.lora import LoRA, adapters_disabled, load_adapted, restore_adapters
 from pl_pac_trs.pac.mask_rules import (
     PRUNING_FNS,
     compute_masks,
@@ -77,6 +77,7 @@ __all__ = [
     "mask_sparsity",
     "matches_any",
     "pac_state",
+    "restore_adapters",
     "save_masks",
     "select_parameters",
     "source_state_dict",

@@ -8,12 +8,11 @@ the normalisation statistics frozen. With the adapters disabled (:func:`adapters
 model computes exactly what the source model computes: each adapted layer then runs its base
 layer alone, whose weights never changed.
 
-``peft`` is an optional dependency: ``pip install 'pl-pac-trs[peft]'``.
-
-Checkpoints of an adapted model hold ``peft``'s parameter names (``<layer>.base_layer.weight``,
-``<layer>.lora_A.default.weight``, ...) and the adapter settings under
-:data:`LORA_CHECKPOINT_KEY`; :func:`load_adapted` rebuilds the model from such a checkpoint
-(``Module.load_from_checkpoint`` alone builds the model without adapters and cannot load them).
+``peft`` is an optional dependency: ``pip install 'pl-pac-trs[peft]'``. Checkpoints of an
+adapted model hold ``peft``'s parameter names (``<layer>.base_layer.weight``, ...) and the adapter
+settings (:data:`LORA_CHECKPOINT_KEY`): :func:`load_adapted` rebuilds any LightningModule from
+one; a module whose ``on_load_checkpoint`` calls :func:`restore_adapters` (the package's task
+models) also loads with ``Module.load_from_checkpoint``.
 """
 
 from __future__ import annotations
@@ -46,17 +45,13 @@ __all__ = [
     "is_adapted",
     "load_adapted",
     "lora_spec",
+    "restore_adapters",
 ]
 
 #: Top-level checkpoint key under which :class:`LoRA` stores its adapter settings.
 LORA_CHECKPOINT_KEY = "pl_pac_trs_lora"
 #: Module types adapted by default: the linear and convolution layers ``peft`` supports.
-LORA_MODULE_TYPES: tuple[str, ...] = (
-    "torch.nn.Linear",
-    "torch.nn.Conv1d",
-    "torch.nn.Conv2d",
-    "torch.nn.Conv3d",
-)
+LORA_MODULE_TYPES = ("torch.nn.Linear", "torch.nn.Conv1d", "torch.nn.Conv2d", "torch.nn.Conv3d")
 _INSTALL = "LoRA needs the optional dependency peft: pip install 'pl-pac-trs[peft]'"
 
 M = TypeVar("M", bound=nn.Module)
@@ -180,15 +175,9 @@ def base_state_dict(model: nn.Module) -> dict[str, Tensor]:
 
 def _spec_of(model: nn.Module, lora: LoRA) -> dict[str, Any]:
     """The settings of an already adapted model: its adapter layers' names, ``lora``'s values."""
-    layer = _tuner_layer()
-    names = [n for n, m in model.named_modules() if isinstance(m, layer)]
-    return {
-        "r": lora.rank,
-        "lora_alpha": lora.alpha,
-        "lora_dropout": lora.dropout,
-        "bias": "none",
-        "target_modules": "^(" + "|".join(re.escape(n) for n in names) + ")$",
-    }
+    names = [n for n, m in model.named_modules() if isinstance(m, _tuner_layer())]
+    spec = {"r": lora.rank, "lora_alpha": lora.alpha, "lora_dropout": lora.dropout, "bias": "none"}
+    return {**spec, "target_modules": "^(" + "|".join(re.escape(n) for n in names) + ")$"}
 
 
 def adapter_state_dict(model: nn.Module) -> dict[str, Tensor]:
@@ -207,8 +196,8 @@ class LoRA(FreezingCallback):
     normalisation layers outside ``new_modules`` run in eval mode during the fit, so their running
     statistics stay the source ones. The model keeps its adapters after the fit;
     :func:`adapters_disabled` gives the source model back (with the source head put back where
-    ``new_modules`` replaced it). The adapter settings go
-    into every checkpoint (:data:`LORA_CHECKPOINT_KEY`) for :func:`load_adapted`.
+    ``new_modules`` replaced it). The adapter settings go into every checkpoint
+    (:data:`LORA_CHECKPOINT_KEY`) for :func:`load_adapted` / :func:`restore_adapters`.
 
     Args:
         rank: Adapter rank ``r`` (``>= 1``).
@@ -309,6 +298,22 @@ class LoRA(FreezingCallback):
     ) -> None:
         if self.spec is not None:
             checkpoint[LORA_CHECKPOINT_KEY] = dict(self.spec)
+
+
+def restore_adapters(model: nn.Module, checkpoint: Mapping[str, Any]) -> bool:
+    """Injects the adapters a LoRA checkpoint describes into a model built without them, so that
+    its ``state_dict`` can then be loaded; call it from a LightningModule's
+    ``on_load_checkpoint`` to make ``Module.load_from_checkpoint`` work on LoRA checkpoints (the
+    package's task models do). Does nothing for other checkpoints or an adapted model.
+
+    Returns:
+        Whether adapters were injected.
+    """
+    spec = checkpoint.get(LORA_CHECKPOINT_KEY)
+    if not isinstance(spec, dict) or is_adapted(model):
+        return False
+    inject_lora(model, spec)
+    return True
 
 
 def load_adapted(

@@ -17,14 +17,18 @@ def test_grid_configs_change_only_lr_rank_alpha(task, tmp_path):
     path = pac_lora.config_dir(task, setting, tmp_path)
     changed = yaml.safe_load((path / "lora.yaml").read_text())
     shipped = yaml.safe_load((CONFIGS / task / "lora.yaml").read_text())
-    assert changed["model"]["init_args"]["lr"] == setting["lr"]
+    assert pac_lora.model_lr(changed) == setting["lr"]
     (lora,) = [c for c in changed["trainer"]["callbacks"] if c["class_path"].endswith(".LoRA")]
     assert (lora["init_args"]["rank"], lora["init_args"]["alpha"]) == (
         setting["rank"],
         setting["alpha"],
     )
     # the rest is the shipped config; the other stages are copied as they are
-    changed["model"]["init_args"]["lr"] = shipped["model"]["init_args"]["lr"]
+    model_args = changed["model"]["init_args"]
+    if "lr" in model_args:
+        model_args["lr"] = shipped["model"]["init_args"]["lr"]
+    else:
+        model_args["optimizer"] = shipped["model"]["init_args"]["optimizer"]
     for key in ("rank", "alpha"):
         lora["init_args"][key] = next(
             c for c in shipped["trainer"]["callbacks"] if c["class_path"].endswith(".LoRA")

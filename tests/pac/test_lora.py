@@ -166,6 +166,9 @@ def test_checkpoint_round_trip_and_resume(tmp_path):
         assert torch.equal(loaded.state_dict()[k], v), k
     with adapters_disabled(loaded), adapters_disabled(model):
         assert torch.equal(loaded(x), model(x))
+    # the package's task models also load it with Lightning's own load_from_checkpoint
+    plain = SmallCNN.load_from_checkpoint(ckpt, weights_only=True).eval()
+    assert torch.equal(plain(x), model(x))
     # a plain checkpoint is refused with a message naming the way
     with pytest.raises(ValueError, match="not written by a LoRA fit"):
         load_adapted(SmallCNN, path)
@@ -222,10 +225,17 @@ def test_setup_errors(tmp_path):
         trainer(callbacks=[LoRA(exclude=["body", "head"])]).fit(TinyNet(), TinyData())
 
 
-def test_missing_peft_is_one_clear_line(monkeypatch):
+def test_missing_peft_is_one_clear_line(monkeypatch, tmp_path, capsys):
+    from pl_pac_trs.apps.cli import main as cli_main
+
     monkeypatch.setitem(sys.modules, "peft", None)
     with pytest.raises(ImportError, match=r"pip install 'pl-pac-trs\[peft\]'"):
         LoRA()
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None)
+    argv = ["pac", "friedman", "--baselines", "lora", "--out", str(tmp_path), "--no-wandb"]
+    assert cli_main(argv) == 2  # before any stage runs
+    assert "pip install 'pl-pac-trs[peft]'" in capsys.readouterr().err
+    assert not (tmp_path / "source.ckpt").exists()
 
 
 def test_bf16_mixed_with_model_checkpoint_and_a_head_of_another_name(tmp_path):

@@ -23,6 +23,7 @@ sweep ``configs/sweeps/pac_friedman.yml`` varies).
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import math
 import sys
@@ -160,6 +161,8 @@ def run_pipeline(
     bad = [b for b in baselines if b not in BASELINES]
     if bad:
         raise ValueError(f"unknown baseline {bad[0]!r}; choose from {', '.join(BASELINES)}")
+    if "lora" in baselines and importlib.util.find_spec("peft") is None:
+        raise ValueError("baseline 'lora' needs peft: pip install 'pl-pac-trs[peft]'")
     scale_ok = isinstance(epochs_scale, (int, float)) and not isinstance(epochs_scale, bool)
     if not scale_ok or not math.isfinite(epochs_scale) or epochs_scale <= 0:
         raise ValueError(f"epochs_scale must be a finite number > 0, got {epochs_scale!r}")
