@@ -325,11 +325,11 @@ class PacTrsCLI(LightningCLI):
             self._plan = _run_plan(subcommand, sub)
             ckpt_path = sub.get("ckpt_path")
             if ckpt_path and str(ckpt_path) not in _SPECIAL_CKPT and "://" not in str(ckpt_path):
-                self._check_ckpt(str(ckpt_path), sub)
+                self._check_ckpt(str(ckpt_path), sub, training=subcommand == "fit")
         return super()._parse_ckpt_path()
 
-    def _check_ckpt(self, ckpt_path: str, sub: Any) -> None:
-        self._ckpt_shapes = checkpoint_shapes(ckpt_path, sub)
+    def _check_ckpt(self, ckpt_path: str, sub: Any, training: bool) -> None:
+        self._ckpt_shapes = checkpoint_shapes(ckpt_path, sub, training=training)
         self._ckpt_path = ckpt_path
 
     def _check_ckpt_shapes(self) -> None:

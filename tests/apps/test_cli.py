@@ -156,3 +156,23 @@ def test_validation_error_at_instantiation_is_one_clear_line(capsys, monkeypatch
     err = capsys.readouterr().err
     assert "lr must be > 0, got -1.0" in err
     assert "Traceback" not in err
+
+
+def test_fit_refuses_a_checkpoint_trained_with_other_model_arguments(tmp_path):
+    """LightningCLI would rebuild the model from the checkpoint's hyper-parameters and silently
+    train that one (a 5-class head on 3-class data): a ``fit`` whose config sets a model argument
+    otherwise exits 2 naming the file and the argument, before a run directory exists; the same
+    arguments resume."""
+    common = ["--config", str(TINY), "--trainer.logger=false", "--trainer.max_epochs=1"]
+    out = run_cli(["fit", *common, "--trainer.default_root_dir=first"], cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    (ckpt,) = (tmp_path / "first").rglob("*.ckpt")
+    wrong = [*common, "--trainer.default_root_dir=second", f"--ckpt_path={ckpt}"]
+    out = run_cli(["fit", *wrong, "--model.init_args.in_features=3"], cwd=tmp_path)
+    assert out.returncode == 2, out.stderr[-3000:]
+    message = out.stderr.strip().splitlines()
+    assert len(message) <= 3
+    assert "in_features=4" in out.stderr and str(ckpt.name) in out.stderr
+    assert not (tmp_path / "second").exists()
+    out = run_cli(["fit", *wrong, "--trainer.max_epochs=2"], cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
