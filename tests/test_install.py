@@ -84,7 +84,7 @@ def test_configs_by_name_from_an_empty_directory(wheel_env):
     out = run(wheel_env, [*fit, "--trainer.enable_progress_bar=false"])
     assert out.returncode == 0, out.stderr[-3000:]
     assert not [u for u in UNWANTED if u in out.stdout + out.stderr]
-    run_dir = wheel_env["work"] / "runs" / "trs" / "exp1" / "quick" / "trs_oden"
+    run_dir = wheel_env["work"] / "runs" / "trs" / "exp1" / "quick" / "trs_oden" / "version_0"
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
 
 

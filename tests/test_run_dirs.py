@@ -19,6 +19,8 @@ from pl_pac_trs.serialization import load_torch_file
 
 TINY = str(ASSETS / "tiny.yaml")
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+#: No logger: the run's artefacts (config.yaml) go to its directory (W&B: tests below).
+NO_LOGGER = "--trainer.logger=false"
 
 
 def test_claimed_directories_are_distinct_under_concurrency(tmp_path):
@@ -52,7 +54,15 @@ def test_last_checkpoint_is_the_newest_last_file(tmp_path):
 
 def _fit(tmp_path, *extra: str) -> int:
     root = tmp_path / "root"
-    args = ["fit", "--config", TINY, *QUIET, f"--trainer.default_root_dir={root}", *extra]
+    args = [
+        "fit",
+        "--config",
+        TINY,
+        *QUIET,
+        NO_LOGGER,
+        f"--trainer.default_root_dir={root}",
+        *extra,
+    ]
     try:
         return main(args)
     except SystemExit as exc:
@@ -63,7 +73,6 @@ def _fit(tmp_path, *extra: str) -> int:
 def tiny(monkeypatch, tmp_path):
     monkeypatch.syspath_prepend(str(ASSETS))
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("WANDB_MODE", "disabled")
     return tmp_path / "root"
 
 

@@ -276,6 +276,12 @@ class PacTrsCLI(LightningCLI):
 
     def __init__(self, args: Sequence[str] | None = None, run: bool = True, **kwargs) -> None:
         quiet_known_noise()
+        # the run's directory: planned at parsing, made after the set-up checks (subclasses that
+        # override a step still find these)
+        self._plan: _RunPlan | None = None
+        self._wandb_id: str | None = None
+        self._created_run_dir: Path | None = None
+        self.run_directory: Path | None = None
         kwargs.setdefault("subclass_mode_model", True)
         kwargs.setdefault("subclass_mode_data", True)
         kwargs.setdefault("save_config_callback", RunConfigSaver)
@@ -313,8 +319,6 @@ class PacTrsCLI(LightningCLI):
         (:meth:`_check_ckpt_shapes`).
         """
         self._ckpt_shapes: dict[str, tuple[int, ...]] | None = None
-        self._plan: _RunPlan | None = None
-        self.run_directory: Path | None = None
         subcommand = self.config.get("subcommand")
         if subcommand:
             sub = self.config[subcommand]
@@ -342,8 +346,7 @@ class PacTrsCLI(LightningCLI):
     def _set_wandb_id(self) -> None:
         """A ``WandbLogger`` without an ``id`` gets the resumed run's id (from its ``run.json``)
         or a new one, recorded in the run's directory: a resumed fit continues its W&B run."""
-        self._wandb_id: str | None = None
-        plan = getattr(self, "_plan", None)
+        plan = self._plan
         if plan is None:
             return
         trainer = self.config[self.subcommand].get("trainer") or {}
@@ -388,7 +391,7 @@ class PacTrsCLI(LightningCLI):
             config["callbacks"] = [c for c in configured if not isinstance(c, ModelCheckpoint)]
         if off or any(isinstance(c, ModelCheckpoint) for c in configured):
             callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
-        plan = getattr(self, "_plan", None)
+        plan = self._plan
         if plan is None:  # run=False (pl_pac_trs.apps.experiment, the pipeline): as configured
             return super()._instantiate_trainer(config, callbacks)
         self._check_ckpt_shapes()
@@ -449,7 +452,7 @@ class PacTrsCLI(LightningCLI):
     def _discard_run_dir(self) -> None:
         """Removes the run directory made here when the run failed before its first checkpoint
         (bad input found while setting up): a failed start leaves no run behind."""
-        created = getattr(self, "_created_run_dir", None)
+        created = self._created_run_dir
         if created is not None and not any(created.rglob("*.ckpt")):
             shutil.rmtree(created, ignore_errors=True)
 

@@ -13,6 +13,7 @@ MODULES = [
     "integrate",
     "sampling",
     "splitting",
+    "systems",
     "transfer",
     "validation",
 ]
