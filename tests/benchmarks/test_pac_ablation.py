@@ -30,7 +30,7 @@ def test_one_factor_at_a_time_around_the_base():
 
 def test_a_setting_becomes_the_pipelines_callback_args():
     args = ab.callback_args({**ab.BASE, "scope": "layer", "shared": "trained"})
-    assert args["source"] == {"MagnitudePruning": {"amount": 0.8, "scope": "layer"}}
+    assert args["source"] == {"MagnitudePruning": {"amount": 0.8, "pruning_fn": "layer"}}
     assert args["calibrate"] == {
         "GradientMask": {"lam": 0.01, "penalty_norm": "sum", "train_shared": True}
     }
