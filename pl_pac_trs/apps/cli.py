@@ -322,10 +322,13 @@ class PacTrsCLI(LightningCLI):
         subcommand = self.config.get("subcommand")
         if subcommand:
             sub = self.config[subcommand]
+            # a file named by the user is trained on only with the config's model arguments;
+            # '--ckpt_path=last' continues the run's own model (its arguments are the run's)
+            other_model = subcommand == "fit" and sub.get("ckpt_path") != "last"
             self._plan = _run_plan(subcommand, sub)
             ckpt_path = sub.get("ckpt_path")
             if ckpt_path and str(ckpt_path) not in _SPECIAL_CKPT and "://" not in str(ckpt_path):
-                self._check_ckpt(str(ckpt_path), sub, training=subcommand == "fit")
+                self._check_ckpt(str(ckpt_path), sub, training=other_model)
         return super()._parse_ckpt_path()
 
     def _check_ckpt(self, ckpt_path: str, sub: Any, training: bool) -> None:

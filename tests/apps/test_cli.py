@@ -162,11 +162,12 @@ def test_fit_refuses_a_checkpoint_trained_with_other_model_arguments(tmp_path):
     """LightningCLI would rebuild the model from the checkpoint's hyper-parameters and silently
     train that one (a 5-class head on 3-class data): a ``fit`` whose config sets a model argument
     otherwise exits 2 naming the file and the argument, before a run directory exists; the same
-    arguments resume."""
+    arguments resume, and so does '--ckpt_path=last' (the run's own model) whatever the config."""
     common = ["--config", str(TINY), "--trainer.logger=false", "--trainer.max_epochs=1"]
+    common.append("--checkpoint.save_last=true")
     out = run_cli(["fit", *common, "--trainer.default_root_dir=first"], cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
-    (ckpt,) = (tmp_path / "first").rglob("*.ckpt")
+    (ckpt,) = (p for p in (tmp_path / "first").rglob("*.ckpt") if p.name != "last.ckpt")
     wrong = [*common, "--trainer.default_root_dir=second", f"--ckpt_path={ckpt}"]
     out = run_cli(["fit", *wrong, "--model.init_args.in_features=3"], cwd=tmp_path)
     assert out.returncode == 2, out.stderr[-3000:]
@@ -175,4 +176,9 @@ def test_fit_refuses_a_checkpoint_trained_with_other_model_arguments(tmp_path):
     assert "in_features=4" in out.stderr and str(ckpt.name) in out.stderr
     assert not (tmp_path / "second").exists()
     out = run_cli(["fit", *wrong, "--trainer.max_epochs=2"], cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    last = [*common, "--trainer.default_root_dir=first", "--ckpt_path=last"]
+    out = run_cli(
+        ["fit", *last, "--model.init_args.lr=0.1", "--trainer.max_epochs=2"], cwd=tmp_path
+    )
     assert out.returncode == 0, out.stderr[-3000:]
