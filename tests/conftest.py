@@ -11,6 +11,7 @@ set it with ``monkeypatch`` (or pass ``env=`` to their subprocess).
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -49,6 +50,19 @@ def suite_environment(monkeypatch):
         monkeypatch.delenv(key)
     for key, value in SUITE_ENV.items():
         monkeypatch.setenv(key, value)
+
+
+@pytest.fixture(autouse=True)
+def log_levels():
+    """The levels of Lightning's and the package's loggers are given back after each test: a
+    benchmark's ``main`` run in-process silences them (``benchmarks.common.quiet``), and a later
+    test reading log lines with ``caplog`` would otherwise see none."""
+    ours = ("lightning", "pl_pac_trs")
+    names = [n for n in list(logging.root.manager.loggerDict) if n.startswith(ours)]
+    levels = {name: logging.getLogger(name).level for name in names}
+    yield
+    for name in [n for n in list(logging.root.manager.loggerDict) if n.startswith(ours)]:
+        logging.getLogger(name).setLevel(levels.get(name, logging.NOTSET))
 
 
 # Hypothesis's caches go to the temporary directory, not to ``.hypothesis`` in the working
