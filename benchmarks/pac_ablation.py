@@ -298,19 +298,31 @@ def plot(summary: dict[str, Any], dest: Path) -> list[Path]:
     return paths
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def grid_arguments(doc: str, work: str, budget: str) -> argparse.ArgumentParser:
+    """The options of a validation-grid benchmark (this one, ``pac_lora``)."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
     p.add_argument("--tasks", default=",".join(TASKS))
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--budget", choices=("ci", "full", "smoke"), default="ci")
-    p.add_argument("--work", type=Path, default=Path("runs/bench/pac_ablation"))
+    p.add_argument("--budget", choices=("ci", "full", "smoke"), default=budget)
+    p.add_argument("--work", type=Path, default=Path(work))
     p.add_argument("--out", type=Path, default=Path("docs/results"))
     p.add_argument("--report-only", action="store_true", help="report the job log, run nothing")
-    args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
+    return p
+
+
+def grid_tasks(p: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:
+    """``--tasks`` as a list, after checking it and ``--seeds`` (exit 2 otherwise)."""
     tasks = [t for t in args.tasks.split(",") if t]
     bad = [t for t in tasks if t not in VAL_METRICS]
     if bad or args.seeds < 1:
         p.error(f"--tasks from {','.join(VAL_METRICS)} and --seeds >= 1 (got {args.tasks!r})")
+    return tasks
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = grid_arguments(__doc__, "runs/bench/pac_ablation", "ci")
+    args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
+    tasks = grid_tasks(p, args)
     quiet()
     args.work.mkdir(parents=True, exist_ok=True)
     log = args.work / "ablation_runs.jsonl"

@@ -20,7 +20,6 @@ finished cell) lets a killed run resume.
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import shutil
@@ -34,8 +33,8 @@ from typing import Any
 import yaml
 
 from benchmarks.common import machine, markdown_table, quiet, read_job_log
-from benchmarks.pac_ablation import VAL_METRICS
-from benchmarks.reproduce_pac import CONFIGS, TASKS, scale_for
+from benchmarks.pac_ablation import VAL_METRICS, grid_arguments, grid_tasks
+from benchmarks.reproduce_pac import CONFIGS, scale_for
 
 RANKS = (2, 4, 8)
 LR_FACTORS = (1.0, 3.0, 10.0)
@@ -192,19 +191,10 @@ def to_markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--tasks", default=",".join(TASKS))
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--budget", choices=("ci", "full", "smoke"), default="full")
-    p.add_argument("--work", type=Path, default=Path("runs/bench/pac_lora"))
-    p.add_argument("--out", type=Path, default=Path("docs/results"))
+    p = grid_arguments(__doc__, "runs/bench/pac_lora", "full")
     p.add_argument("--write-configs", action="store_true", help="write the choice to lora.yaml")
-    p.add_argument("--report-only", action="store_true", help="report the job log, run nothing")
     args = p.parse_args(list(sys.argv[1:] if argv is None else argv))
-    tasks = [t for t in args.tasks.split(",") if t]
-    bad = [t for t in tasks if t not in VAL_METRICS]
-    if bad or args.seeds < 1:
-        p.error(f"--tasks from {','.join(VAL_METRICS)} and --seeds >= 1 (got {args.tasks!r})")
+    tasks = grid_tasks(p, args)
     quiet()
     args.work.mkdir(parents=True, exist_ok=True)
     log = args.work / "lora_grid.jsonl"
