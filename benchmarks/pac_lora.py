@@ -152,7 +152,8 @@ def run(tasks, seeds, budget, work: Path, log: Path, write_configs: bool) -> lis
 
     for task in tasks:
         task_rows = [cell(task, s, st) for s in range(seeds) for st in grid(task)]
-        chosen = summarise(task_rows)[task][best(summarise(task_rows)[task], seeds)]["setting"]
+        first = summarise(task_rows)[task]
+        chosen = first[best(first, seeds)]["setting"]
         half = {**chosen, "alpha": chosen["rank"]}
         task_rows += [cell(task, s, half) for s in range(seeds)]
         rows += task_rows
