@@ -30,14 +30,6 @@ def _table(markdown: str, first_header: str) -> tuple[list[str], list[list[str]]
     return header, rows
 
 
-@pytest.fixture
-def restore_threads(monkeypatch):
-    monkeypatch.setenv("WANDB_MODE", "disabled")
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("experiments", ["1", "5"])
 def test_trs_smoke_tables(tmp_path, restore_threads, monkeypatch, request, experiments):

@@ -4,20 +4,9 @@ from __future__ import annotations
 
 import json
 
-import pytest
-import torch
-
 from benchmarks import trs_study
 from benchmarks.__main__ import main
 from benchmarks.trs_study import BUDGETS, choose, conditions, jobs
-
-
-@pytest.fixture
-def restore_threads(monkeypatch):
-    monkeypatch.setenv("WANDB_MODE", "disabled")
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 def _records(path):

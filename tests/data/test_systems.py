@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from quiet_trainer import quiet_trainer
 
 from pl_pac_trs.data.integrate import solve_trajectories
 from pl_pac_trs.data.systems import SYSTEM_NAMES, ODESystemDataModule, ode_system
@@ -112,20 +113,13 @@ def test_the_swap_survives_a_checkpoint():
 
 
 def test_load_from_checkpoint_rebuilds_the_swap(tmp_path):
-    import lightning.pytorch as pl
 
     from pl_pac_trs.trs import TRSODEN, Leapfrog, ODENField
 
     dm = ODESystemDataModule("lotka_volterra", num_train=2, num_val=1, num_test=1)
     R = Reversal([1, 1], permutation=[1, 0])
     model = TRSODEN(ODENField(2, hidden=(4,)), Leapfrog(position_dim=1), trs_weight=1.0, reversal=R)
-    trainer = pl.Trainer(
-        max_epochs=1,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
+    trainer = quiet_trainer(tmp_path, 1, enable_checkpointing=True)
     trainer.fit(model, datamodule=dm)
     trainer.save_checkpoint(tmp_path / "lv.ckpt")
     loaded = TRSODEN.load_from_checkpoint(tmp_path / "lv.ckpt")

@@ -7,11 +7,11 @@ import logging
 import re
 from pathlib import Path
 
-import lightning.pytorch as pl
 import numpy as np
 import pytest
 import torch
 import yaml
+from quiet_trainer import quiet_trainer
 from tiny_data import TinyHarmonicDataModule
 from torch.utils.data import DataLoader
 
@@ -31,16 +31,7 @@ from pl_pac_trs.trs.specs import component_spec
 
 
 def _trainer(tmp_path, epochs=2, **kw):
-    kw.setdefault("logger", False)
-    return pl.Trainer(
-        max_epochs=epochs,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-        default_root_dir=tmp_path,
-        **kw,
-    )
+    return quiet_trainer(tmp_path, epochs, accelerator="cpu", **kw)
 
 
 def _equal_modules(a: TRSODEN, b: TRSODEN) -> None:

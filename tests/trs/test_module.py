@@ -3,6 +3,7 @@ import functools
 import lightning.pytorch as pl
 import pytest
 import torch
+from quiet_trainer import quiet_trainer
 from tiny_data import TinyHarmonicDataModule
 
 from pl_pac_trs.metrics import energy_mse, trajectory_mse
@@ -12,16 +13,7 @@ ADAM = functools.partial(torch.optim.Adam, lr=1e-2)
 
 
 def _trainer(tmp_path, epochs=3, **kw):
-    return pl.Trainer(
-        max_epochs=epochs,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-        default_root_dir=tmp_path,
-        **kw,
-    )
+    return quiet_trainer(tmp_path, epochs, accelerator="cpu", **kw)
 
 
 @pytest.mark.parametrize(

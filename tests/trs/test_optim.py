@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from quiet_trainer import quiet_trainer
 
 from pl_pac_trs.trs import TRSODEN, HODENField, KerasAdam, ODENField
 
@@ -98,18 +99,10 @@ def test_trsoden_optimizer_and_scheduler_arguments():
 
 
 def test_a_scheduler_changes_the_learning_rate_in_a_fit(tmp_path):
-    import lightning.pytorch as pl
     from tiny_data import TinyHarmonicDataModule
 
     step = functools.partial(torch.optim.lr_scheduler.StepLR, step_size=1, gamma=0.5)
     model = TRSODEN(ODENField(2, (4,)), lr_scheduler=step)
-    trainer = pl.Trainer(
-        max_epochs=3,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
+    trainer = quiet_trainer(tmp_path, 3)
     trainer.fit(model, datamodule=TinyHarmonicDataModule())
     assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(2e-4 * 0.5**3)

@@ -4,11 +4,11 @@ training file, clean test file), its Hamiltonian as the energy, from Python and 
 import logging
 import textwrap
 
-import lightning.pytorch as pl
 import numpy as np
 import pytest
 import torch
 import yaml
+from quiet_trainer import quiet_trainer
 from scipy.linalg import expm
 
 from pl_pac_trs.apps.cli import main
@@ -95,15 +95,7 @@ def test_own_system_with_energy_and_a_clean_test_file(tmp_path, spring_files):
     torch.manual_seed(0)
     model = TRSODEN(ODENField(4, hidden=(16,)), trs_weight=1.0)
     plots = TrajectoryPlots(num_plot=2)
-    trainer = pl.Trainer(
-        max_epochs=2,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-        callbacks=[plots],
-    )
+    trainer = quiet_trainer(tmp_path, 2, callbacks=[plots])
     trainer.fit(model, datamodule=dm)
     results = trainer.test(model, datamodule=dm, verbose=False)[0]
     pred = model.rollout(batch["x0"], batch["t"])

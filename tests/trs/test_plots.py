@@ -1,4 +1,5 @@
 import torch
+from quiet_trainer import quiet_trainer
 
 from pl_pac_trs.trs import RK4, plots
 
@@ -42,7 +43,6 @@ def test_plots_write_pngs(tmp_path):
 
 
 def test_test_time_lyapunov_uses_every_test_trajectory_and_the_true_field(tmp_path):
-    import lightning.pytorch as pl
 
     from pl_pac_trs.data import StrangeAttractorDataModule
     from pl_pac_trs.trs import TRSODEN, ODENField, TrajectoryPlots, reference_rollout
@@ -51,15 +51,7 @@ def test_test_time_lyapunov_uses_every_test_trajectory_and_the_true_field(tmp_pa
     dm = StrangeAttractorDataModule(num_test=5, test_steps=40, test_span=2.0, **small)
     model = TRSODEN(ODENField(3, hidden=(8,)), integrator="rk4")
     callback = TrajectoryPlots(num_plot=2, lyapunov=True)
-    trainer = pl.Trainer(
-        max_epochs=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-        callbacks=[callback],
-    )
+    trainer = quiet_trainer(tmp_path, 1, callbacks=[callback])
     trainer.fit(model, datamodule=dm)
     trainer.test(model, datamodule=dm, verbose=False)
     assert set(callback.lyapunov_curves) == {"model", "true"}
