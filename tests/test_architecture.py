@@ -50,7 +50,7 @@ def _is_application(module: str) -> bool:
 def test_the_graph_is_read():
     graph = _graph()
     assert "pl_pac_trs.apps.cli" in graph
-    assert "pl_pac_trs.pac.masks" in graph["pl_pac_trs.pac"]  # re-exports are imports
+    assert "pl_pac_trs.pac.state" in graph["pl_pac_trs.pac"]  # re-exports are imports
     assert any(_is_application(m) for deps in graph.values() for m in deps)
 
 

@@ -278,7 +278,7 @@ def test_debug_env_gives_the_full_traceback(files, monkeypatch):
 
 def test_trusted_pickle_is_an_explicit_opt_in(files, monkeypatch, tmp_path):
     """With PL_PAC_TRS_TRUST_PICKLE=1 a legacy file loads (and would run its code): opt-in only."""
-    from pl_pac_trs.pac.masks import load_checkpoint
+    from pl_pac_trs.pac.state import load_checkpoint
 
     marker = tmp_path / "ran.txt"
     torch.save({"x": Evil(str(marker))}, tmp_path / "legacy.pt")

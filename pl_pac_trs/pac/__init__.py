@@ -28,18 +28,21 @@ from pl_pac_trs.pac.mask_rules import (
     compute_masks,
     magnitude_global,
     magnitude_layer,
+    matches_any,
+    select_parameters,
 )
-from pl_pac_trs.pac.masks import (
+from pl_pac_trs.pac.masked_optimizer import NonFiniteError
+from pl_pac_trs.pac.pruning import MagnitudePruning, apply_masks
+from pl_pac_trs.pac.state import (
+    CHECKPOINT_KEY,
+    PacState,
     load_masks,
     load_pac_state,
     mask_sparsity,
+    pac_state,
     save_masks,
     validate_masks,
 )
-from pl_pac_trs.pac.nonfinite import NonFiniteError
-from pl_pac_trs.pac.pruning import MagnitudePruning, apply_masks
-from pl_pac_trs.pac.selection import matches_any, select_parameters
-from pl_pac_trs.pac.state import CHECKPOINT_KEY, PacState, pac_state
 from pl_pac_trs.pac.transfer import (
     LoadSourceWeights,
     checkpoint_state_dict,

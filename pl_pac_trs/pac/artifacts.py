@@ -20,12 +20,12 @@ Names: ``<prefix>-<file stem>`` (``friedman-source``, ``friedman-source-masks``,
 checkpoint's directory. A calibrate stage reading ``runs/pac/friedman/source.ckpt`` thus names
 the artifact the source stage wrote to that path; W&B matches the versions by content.
 
-Offline (``WANDB_MODE=offline``) everything is recorded in the offline run and created by
-``wandb sync``; sync the stages in the order they ran (the input is then already there).
-wandb's public ``use_artifact`` refuses offline runs, so offline the input is recorded the way
-``use_artifact`` records a local artifact online (an artifact record marked
-``use_after_commit``, which ``wandb sync`` turns into the lineage edge); should that wandb
-internal be missing, the input is only named in the model artifact's metadata (``sources``).
+Offline (``WANDB_MODE=offline``) the outputs are recorded in the offline run and created by
+``wandb sync``. wandb's public ``use_artifact`` refuses offline runs, so offline the input is
+named in the model artifact's metadata (``sources``) only; online W&B records the lineage edge.
+When all stages log to one W&B run (as under a sweep agent), a source checkpoint that run wrote is
+not declared as the run's own input: the callback's state in every checkpoint names the W&B run
+that wrote it.
 Without a ``WandbLogger`` the callback does nothing (one debug message). A W&B failure never
 fails the fit: it is reported as a warning.
 """
@@ -41,19 +41,26 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch import LightningModule, Trainer
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
-from pl_pac_trs.pac.callback import PacCallback
 from pl_pac_trs.pac.checkpoint import FinalCheckpoint, save_checkpoint_atomic
-from pl_pac_trs.pac.masks import load_masks, mask_sparsity, save_masks
 from pl_pac_trs.pac.pruning import MagnitudePruning
+from pl_pac_trs.pac.state import load_masks, mask_sparsity, save_masks
 from pl_pac_trs.pac.transfer import LoadSourceWeights
-from pl_pac_trs.pac.wandb_lineage import artifact_name, declare_input
 
-__all__ = ["MASKS_TYPE", "MODEL_TYPE", "WandbArtifacts", "artifact_name", "declare_input"]
+__all__ = [
+    "MASKS_TYPE",
+    "MODEL_TYPE",
+    "RUN_KEY",
+    "WandbArtifacts",
+    "artifact_name",
+    "declare_input",
+    "written_by_run",
+]
 
 #: W&B artifact type of checkpoints.
 MODEL_TYPE = "model"
@@ -62,9 +69,49 @@ MASKS_TYPE = "pac-masks"
 
 _log = logging.getLogger(__name__)
 _NAME = re.compile(r"^[A-Za-z0-9._-]+$")  # what W&B accepts in artifact names
-# Artifacts logged by each W&B run of this process (run id -> names): an artifact this very run
-# produced (all stages in one run, as under a sweep agent) is not declared as its own input.
-_LOGGED_BY_RUN: dict[str, set[str]] = {}
+#: Key of the W&B run id in the callback's state (so in every checkpoint a logged fit writes).
+RUN_KEY = "wandb_run"
+
+
+def artifact_name(path: str | os.PathLike, prefix: str | None = None, suffix: str = "") -> str:
+    """The W&B artifact name :class:`WandbArtifacts` gives the file at ``path``.
+
+    Args:
+        path: The checkpoint file.
+        prefix: Name prefix (default: the name of the file's directory).
+        suffix: Appended to the file's stem (``"-masks"`` for its masks).
+
+    Returns:
+        ``<prefix>-<stem><suffix>``, with characters W&B does not accept replaced by ``-``.
+    """
+    path = Path(path)
+    prefix = path.parent.name if prefix is None else prefix
+    raw = f"{prefix}-{path.stem}{suffix}" if prefix else f"{path.stem}{suffix}"
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", raw).strip("-") or "checkpoint"
+
+
+def declare_input(run: Any, artifact: Any) -> str:
+    """Declares a local artifact as an input of ``run`` with W&B's public ``use_artifact``;
+    returns how it was recorded: ``"use_artifact"``, or ``"offline: in metadata"`` (offline
+    runs refuse ``use_artifact``; the input is then named in the outputs' metadata only)."""
+    if getattr(run, "offline", False):
+        return "offline: in metadata"
+    run.use_artifact(artifact)
+    return "use_artifact"
+
+
+def written_by_run(path: Path, run_id: str) -> bool:
+    """Whether the checkpoint at ``path`` was written by a fit that logged to the W&B run
+    ``run_id`` (a :class:`WandbArtifacts` state in it names the run). Read as data, memory-mapped:
+    the weights are not loaded."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # not a zip checkpoint, unreadable: not known to be this run's
+        return False
+    states = obj.get("callbacks") if isinstance(obj, dict) else None
+    if not isinstance(states, dict):
+        return False
+    return any(isinstance(s, dict) and s.get(RUN_KEY) == run_id for s in states.values())
 
 
 def _check_name(what: str, value: Any) -> str | None:
@@ -86,7 +133,7 @@ def _stat(path: Path) -> tuple[int, int, int] | None:
     return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
-class WandbArtifacts(PacCallback):
+class WandbArtifacts(Callback):
     """Logs a PAC-Net stage's checkpoint and masks as W&B artifacts and declares its source.
 
     See the module documentation for what is logged, the names and the offline behaviour. The
@@ -112,7 +159,7 @@ class WandbArtifacts(PacCallback):
         logged: One dictionary per artifact logged in the last fit (``name``, ``type``,
             ``file``, ``size_bytes``) and per input declared (``name``, ``type``, ``file``,
             ``used``: ``True``, ``how``: see :func:`declare_input`, or ``"logged by this run"``
-            when all stages share one run), in order.
+            when the source checkpoint was written by a fit of this very run), in order.
 
     Raises:
         ValueError: For an argument of the wrong type or value.
@@ -215,6 +262,13 @@ class WandbArtifacts(PacCallback):
         finally:
             if tmp is not None:
                 shutil.rmtree(tmp, ignore_errors=True)
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        # the W&B run this fit logs to (``WandbLogger.version``: its id, without starting it),
+        # so that a later stage of the same run knows the checkpoint is this run's own
+        version = self._logger.version if self._logger is not None else None
+        return {RUN_KEY: version} if isinstance(version, str) and version else {}
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -322,7 +376,6 @@ class WandbArtifacts(PacCallback):
         artifact = wandb.Artifact(name, type=kind, metadata=metadata)
         artifact.add_file(str(path), name=path.name)
         run.log_artifact(artifact, aliases=self.aliases or None)
-        _LOGGED_BY_RUN.setdefault(str(getattr(run, "id", "")), set()).add(name)
         self.logged.append(
             {"name": name, "type": kind, "file": str(path), "size_bytes": metadata["size_bytes"]}
         )
@@ -336,8 +389,9 @@ class WandbArtifacts(PacCallback):
             return
         name = self._name(path, False)
         entry = {"name": name, "type": MODEL_TYPE, "file": str(path), "used": True}
-        if name in _LOGGED_BY_RUN.get(str(getattr(run, "id", "")), set()):
-            # produced by this very run (all stages in one run): not declared as its own input
+        run_id = getattr(run, "id", None)
+        if isinstance(run_id, str) and written_by_run(path, run_id):
+            # written by a fit of this very run (all stages in one run): not its own input
             self.logged.append({**entry, "how": "logged by this run"})
             return
         artifact = wandb.Artifact(

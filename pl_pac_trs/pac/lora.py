@@ -29,10 +29,9 @@ from lightning.pytorch import LightningModule, Trainer
 from torch import Tensor, nn
 from typing_extensions import override
 
-from pl_pac_trs.pac.callback import PacCallback
-from pl_pac_trs.pac.freezing import Freezer, FreezingCallback
-from pl_pac_trs.pac.masks import load_checkpoint
-from pl_pac_trs.pac.selection import matches_any, require_matches, resolve_module_types
+from pl_pac_trs.pac.callback import Freezer, FreezingCallback, PacCallback
+from pl_pac_trs.pac.mask_rules import matches_any, require_matches, resolve_module_types
+from pl_pac_trs.pac.state import load_checkpoint
 
 __all__ = [
     "LORA_CHECKPOINT_KEY",

@@ -16,10 +16,14 @@ from typing_extensions import override
 from pl_pac_trs.pac.callback import MasksCallback
 from pl_pac_trs.pac.checkpoint import FinalCheckpoint, save_checkpoint_atomic
 from pl_pac_trs.pac.checks import check_amount
-from pl_pac_trs.pac.mask_rules import PruningFn, check_pruning_fn, compute_masks
-from pl_pac_trs.pac.masks import Masks, log_sparsity, save_masks
-from pl_pac_trs.pac.selection import DEFAULT_MODULE_TYPES, select_parameters
-from pl_pac_trs.pac.state import PacState, pac_state, set_pac_state
+from pl_pac_trs.pac.mask_rules import (
+    DEFAULT_MODULE_TYPES,
+    PruningFn,
+    check_pruning_fn,
+    compute_masks,
+    select_parameters,
+)
+from pl_pac_trs.pac.state import Masks, PacState, log_sparsity, pac_state, save_masks, set_pac_state
 
 __all__ = ["MagnitudePruning", "apply_masks", "forget_dense_epochs", "log_sparsity"]
 

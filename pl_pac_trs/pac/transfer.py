@@ -15,9 +15,15 @@ from torch import Tensor, nn
 from typing_extensions import override
 
 from pl_pac_trs.pac.callback import PacCallback
-from pl_pac_trs.pac.masks import load_checkpoint, state_of
-from pl_pac_trs.pac.selection import matches_any
-from pl_pac_trs.pac.state import CHECKPOINT_KEY, PacState, pac_state, set_pac_state
+from pl_pac_trs.pac.mask_rules import matches_any
+from pl_pac_trs.pac.state import (
+    CHECKPOINT_KEY,
+    PacState,
+    load_checkpoint,
+    pac_state,
+    set_pac_state,
+    state_of,
+)
 
 __all__ = [
     "LoadSourceWeights",

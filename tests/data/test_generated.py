@@ -1,9 +1,6 @@
 """GeneratedTrajectoryDataModule, driven through a minimal system: the split triple, the sizes,
 the cache key, the older subclass protocol and the deprecated module alias."""
 
-import importlib
-import sys
-
 import numpy as np
 import pytest
 
@@ -96,10 +93,3 @@ def test_older_subclasses_that_store_their_sizes_still_work():
     dm = Older()
     dm.setup()
     assert len(dm.train_dataset) == 4 and dm.num_test == 3
-
-
-def test_the_old_module_path_warns_and_still_resolves():
-    sys.modules.pop("pl_pac_trs.data.trajectories", None)
-    with pytest.warns(FutureWarning, match="pl_pac_trs.data.trajectories is deprecated"):
-        old = importlib.import_module("pl_pac_trs.data.trajectories")
-    assert old.GeneratedTrajectoryDataModule is GeneratedTrajectoryDataModule

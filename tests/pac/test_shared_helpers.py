@@ -9,12 +9,12 @@ import torch
 from torch import nn
 
 from pl_pac_trs.pac import check_amount, check_strength
-from pl_pac_trs.pac.anchor import AnchorPenalty
-from pl_pac_trs.pac.freezing import Freezer
+from pl_pac_trs.pac.baselines import AnchorPenalty
+from pl_pac_trs.pac.callback import Freezer
 
 MODULES = [
-    "anchor", "checks", "freezing", "gradient_mask", "masked_optimizer", "baselines",
-    "checkpoint", "pruning", "artifacts",
+    "baselines", "callback", "checks", "gradient_mask", "masked_optimizer", "checkpoint",
+    "pruning", "artifacts",
 ]  # fmt: skip
 
 
