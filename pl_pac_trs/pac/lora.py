@@ -298,6 +298,21 @@ class LoRA(FreezingCallback):
         if self.spec is not None:
             checkpoint[LORA_CHECKPOINT_KEY] = dict(self.spec)
 
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        # in every checkpoint: a LoRA checkpoint is told apart from a fine-tuning one when a
+        # stage resumes or tests it, and a resume checks the adapters' settings
+        return {"rank": self.rank, "alpha": self.alpha}
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        theirs = (state_dict.get("rank"), state_dict.get("alpha"))
+        if theirs != (self.rank, self.alpha):
+            raise ValueError(
+                f"LoRA: the checkpoint resumed was trained with rank={theirs[0]}, "
+                f"alpha={theirs[1]}; this fit has rank={self.rank}, alpha={self.alpha}"
+            )
+
 
 def restore_adapters(model: nn.Module, checkpoint: Mapping[str, Any]) -> bool:
     """Injects the adapters a LoRA checkpoint describes into a model built without them, so that

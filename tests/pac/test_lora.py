@@ -187,6 +187,52 @@ def test_checkpoint_round_trip_and_resume(tmp_path):
     assert t2.global_step > t.global_step
 
 
+def test_lora_and_fine_tuning_checkpoints_are_told_apart(tmp_path):
+    """A LoRA checkpoint resumed by a fine-tuning fit is refused by the stage check, naming the
+    file and LoRA; a fine-tuning one resumed by a LoRA fit, and a LoRA resume with other adapter
+    settings, are refused too."""
+    _, path = _source_cnn(tmp_path)
+    _, t, _ = _target_fit(tmp_path, path)
+    lora_ckpt = tmp_path / "lora.ckpt"
+    t.save_checkpoint(lora_ckpt)
+    assert torch.load(lora_ckpt, weights_only=True)["callbacks"]["LoRA"] == {
+        "rank": 2,
+        "alpha": 4.0,
+    }
+    finetune = trainer(tmp_path, max_epochs=4, callbacks=[LoadSourceWeights(path, skip=["head"])])
+    with pytest.raises(ValueError, match=r"lora\.ckpt' was written by another stage.*'LoRA'"):
+        finetune.fit(SmallCNN(num_classes=4, channels=[4, 8]), _loader(seed=1), ckpt_path=lora_ckpt)
+    finetune = trainer(tmp_path, max_epochs=1, callbacks=[LoadSourceWeights(path, skip=["head"])])
+    finetune.fit(SmallCNN(num_classes=4, channels=[4, 8]), _loader(seed=1))
+    ft_ckpt = tmp_path / "finetune.ckpt"
+    finetune.save_checkpoint(ft_ckpt)
+    lora_fit = trainer(
+        tmp_path,
+        max_epochs=4,
+        callbacks=[
+            LoadSourceWeights(path, skip=["head"]),
+            LoRA(rank=2, alpha=4, new_modules="head"),
+        ],
+    )
+    # (the adapted model's parameter names differ: Lightning's strict load refuses it first)
+    adapted = SmallCNN(num_classes=4, channels=[4, 8])
+    with pytest.raises(RuntimeError, match=r"Missing key\(s\).*base_layer"):
+        lora_fit.fit(adapted, _loader(seed=1), ckpt_path=ft_ckpt)
+    assert lora_fit.global_step == 0
+    other_alpha = trainer(
+        tmp_path,
+        max_epochs=4,
+        callbacks=[
+            LoadSourceWeights(path, skip=["head"]),
+            LoRA(rank=2, alpha=8, new_modules="head"),
+        ],
+    )
+    with pytest.raises(ValueError, match=r"rank=2, alpha=4.0; this fit has rank=2, alpha=8.0"):
+        other_alpha.fit(
+            SmallCNN(num_classes=4, channels=[4, 8]), _loader(seed=1), ckpt_path=lora_ckpt
+        )
+
+
 def test_second_fit_keeps_the_adapters(tmp_path):
     torch.manual_seed(0)
     model = TinyNet(hidden=(8,))
