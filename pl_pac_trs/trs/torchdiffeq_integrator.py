@@ -30,6 +30,22 @@ class _IntervalField(nn.Module):
         return self.dt[:, None] * self.field(self.t0 + s * self.dt, x)
 
 
+def _check_method(method: str) -> None:
+    """Raises ``ValueError`` if torchdiffeq does not know ``method``: torchdiffeq's public
+    ``odeint`` is asked on a one-step problem (it names the methods it knows when it refuses)."""
+    import torchdiffeq
+
+    if not isinstance(method, str) or not method:
+        raise ValueError(f"TorchDiffEq: method must be a torchdiffeq method name, got {method!r}")
+    try:
+        torchdiffeq.odeint(lambda t, y: -y, torch.ones(1), torch.tensor([0.0, 1e-3]), method=method)
+    except ValueError as err:
+        if "Invalid method" in str(err):
+            raise ValueError(f"TorchDiffEq: unknown torchdiffeq method {method!r}: {err}") from None
+    except Exception:  # a known method that needs options this probe does not give
+        pass
+
+
 class TorchDiffEq(FixedGridIntegrator):
     """Any ``torchdiffeq`` solver, applied per data interval.
 
@@ -57,12 +73,7 @@ class TorchDiffEq(FixedGridIntegrator):
         atol: float = 1e-9,
         options: dict[str, Any] | None = None,
     ) -> None:
-        from torchdiffeq._impl.odeint import SOLVERS
-
-        if method not in SOLVERS:
-            raise ValueError(
-                f"TorchDiffEq: unknown torchdiffeq method {method!r}; known: {sorted(SOLVERS)}"
-            )
+        _check_method(method)
         self.method = method
         self.adjoint = bool(adjoint)
         self.rtol = float(rtol)
