@@ -177,6 +177,7 @@ class GradientMask(MasksCallback, FreezingCallback):
         self._by_optimizer: dict[int, MaskedGroup] = {}
         self._handles: list[Any] = []
         self._probe = LossProbe()
+        self._scaler = False
         self._deferred: DeferredCheck | None = None
 
     @property
@@ -375,6 +376,10 @@ class GradientMask(MasksCallback, FreezingCallback):
                 group.steps = int(count)
         # (DDP: only the all-reduced gradients decide, see ``LossProbe``)
         self._probe = LossProbe(enabled=getattr(trainer, "world_size", 1) == 1)
+        # an fp16 grad scaler skips steps with inf/NaN gradients itself (fixed for the fit)
+        self._scaler = (
+            getattr(getattr(trainer, "precision_plugin", None), "scaler", None) is not None
+        )
         every = self.check_every
         if every is None:
             on_cpu = next(iter(params.values())).device.type == "cpu"
@@ -416,7 +421,7 @@ class GradientMask(MasksCallback, FreezingCallback):
             group.mask_gradients()
         else:
             group.mask_gradients(penalty=2 * self._strength)
-        if getattr(getattr(trainer, "precision_plugin", None), "scaler", None) is not None:
+        if self._scaler:
             return  # fp16 grad scaler: it skips steps with inf/NaN gradients itself
         if self._deferred is not None:  # on the device; the host reads it every k steps
             self._deferred.add(group.nonfinite(probe), group)

@@ -362,8 +362,9 @@ class NonFiniteError(FloatingPointError):
 
 
 class LossProbe:
-    """The step's losses times zero, summed without a device sync: ``0`` while every loss is
-    finite, ``NaN`` once one is not (``None`` before the first).
+    """The step's losses, summed without a device sync: non-finite once one loss is (``None``
+    before the first). One loss costs no kernel (a detached view); only gradient accumulation
+    adds them.
 
     Args:
         enabled: Whether losses are probed (off under DDP: each rank sees its own loss, and one
@@ -377,9 +378,11 @@ class LossProbe:
         self.value: Tensor | None = None
 
     def add(self, loss: Tensor) -> None:
-        """Adds ``loss * 0`` (call it before every backward of the step)."""
-        zero = loss.detach().sum() * 0.0
-        self.value = zero if self.value is None else self.value + zero
+        """Adds ``loss`` (call it before every backward of the step)."""
+        loss = loss.detach()
+        if loss.dim():
+            loss = loss.sum()
+        self.value = loss if self.value is None else self.value + loss
 
     def take(self) -> Tensor | None:
         """The probe of the step so far, then reset (call it before the optimizer step)."""
@@ -434,7 +437,7 @@ def step_error(
         owner: Who stops the fit, for the message (``"GradientMask(allocate)"``).
         trainer: The trainer (``global_step``, ``current_epoch``), or ``None``.
         group: The masked parameters of the optimizer about to step.
-        probe: The step's losses times zero (``NaN`` if a loss was not finite), or ``None``.
+        probe: The step's losses summed (non-finite if a loss was not), or ``None``.
 
     Returns:
         The error, naming the first non-finite gradient (or the loss) and the step.

@@ -54,6 +54,8 @@ class FaultyNet(TinyNet):
             loss = loss * float("nan")
         if bad and self.fault == "inf_loss":
             loss = loss * float("inf")
+        if bad and self.fault == "nan_constant_loss":  # the gradients stay finite
+            loss = loss + torch.tensor(float("nan"))
         if bad and self.fault == "nan_bias_grad":  # only an unmasked parameter goes bad
             self.head.bias.register_hook(lambda g: torch.full_like(g, float("nan")))
         if bad and self.fault == "inf_frozen_grad":  # only frozen entries go bad: harmless
@@ -126,11 +128,12 @@ def test_nan_batch_stops_before_the_step_frozen_entries_exact(tmp_path, phase, o
     _check_frozen(saved["state_dict"], masks, before, phase)
 
 
-@pytest.mark.parametrize("fault", ["nan_loss", "inf_loss", "nan_bias_grad"])
+@pytest.mark.parametrize("fault", ["nan_loss", "inf_loss", "nan_constant_loss", "nan_bias_grad"])
 @pytest.mark.parametrize("phase", ["allocate", "calibrate"])
 def test_other_faults_stop_the_fit(tmp_path, phase, fault):
-    """A NaN/inf loss, and a NaN in an unmasked parameter's gradient only (which gradient
-    clipping would otherwise spread to every frozen entry)."""
+    """A NaN/inf loss (also a NaN loss whose gradients are finite), and a NaN in an unmasked
+    parameter's gradient only (which gradient clipping would otherwise spread to every frozen
+    entry)."""
     if fault == "nan_bias_grad" and phase == "calibrate":
         pytest.skip("calibrate freezes the shared biases")
     model, masks, before = _setup(phase, optimizer="adamw", wd=0.05, fault=fault)
