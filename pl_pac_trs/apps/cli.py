@@ -47,7 +47,7 @@ from unittest import mock
 
 import yaml
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import (
     LightningArgumentParser,
@@ -290,12 +290,22 @@ class PacTrsCLI(LightningCLI):
             "parser_kwargs",
             {"prog": "pl-pac-trs", "description": _description(), "version": __version__},
         )
-        super().__init__(args=list(args) if args is not None else None, run=run, **kwargs)
+        self._set_env = False
+        try:
+            super().__init__(args=list(args) if args is not None else None, run=run, **kwargs)
+        except Exception:
+            self._discard_run_dir()  # a failed start leaves no run behind
+            raise
+        finally:
+            if self._set_env:  # (set for the processes this run launched)
+                os.environ.pop(RUN_DIR_ENV, None)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         """``--checkpoint.*``: the run's ``ModelCheckpoint`` (``--checkpoint.every_n_epochs=10``);
         ``--run_dir``: the run's directory."""
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_class_arguments(
+            ModelCheckpoint, "checkpoint", fail_untyped=False, sub_configs=True
+        )
         parser.add_argument(
             "--run_dir",
             type=str | None,
@@ -307,9 +317,9 @@ class PacTrsCLI(LightningCLI):
             ),
         )
 
-    def _parse_ckpt_path(self) -> None:
-        """Plans the run's directory and checks ``--ckpt_path`` before Lightning reads its
-        hyper-parameters into the config.
+    def _check_arguments(self) -> None:
+        """Plans the run's directory and checks ``--ckpt_path`` right after parsing, before
+        Lightning reads the checkpoint's hyper-parameters into the config.
 
         ``last`` becomes the last checkpoint of the run to resume (:func:`_run_plan`). The file
         is loaded as data (clear errors for missing, empty, corrupt and unsafe files), must be a
@@ -329,7 +339,6 @@ class PacTrsCLI(LightningCLI):
             ckpt_path = sub.get("ckpt_path")
             if ckpt_path and str(ckpt_path) not in _SPECIAL_CKPT and "://" not in str(ckpt_path):
                 self._check_ckpt(str(ckpt_path), sub, training=other_model)
-        return super()._parse_ckpt_path()
 
     def _check_ckpt(self, ckpt_path: str, sub: Any, training: bool) -> None:
         self._ckpt_shapes = checkpoint_shapes(ckpt_path, sub, training=training)
@@ -361,15 +370,51 @@ class PacTrsCLI(LightningCLI):
             self._wandb_id = recorded or new_wandb_id()
             args["id"] = self._wandb_id
 
+    def extra_callbacks(self) -> list[Callback]:
+        """Callbacks added to the configured ones (default: none; the pipeline's stages add
+        theirs)."""
+        return []
+
+    def _section(self) -> Any:
+        """The instantiated config of this run (its subcommand's, when it has one)."""
+        return self.config_init[self.subcommand] if self.subcommand else self.config_init
+
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        """The trainer, with Lightning's configuration errors as one line naming the setting,
-        and checkpoints read as data (:class:`~pl_pac_trs.serialization.SafeCheckpointIO`)."""
+        """The trainer, with the run's ``ModelCheckpoint`` (the ``checkpoint`` section) in the
+        run's ``checkpoints/``, Lightning's configuration errors as one line naming the setting,
+        and checkpoints read as data (:class:`~pl_pac_trs.serialization.SafeCheckpointIO`).
+
+        The ``checkpoint`` section stands aside for a ``ModelCheckpoint`` among
+        ``trainer.callbacks`` (a user's config), and ``--trainer.enable_checkpointing=false``
+        turns checkpoints off altogether instead of failing on them."""
+        section = self._section()
+        config = dict(section.get("trainer") or {})
+        config.update(kwargs)
+        configured = _as_list(config.get("callbacks"))
+        off = config.get("enable_checkpointing") is False
+        if off:
+            configured = [c for c in configured if not isinstance(c, ModelCheckpoint)]
+        extra = [c for c in (section.get("checkpoint"), *self.extra_callbacks()) if c is not None]
+        if off or any(isinstance(c, ModelCheckpoint) for c in configured):
+            extra = [c for c in extra if not isinstance(c, ModelCheckpoint)]
+        kwargs["callbacks"] = [*configured, *extra]
+        plan = self._plan
+        run = None
+        if plan is not None:  # (run=False, from pl_pac_trs.apps.experiment: as configured)
+            self._check_ckpt_shapes()
+            self._check_data()
+            created = self._make_run_dir(plan)
+            run = plan.run or created
+            self._created_run_dir = created
+            kwargs["default_root_dir"] = str(run)
+            for callback in kwargs["callbacks"]:
+                if isinstance(callback, ModelCheckpoint) and callback.dirpath is None:
+                    callback.dirpath = os.path.realpath(run / CHECKPOINTS)
         try:
             trainer = super().instantiate_trainer(**kwargs)
         except (MisconfigurationException, TypeError, ValueError) as err:
-            config = self._get(self.config_init, "trainer", default={}) or {}
             try:
-                settings = {k: v for k, v in dict(config).items() if not hasattr(v, "__dict__")}
+                settings = {k: v for k, v in config.items() if not hasattr(v, "__dict__")}
             except (TypeError, ValueError):
                 settings = {}
             named = trainer_culprits(str(err), settings)
@@ -380,41 +425,15 @@ class PacTrsCLI(LightningCLI):
         strategy = trainer.strategy
         if type(strategy.checkpoint_io) is TorchCheckpointIO:
             strategy.checkpoint_io = SafeCheckpointIO()
-        return trainer
-
-    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list) -> Trainer:
-        # ``--trainer.enable_checkpointing=false`` turns off the config's own ModelCheckpoint
-        # callbacks (every shipped config has one) instead of failing on them
-        # The ``checkpoint`` section is the run's ModelCheckpoint. It stands aside for one among
-        # ``trainer.callbacks`` (a user's config), and ``--trainer.enable_checkpointing=false``
-        # turns checkpoints off altogether instead of failing on them.
-        configured = _as_list(config.get("callbacks"))
-        off = config.get("enable_checkpointing") is False
-        if off:
-            config["callbacks"] = [c for c in configured if not isinstance(c, ModelCheckpoint)]
-        if off or any(isinstance(c, ModelCheckpoint) for c in configured):
-            callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
-        plan = self._plan
-        if plan is None:  # run=False (pl_pac_trs.apps.experiment, the pipeline): as configured
-            return super()._instantiate_trainer(config, callbacks)
-        self._check_ckpt_shapes()
-        self._check_data()
-        created = self._make_run_dir(plan)
-        run = plan.run or created
-        config["default_root_dir"] = str(run)
-        for callback in [*_as_list(config.get("callbacks")), *callbacks]:
-            if isinstance(callback, ModelCheckpoint) and callback.dirpath is None:
-                callback.dirpath = os.path.realpath(run / CHECKPOINTS)
-        self._created_run_dir = created
-        try:
-            trainer = super()._instantiate_trainer(config, callbacks)
-        except BaseException:
-            self._discard_run_dir()  # refused by Lightning: leave nothing behind
-            raise
-        self.run_directory = run
-        if not plan.inherited and self.subcommand == "fit":
-            note = "resuming" if plan.resume else "run directory"
-            print(f"{note} {run} (to resume it: --run_dir={run} --ckpt_path=last)", flush=True)
+        if run is not None:
+            self.run_directory = run
+            if not plan.inherited and self.subcommand == "fit":
+                note = "resuming" if plan.resume else "run directory"
+                print(f"{note} {run} (to resume it: --run_dir={run} --ckpt_path=last)", flush=True)
+            if not os.environ.get(RUN_DIR_ENV):
+                # processes this run launches (DDP workers re-run the command) use its directory
+                os.environ[RUN_DIR_ENV] = str(run.resolve())
+                self._set_env = True
         return trainer
 
     def _make_run_dir(self, plan: _RunPlan) -> Path | None:
@@ -459,28 +478,18 @@ class PacTrsCLI(LightningCLI):
         if created is not None and not any(created.rglob("*.ckpt")):
             shutil.rmtree(created, ignore_errors=True)
 
-    def _run_subcommand(self, subcommand: str) -> None:
-        run = self.run_directory
-        if run is None or os.environ.get(RUN_DIR_ENV):
-            return super()._run_subcommand(subcommand)
-        # processes this run launches (DDP workers re-run the command) use its directory
-        os.environ[RUN_DIR_ENV] = str(run.resolve())
-        try:
-            return super()._run_subcommand(subcommand)
-        except Exception:
-            self._discard_run_dir()
-            raise
-        finally:
-            os.environ.pop(RUN_DIR_ENV, None)
-
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
+        """Parses, then plans the run's directory and checks ``--ckpt_path``
+        (:meth:`_check_arguments`)."""
         if args is None:
-            return super().parse_arguments(parser, args)
-        # Explicit args replace the process's command line (a benchmark's or pytest's flags): hide
-        # it while parsing, or LightningCLI warns on every run that both were given. Only while
-        # parsing: DDP relaunches workers from the real ``sys.argv``.
-        with mock.patch.object(sys, "argv", sys.argv[:1]):
-            return super().parse_arguments(parser, args)
+            super().parse_arguments(parser, args)
+        else:
+            # Explicit args replace the process's command line (a benchmark's or pytest's
+            # flags): hide it while parsing, or LightningCLI warns on every run that both were
+            # given. Only while parsing: DDP relaunches workers from the real ``sys.argv``.
+            with mock.patch.object(sys, "argv", sys.argv[:1]):
+                super().parse_arguments(parser, args)
+        self._check_arguments()
 
 
 def _callable_arguments(class_path: str | None) -> set[str]:

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch import Callback, Trainer
+import yaml
+from lightning.pytorch import Callback
 
 from pl_pac_trs.apps.cli import PacTrsCLI
 
@@ -190,11 +191,15 @@ class _StageCLI(PacTrsCLI):
         self._overrides.apply(config)
         super().before_instantiate_classes()  # (the CLI's own: optimizers, the W&B run id)
         if self._resolved is not None:
-            parser = self._parser(self.subcommand)
-            write_atomic(self._resolved, self._header + parser.dump(config, skip_none=False))
+            # the whole config as the parser dumps it, then this stage's part
+            dumped = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
+            if self.subcommand:
+                dumped = dumped[self.subcommand]
+            text = yaml.safe_dump(dumped, sort_keys=False, allow_unicode=True)
+            write_atomic(self._resolved, self._header + text)
 
-    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list) -> Trainer:
-        return super()._instantiate_trainer(config, [*callbacks, *self._overrides.extra_callbacks])
+    def extra_callbacks(self) -> list[Callback]:
+        return [*super().extra_callbacks(), *self._overrides.extra_callbacks]
 
 
 def fit_stage(
