@@ -6,6 +6,7 @@ path — is chosen in YAML by ``class_path``::
     pl-pac-trs fit --config configs/trs/exp1/quick/trs_oden.yaml --trainer.max_epochs=50
     pl-pac-trs fit --config trs/exp1/quick/trs_oden   # a shipped config by name, from anywhere
     python -m pl_pac_trs test --config my.yaml --ckpt_path runs/.../last.ckpt
+    pl-pac-trs test --ckpt_path runs/.../version_0/checkpoints/last.ckpt  # that run's config
 
 Besides LightningCLI's ``fit``/``validate``/``test``/``predict``, ``pl-pac-trs pac ...`` runs the
 whole PAC-Net pipeline (:mod:`pl_pac_trs.apps.pipeline`), ``pl-pac-trs trs-lambda`` chooses a
@@ -103,6 +104,8 @@ _DEBUG_ENV = DEBUG_ENV
 _SPECIAL_CKPT = ("last", "best", "hpc", "registry")
 #: How a run hands its directory to the processes it launches (DDP workers re-run the command).
 RUN_DIR_ENV = "PL_PAC_TRS_RUN_DIR"
+#: The file in a run's directory that holds the run's resolved config.
+RUN_CONFIG = "config.yaml"
 
 
 @dataclass(frozen=True)
@@ -221,6 +224,7 @@ class RunConfigSaver(SaveConfigCallback):
 
     def __init__(self, *args, **kwargs) -> None:
         kwargs["save_to_log_dir"] = False
+        kwargs.setdefault("config_filename", RUN_CONFIG)
         super().__init__(*args, **kwargs)
 
     def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -551,6 +555,50 @@ def _check_config_files(args: Sequence[str]) -> None:
             raise ValueError(f"config file {str(path)!r} is not a text (YAML) file") from None
 
 
+def _option(args: Sequence[str], name: str) -> str | None:
+    """The value of ``name VALUE`` or ``name=VALUE`` in ``args`` (the last one), or ``None``."""
+    value = None
+    for i, arg in enumerate(args):
+        if arg == name and i + 1 < len(args):
+            value = args[i + 1]
+        elif arg.startswith(name + "="):
+            value = arg.split("=", 1)[1]
+    return value
+
+
+def config_of_run(args: Sequence[str]) -> list[str]:
+    """``validate|test|predict --ckpt_path FILE`` without ``--config`` (or ``--model``): the
+    config the run that wrote FILE saved in its directory (``<run>/config.yaml``, with FILE in
+    ``<run>/checkpoints/``), so that a run's checkpoint is evaluated with the model, data and
+    trainer it was trained with. Other arguments come after it and still override it.
+
+    Raises:
+        FileNotFoundError: If FILE does not exist.
+        ValueError: If no run config is found beside FILE (then ``--config`` is needed).
+    """
+    args = list(args)
+    if not args or args[0] not in ("validate", "test", "predict"):
+        return args
+    rest = args[1:]
+    given = ("-c", "--config", "--model")
+    if any(a in given or a.startswith(("--config=", "--model=", "--model.")) for a in rest):
+        return args
+    ckpt = _option(rest, "--ckpt_path")
+    if not ckpt or ckpt in _SPECIAL_CKPT or "://" in ckpt:
+        return args
+    path = Path(ckpt)
+    if not path.is_file():
+        raise FileNotFoundError(f"--ckpt_path {ckpt!r}: no such file")
+    candidates = [path.parent.parent / RUN_CONFIG, path.parent / RUN_CONFIG]
+    for config in candidates:
+        if config.is_file():
+            return [args[0], "--config", str(config), *rest]
+    raise ValueError(
+        f"{args[0]} --ckpt_path {ckpt!r}: no {RUN_CONFIG} of the run that wrote it (looked for "
+        f"{', '.join(str(c) for c in candidates)}); pass the config with --config"
+    )
+
+
 def _unknown_command(args: Sequence[str]) -> str | None:
     first = next((a for a in args if not a.startswith("-")), None)
     if not args or not first or args[0].startswith("-"):
@@ -585,6 +633,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         unknown = _unknown_command(args)
         if unknown:
             raise ValueError(unknown)
+        args = config_of_run(args)
+        if argv is None:
+            sys.argv[1:] = args  # (DDP workers are relaunched from sys.argv)
         _check_config_files(args)
         if args and args[0] in EXTRA_COMMANDS:
             code = _load(EXTRA_COMMANDS[args[0]][0])(args[1:]) or 0

@@ -182,3 +182,31 @@ def test_fit_refuses_a_checkpoint_trained_with_other_model_arguments(tmp_path):
         ["fit", *last, "--model.init_args.lr=0.1", "--trainer.max_epochs=2"], cwd=tmp_path
     )
     assert out.returncode == 0, out.stderr[-3000:]
+
+
+def test_evaluating_a_checkpoint_uses_the_config_of_the_run_that_wrote_it(tmp_path):
+    from pl_pac_trs.apps.cli import config_of_run
+
+    run = tmp_path / "version_0"
+    (run / "checkpoints").mkdir(parents=True)
+    ckpt = run / "checkpoints" / "last.ckpt"
+    ckpt.write_bytes(b"x")
+    with pytest.raises(ValueError, match=r"no config\.yaml of the run that wrote it.*--config"):
+        config_of_run(["test", "--ckpt_path", str(ckpt)])
+    (run / "config.yaml").write_text("seed_everything: 0\n")
+    for command in ("validate", "test", "predict"):
+        assert config_of_run([command, f"--ckpt_path={ckpt}", "--trainer.devices=1"]) == [
+            command, "--config", str(run / "config.yaml"), f"--ckpt_path={ckpt}",
+            "--trainer.devices=1",
+        ]  # fmt: skip
+    unchanged = [
+        ["fit", "--ckpt_path", str(ckpt)],
+        ["test", "--config", "my.yaml", "--ckpt_path", str(ckpt)],
+        ["test", "--model", "TRSODEN", "--ckpt_path", str(ckpt)],
+        ["test", "--ckpt_path", "last"],
+        ["test"],
+    ]
+    for args in unchanged:
+        assert config_of_run(args) == args
+    with pytest.raises(FileNotFoundError, match=r"nope\.ckpt"):
+        config_of_run(["test", "--ckpt_path", str(tmp_path / "nope.ckpt")])
