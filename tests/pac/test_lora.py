@@ -64,6 +64,15 @@ def _target_fit(tmp_path, path, callbacks_after=(), **model_kwargs):
     return model, t, lora
 
 
+def _lora_trainer(tmp_path, path, max_epochs=4, alpha=4):
+    """A trainer of the LoRA stage from the source checkpoint ``path`` (rank 2, a new head)."""
+    callbacks = [
+        LoadSourceWeights(path, skip=["head"]),
+        LoRA(rank=2, alpha=alpha, new_modules="head"),
+    ]
+    return trainer(tmp_path, max_epochs=max_epochs, callbacks=callbacks)
+
+
 def _source_head(path):
     state = torch.load(path, weights_only=True)["state_dict"]
     return {k: v for k, v in state.items() if k.startswith("head.")}
@@ -175,14 +184,7 @@ def test_checkpoint_round_trip_and_resume(tmp_path):
     # resuming the fit from the checkpoint: adapters injected at setup, then restored
     torch.manual_seed(5)
     again = SmallCNN(num_classes=4, channels=[4, 8])
-    t2 = trainer(
-        tmp_path,
-        max_epochs=4,
-        callbacks=[
-            LoadSourceWeights(path, skip=["head"]),
-            LoRA(rank=2, alpha=4, new_modules="head"),
-        ],
-    )
+    t2 = _lora_trainer(tmp_path, path)
     t2.fit(again, _loader(seed=1), ckpt_path=ckpt)
     assert t2.global_step > t.global_step
 
@@ -206,27 +208,13 @@ def test_lora_and_fine_tuning_checkpoints_are_told_apart(tmp_path):
     finetune.fit(SmallCNN(num_classes=4, channels=[4, 8]), _loader(seed=1))
     ft_ckpt = tmp_path / "finetune.ckpt"
     finetune.save_checkpoint(ft_ckpt)
-    lora_fit = trainer(
-        tmp_path,
-        max_epochs=4,
-        callbacks=[
-            LoadSourceWeights(path, skip=["head"]),
-            LoRA(rank=2, alpha=4, new_modules="head"),
-        ],
-    )
+    lora_fit = _lora_trainer(tmp_path, path)
     # (the adapted model's parameter names differ: Lightning's strict load refuses it first)
     adapted = SmallCNN(num_classes=4, channels=[4, 8])
     with pytest.raises(RuntimeError, match=r"Missing key\(s\).*base_layer"):
         lora_fit.fit(adapted, _loader(seed=1), ckpt_path=ft_ckpt)
     assert lora_fit.global_step == 0
-    other_alpha = trainer(
-        tmp_path,
-        max_epochs=4,
-        callbacks=[
-            LoadSourceWeights(path, skip=["head"]),
-            LoRA(rank=2, alpha=8, new_modules="head"),
-        ],
-    )
+    other_alpha = _lora_trainer(tmp_path, path, alpha=8)
     with pytest.raises(ValueError, match=r"rank=2, alpha=4.0; this fit has rank=2, alpha=8.0"):
         other_alpha.fit(
             SmallCNN(num_classes=4, channels=[4, 8]), _loader(seed=1), ckpt_path=lora_ckpt
