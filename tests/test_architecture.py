@@ -97,3 +97,28 @@ def test_no_import_circle():
         if state.get(module) is None and visit(module, [module]):
             break
     assert not cycle, " -> ".join(cycle)
+
+
+#: The layers of ``pl_pac_trs.pac``, top first (docs/architecture.md, "Inside pl_pac_trs.pac").
+PAC_LAYERS = (
+    ("pruning", "gradient_mask", "transfer", "checkpoint", "baselines", "lora", "artifacts"),
+    ("callback",),
+    ("mask_rules", "masked_optimizer"),
+    ("state", "checks"),
+)
+
+
+def test_pac_imports_go_down_its_layers():
+    """Every module of ``pl_pac_trs.pac`` is in one layer, and imports only lower layers (the
+    callbacks also each other)."""
+    graph = _graph()
+    layer = {f"pl_pac_trs.pac.{m}": i for i, names in enumerate(PAC_LAYERS) for m in names}
+    modules = {m for m in graph if m.startswith("pl_pac_trs.pac.")}
+    assert modules == set(layer), "a pac module missing from PAC_LAYERS, or one that is gone"
+    upward = {
+        (module, dep)
+        for module in modules
+        for dep in graph[module]
+        if dep in layer and (layer[dep] < layer[module] or (layer[dep] == layer[module] > 0))
+    }
+    assert not upward
