@@ -569,8 +569,10 @@ def _option(args: Sequence[str], name: str) -> str | None:
 def config_of_run(args: Sequence[str]) -> list[str]:
     """``validate|test|predict --ckpt_path FILE`` without ``--config`` (or ``--model``): the
     config the run that wrote FILE saved in its directory (``<run>/config.yaml``, with FILE in
-    ``<run>/checkpoints/``), so that a run's checkpoint is evaluated with the model, data and
-    trainer it was trained with. Other arguments come after it and still override it.
+    ``<run>/checkpoints/``), or the pipeline's resolved stage config beside a stage checkpoint
+    (``config_<stage>.yaml`` beside ``<stage>.ckpt``), so that a checkpoint is evaluated with the
+    model, data and trainer it was trained with. Other arguments come after it and still
+    override it.
 
     Raises:
         FileNotFoundError: If FILE does not exist.
@@ -589,7 +591,13 @@ def config_of_run(args: Sequence[str]) -> list[str]:
     path = Path(ckpt)
     if not path.is_file():
         raise FileNotFoundError(f"--ckpt_path {ckpt!r}: no such file")
-    candidates = [path.parent.parent / RUN_CONFIG, path.parent / RUN_CONFIG]
+    # a run's directory (FILE in its checkpoints/), or the resolved stage config the PAC pipeline
+    # writes beside its stage checkpoints (config_<stage>.yaml beside <stage>.ckpt)
+    candidates = [
+        path.parent.parent / RUN_CONFIG,
+        path.parent / RUN_CONFIG,
+        path.parent / f"config_{path.stem}.yaml",
+    ]
     for config in candidates:
         if config.is_file():
             return [args[0], "--config", str(config), *rest]

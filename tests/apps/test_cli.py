@@ -210,3 +210,11 @@ def test_evaluating_a_checkpoint_uses_the_config_of_the_run_that_wrote_it(tmp_pa
         assert config_of_run(args) == args
     with pytest.raises(FileNotFoundError, match=r"nope\.ckpt"):
         config_of_run(["test", "--ckpt_path", str(tmp_path / "nope.ckpt")])
+    # a PAC pipeline stage checkpoint: the resolved stage config beside it
+    stage = tmp_path / "out" / "calibrate.ckpt"
+    stage.parent.mkdir()
+    stage.write_bytes(b"x")
+    (stage.parent / "config_calibrate.yaml").write_text("seed_everything: 0\n")
+    assert config_of_run(["test", "--ckpt_path", str(stage)])[1:3] == [
+        "--config", str(stage.parent / "config_calibrate.yaml"),
+    ]  # fmt: skip
