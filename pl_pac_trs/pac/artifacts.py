@@ -24,8 +24,8 @@ Offline (``WANDB_MODE=offline``) the outputs are recorded in the offline run and
 ``wandb sync``. wandb's public ``use_artifact`` refuses offline runs, so offline the input is
 named in the model artifact's metadata (``sources``) only; online W&B records the lineage edge.
 When all stages log to one W&B run (as under a sweep agent), a source checkpoint that run wrote is
-not declared as the run's own input: the callback's state in every checkpoint names the W&B run
-that wrote it.
+not declared as the run's own input: every checkpoint a logged fit writes names its W&B run
+(:data:`RUN_KEY`).
 Without a ``WandbLogger`` the callback does nothing (one debug message). A W&B failure never
 fails the fit: it is reported as a warning.
 """
@@ -69,7 +69,7 @@ MASKS_TYPE = "pac-masks"
 
 _log = logging.getLogger(__name__)
 _NAME = re.compile(r"^[A-Za-z0-9._-]+$")  # what W&B accepts in artifact names
-#: Key of the W&B run id in the callback's state (so in every checkpoint a logged fit writes).
+#: Top-level checkpoint key of the id of the W&B run whose fit wrote the checkpoint.
 RUN_KEY = "wandb_run"
 
 
@@ -102,16 +102,13 @@ def declare_input(run: Any, artifact: Any) -> str:
 
 def written_by_run(path: Path, run_id: str) -> bool:
     """Whether the checkpoint at ``path`` was written by a fit that logged to the W&B run
-    ``run_id`` (a :class:`WandbArtifacts` state in it names the run). Read as data, memory-mapped:
-    the weights are not loaded."""
+    ``run_id`` (:class:`WandbArtifacts` writes the run's id under :data:`RUN_KEY`). Read as data,
+    memory-mapped: the weights are not loaded."""
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception:  # not a zip checkpoint, unreadable: not known to be this run's
         return False
-    states = obj.get("callbacks") if isinstance(obj, dict) else None
-    if not isinstance(states, dict):
-        return False
-    return any(isinstance(s, dict) and s.get(RUN_KEY) == run_id for s in states.values())
+    return isinstance(obj, dict) and obj.get(RUN_KEY) == run_id
 
 
 def _check_name(what: str, value: Any) -> str | None:
@@ -264,11 +261,15 @@ class WandbArtifacts(Callback):
                 shutil.rmtree(tmp, ignore_errors=True)
 
     @override
-    def state_dict(self) -> dict[str, Any]:
-        # the W&B run this fit logs to (``WandbLogger.version``: its id, without starting it),
-        # so that a later stage of the same run knows the checkpoint is this run's own
+    def on_save_checkpoint(
+        self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        # the W&B run this fit logs to (``WandbLogger.version``: its id, without starting it), so
+        # that a later stage of the same run knows the checkpoint is this run's own (a key of the
+        # checkpoint, not a callback state: a fit without this callback reads it without a word)
         version = self._logger.version if self._logger is not None else None
-        return {RUN_KEY: version} if isinstance(version, str) and version else {}
+        if isinstance(version, str) and version:
+            checkpoint[RUN_KEY] = version
 
     # -- helpers ------------------------------------------------------------------------------
 

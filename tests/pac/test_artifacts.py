@@ -202,7 +202,7 @@ def test_stages_sharing_one_run_do_not_use_their_own_artifact(offline):
         second.fit(TinyNet(), TinyData())
     assert second.logger.experiment.id == first.logger.experiment.id
     assert calibrate.logged[0]["how"] == "logged by this run"
-    # the checkpoints name the run that wrote them (the callback's state): no process-wide record
+    # the checkpoints name the run that wrote them (their "wandb_run" key): no process-wide record
     assert written_by_run(task / "source.ckpt", first.logger.experiment.id)
     assert not written_by_run(task / "source.ckpt", "another-run")
     run_path = Path(first.logger.experiment.dir).parent
