@@ -192,6 +192,10 @@ def test_two_concurrent_runs_of_a_shipped_config_keep_and_resume_their_own(tmp_p
         assert runs.read_run_record(run)["wandb_id"] == ids[run]
         files = next(d for d in wandb_dirs if d.name.endswith(ids[run])) / "files"
         assert f"id: {ids[run]}" in (files / "config.yaml").read_text()
+        # with W&B on, the run's own directory holds its config too (test --ckpt_path finds
+        # it): the resumed fit's, which no longer kills itself
+        own = (run / "config.yaml").read_text()
+        assert f"id: {ids[run]}" in own and "KillAtEpoch" not in own
 
 
 def test_a_checkpoint_folder_named_by_the_user_keeps_lightnings_last(tiny, tmp_path):

@@ -216,26 +216,36 @@ def _is_subclass(class_path: Any, base: type) -> bool:
 
 
 class RunConfigSaver(SaveConfigCallback):
-    """Saves the resolved config to the run directory and to the W&B run config.
+    """Saves the resolved config to the run's directory, its artefact directory and the W&B run
+    config.
 
     Unlike the stock callback, which writes to ``trainer.log_dir`` (shared by every W&B run under
-    the same ``save_dir``), the config goes to :func:`pl_pac_trs.apps.runs.run_dir`, one per run.
+    the same ``save_dir``), the config goes to :func:`pl_pac_trs.apps.runs.run_dir`, one per run
+    (the W&B run's files with W&B on), and to ``run_directory``, the run's own directory that the
+    CLI made (where ``test --ckpt_path <run>/checkpoints/FILE`` finds it).
     """
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, run_directory: Path | None = None, **kwargs) -> None:
         kwargs["save_to_log_dir"] = False
         kwargs.setdefault("config_filename", RUN_CONFIG)
         super().__init__(*args, **kwargs)
+        self.run_directory = run_directory
 
     def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        directory = run_dir(trainer)
-        self.parser.save(
-            self.config,
-            str(directory / self.config_filename),
-            skip_none=False,
-            overwrite=True,
-            multifile=self.multifile,
-        )
+        directories = [run_dir(trainer)]
+        if (
+            self.run_directory is not None
+            and self.run_directory.resolve() != directories[0].resolve()
+        ):
+            directories.append(self.run_directory)
+        for directory in directories:
+            self.parser.save(
+                self.config,
+                str(directory / self.config_filename),
+                skip_none=False,
+                overwrite=True,
+                multifile=self.multifile,
+            )
         logger = find_wandb_logger(trainer)
         if logger is not None:
             resolved = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
@@ -411,6 +421,10 @@ class PacTrsCLI(LightningCLI):
             run = plan.run or created
             self._created_run_dir = created
             kwargs["default_root_dir"] = str(run)
+            saver = self.save_config_callback
+            if isinstance(saver, type) and issubclass(saver, RunConfigSaver):
+                # the run's config also goes into the run's directory
+                self.save_config_kwargs = {**self.save_config_kwargs, "run_directory": run}
             for callback in kwargs["callbacks"]:
                 if isinstance(callback, ModelCheckpoint) and callback.dirpath is None:
                     callback.dirpath = os.path.realpath(run / CHECKPOINTS)
