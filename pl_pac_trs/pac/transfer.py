@@ -84,7 +84,8 @@ def source_state_dict(
         if state is None or state.masks is None:
             raise ValueError(
                 f"{type(source).__name__} carries no PAC-Net state (model.pac_state): pass the "
-                "model a PAC-Net fit trained, or its checkpoint"
+                "model a PAC-Net fit trained, or its checkpoint file (a model loaded with "
+                "load_from_checkpoint has none: source_view(model, 'calibrate.ckpt'))"
             )
         return state.source_state_dict(source.state_dict())
     obj = load_checkpoint(source, what="PAC-Net checkpoint", trust_pickle=trust_pickle)

@@ -215,6 +215,8 @@ def test_state_swapped_with_aliased_modules_and_other_shapes(tmp_path):
 
 
 def test_source_state_of_a_model_without_pac_state_is_an_error():
-    with pytest.raises(ValueError, match="carries no PAC-Net state"):
+    with pytest.raises(ValueError, match="carries no PAC-Net state") as error:
         source_state_dict(TinyNet())
+    # the message says what to do for a model loaded with load_from_checkpoint
+    assert "source_view(model, 'calibrate.ckpt')" in str(error.value)
     assert pac_state(TinyNet()) is None
